@@ -1,0 +1,3 @@
+from edgeface.cli import main
+
+raise SystemExit(main())
