@@ -1,0 +1,89 @@
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from edgeface.gallery import Enrolment, Gallery, GalleryError, dump_export
+
+MODEL_A, MODEL_B = "a" * 64, "b" * 64
+
+
+def _enrol(i, d=4):
+    v = np.zeros(d, np.float32)
+    v[i % d] = 1
+    return Enrolment(v, f"{i:064x}", f"photo{i}.jpg")
+
+
+def test_add_list_vectors_and_idempotent_reenrol(tmp_path):
+    with Gallery(tmp_path / "g.db") as g:
+        assert g.add("ann", [_enrol(0), _enrol(1)], MODEL_A) == 2
+        assert g.add("ann", [_enrol(0)], MODEL_A) == 0  # same photo again: no-op
+        assert g.add("bob", [_enrol(2)], MODEL_A) == 1
+        assert [(p.name, p.embeddings) for p in g.people()] == [("ann", 2), ("bob", 1)]
+        names, vectors = g.vectors()
+        assert names == ["ann", "ann", "bob"] and vectors.shape == (3, 4) and vectors.dtype == np.float32
+
+
+def test_refuses_to_mix_models_and_says_how_to_reenrol(tmp_path):
+    with Gallery(tmp_path / "g.db") as g:
+        g.add("ann", [_enrol(0)], MODEL_A)
+        with pytest.raises(GalleryError, match="another model.*Re-enrol"):
+            g.add("bob", [_enrol(1)], MODEL_B)
+        assert [p.name for p in g.people()] == ["ann"]
+        g.remove("ann")  # empty again: a new model may start afresh
+        assert g.add("bob", [_enrol(1)], MODEL_B) == 1
+
+
+def test_a_failing_enrolment_leaves_nothing_half_written(tmp_path):
+    with Gallery(tmp_path / "g.db") as g:
+        g.add("ann", [_enrol(0)], MODEL_A)
+        bad = Enrolment(object(), "f" * 64, "bad.jpg")  # not a vector: fails mid-transaction
+        with pytest.raises(Exception):
+            g.add("bob", [_enrol(1), bad], MODEL_A)
+        assert [p.name for p in g.people()] == ["ann"]
+        assert len(g.vectors()[0]) == 1
+
+
+def test_version_changes_on_every_write_seen_from_another_connection(tmp_path):
+    path = tmp_path / "g.db"
+    with Gallery(path) as reader, Gallery(path) as writer:
+        v0 = reader.version()
+        writer.add("ann", [_enrol(0)], MODEL_A)
+        v1 = reader.version()
+        writer.remove("ann")
+        assert v0 != v1 != reader.version()
+
+
+def test_remove_unknown_and_missing_gallery(tmp_path):
+    with Gallery(tmp_path / "g.db") as g:
+        with pytest.raises(GalleryError, match="no person named 'zed'"):
+            g.remove("zed")
+    with pytest.raises(GalleryError, match="gallery not found"):
+        Gallery(tmp_path / "none.db", create=False)
+
+
+def test_not_a_database(tmp_path):
+    bogus = tmp_path / "photo.db"
+    bogus.write_bytes(b"\xff\xd8\xff" + b"jpeg" * 100)
+    with pytest.raises(GalleryError, match="not an edgeface gallery"):
+        Gallery(bogus)
+
+
+def test_export_import_round_trip(tmp_path):
+    with Gallery(tmp_path / "a.db") as a:
+        a.add("ann", [_enrol(0), _enrol(1)], MODEL_A)
+        dump_export(a.export(), tmp_path / "x.json")
+    data = json.loads((tmp_path / "x.json").read_text())
+    with Gallery(tmp_path / "b.db") as b:
+        assert b.import_(data) == 2
+        assert b.import_(data) == 0
+        assert b.model_id() == MODEL_A
+        np.testing.assert_array_equal(b.vectors()[1], Gallery(tmp_path / "a.db").vectors()[1])
+        with pytest.raises(GalleryError, match="not an edgeface gallery export"):
+            b.import_({"people": []})
+
+
+def test_wal_mode(tmp_path):
+    Gallery(tmp_path / "g.db").close()
+    assert sqlite3.connect(tmp_path / "g.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
