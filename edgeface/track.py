@@ -1,0 +1,162 @@
+"""Face tracking: follow faces across frames and decide when an identity is worth announcing.
+
+Pure logic, no I/O. Per frame the pipeline calls
+
+    tracks = tracker.update(detections, t)          # one Track per detection, same order
+    for track in tracks:
+        if track.needs_embedding(t):                # new or undecided tracks: every frame;
+            tracker.observe(track, name, score, t)  # decided ones: every reembed_interval s
+    events = tracker.events(t)
+
+A track's identity is voted over its first `vote_count` embeddings, so a single bad chip at a
+steep angle cannot name someone. One event is emitted when the vote is decided, another only if
+later embeddings settle on a different name, and a new one when a face that left (unseen for
+longer than `max_missed` seconds) comes back as a new track.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrackingConfig:
+    iou_min: float = 0.2  # box overlap at which a detection continues a track
+    centre_max: float = 0.6  # ... or centre distance up to this many face sizes
+    max_missed: float = 1.0  # seconds a track survives without a detection
+    vote_count: int = 3  # embeddings voted over before an identity is announced
+    reembed_interval: float = 1.0  # seconds between embeddings of a decided track
+    unknown_events: bool = True  # announce faces that match nobody (name null)
+
+    def __post_init__(self):
+        if self.vote_count < 1:
+            raise ValueError("vote_count must be at least 1")
+        if self.max_missed < 0 or self.reembed_interval < 0 or self.iou_min < 0 or self.centre_max < 0:
+            raise ValueError("tracking values must not be negative")
+
+
+@dataclass
+class IdentityEvent:
+    name: str | None  # None: a face that matches nobody in the gallery
+    score: float  # cosine similarity of the decided name (best match for unknowns)
+    box: tuple  # x, y, w, h in frame pixels
+    angle: float  # roll in degrees
+    track_id: int
+    t: float  # frame time, seconds (wall clock: time.time())
+
+
+@dataclass(eq=False)
+class Track:
+    id: int
+    detection: object  # edgeface.detect.Detection: cx, cy, size, angle, box()
+    first_seen: float
+    last_seen: float
+    cfg: TrackingConfig = field(repr=False)
+    name: str | None = None  # decided identity (None while undecided or unknown)
+    score: float = 0.0
+    decided: bool = False
+    last_embedded: float | None = None
+    votes: list = field(default_factory=list, repr=False)  # (name, score) of the first embeddings
+    recent: deque = field(default_factory=deque, repr=False)  # (name, score) after the decision
+
+    def needs_embedding(self, t: float) -> bool:
+        if not self.decided or self.last_embedded is None:
+            return True
+        return t - self.last_embedded >= self.cfg.reembed_interval
+
+    def box(self) -> tuple:
+        return tuple(int(v) for v in self.detection.box())
+
+
+def _vote(observations) -> tuple[str | None, float]:
+    """Most frequent name; ties go to the higher mean score. Returns (name, mean score)."""
+    counts = Counter(name for name, _ in observations)
+    mean = {n: sum(s for m, s in observations if m == n) / c for n, c in counts.items()}
+    name = max(counts, key=lambda n: (counts[n], mean[n]))
+    return name, mean[name]
+
+
+def _overlap(a, b) -> tuple[float, float]:
+    """IoU of the two faces' squares and their centre distance in face sizes."""
+    ha, hb = a.size / 2, b.size / 2
+    w = min(a.cx + ha, b.cx + hb) - max(a.cx - ha, b.cx - hb)
+    h = min(a.cy + ha, b.cy + hb) - max(a.cy - ha, b.cy - hb)
+    inter = max(0.0, w) * max(0.0, h)
+    union = a.size ** 2 + b.size ** 2 - inter
+    iou = inter / union if union > 0 else 0.0
+    dist = math.hypot(a.cx - b.cx, a.cy - b.cy) / max(a.size, b.size, 1e-6)
+    return iou, dist
+
+
+class Tracker:
+    def __init__(self, cfg: TrackingConfig | None = None):
+        self.cfg = cfg or TrackingConfig()
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self._pending: list[IdentityEvent] = []
+
+    def update(self, detections: list, t: float) -> list[Track]:
+        """Match this frame's detections to live tracks; returns one Track per detection."""
+        self.tracks = [tr for tr in self.tracks if t - tr.last_seen <= self.cfg.max_missed]
+        pairs = []
+        for ti, tr in enumerate(self.tracks):
+            for di, det in enumerate(detections):
+                iou, dist = _overlap(tr.detection, det)
+                if iou >= self.cfg.iou_min or dist <= self.cfg.centre_max:
+                    pairs.append((iou - dist, ti, di))
+        pairs.sort(reverse=True)  # greedy: best overlap first; faces rarely cross on a doorway camera
+        result: list[Track | None] = [None] * len(detections)
+        used = set()
+        for _, ti, di in pairs:
+            if ti in used or result[di] is not None:
+                continue
+            used.add(ti)
+            tr = self.tracks[ti]
+            tr.detection, tr.last_seen = detections[di], t
+            result[di] = tr
+        for di, det in enumerate(detections):
+            if result[di] is None:
+                tr = Track(self._next_id, det, t, t, self.cfg)
+                self._next_id += 1
+                self.tracks.append(tr)
+                result[di] = tr
+        return result  # type: ignore[return-value]
+
+    def observe(self, track: Track, name: str | None, score: float, t: float) -> None:
+        """Record one embedding's match for a track (name None: nobody in the gallery)."""
+        track.last_embedded = t
+        n = self.cfg.vote_count
+        if not track.decided:
+            track.votes.append((name, float(score)))
+            if len(track.votes) >= n:
+                track.name, track.score = _vote(track.votes)
+                track.decided = True
+                self._announce(track, t)
+            return
+        track.recent.append((name, float(score)))
+        while len(track.recent) > n:
+            track.recent.popleft()
+        if len(track.recent) < n:
+            if name == track.name:
+                track.score = max(track.score, float(score))
+            return
+        winner, mean = _vote(track.recent)
+        # Change only on a clear majority of the latest embeddings, so one odd chip does not flip it.
+        if winner != track.name and sum(1 for m, _ in track.recent if m == winner) * 2 > n:
+            track.name, track.score = winner, mean
+            track.recent.clear()
+            self._announce(track, t)
+        elif winner == track.name:
+            track.score = max(track.score, mean)
+
+    def _announce(self, track: Track, t: float) -> None:
+        if track.name is None and not self.cfg.unknown_events:
+            return
+        det = track.detection
+        self._pending.append(IdentityEvent(track.name, round(track.score, 4), track.box(), float(det.angle), track.id, t))
+
+    def events(self, t: float) -> list[IdentityEvent]:
+        """Identities decided, changed or re-appeared since the last call."""
+        out, self._pending = self._pending, []
+        return out

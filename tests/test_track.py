@@ -1,0 +1,108 @@
+"""Tracker logic: association, identity voting, events per appearance, embedding cadence."""
+from edgeface.detect import Detection
+from edgeface.track import Tracker, TrackingConfig
+
+
+def face(cx, cy=100.0, size=80.0, angle=0.0):
+    return Detection(cx, cy, size, angle, 10.0)
+
+
+def run_frames(tracker, frames, names, t0=0.0, dt=0.1):
+    """Feed frames (lists of detections) with per-detection names; returns all events."""
+    events = []
+    for k, dets in enumerate(frames):
+        t = t0 + k * dt
+        tracks = tracker.update(dets, t)
+        for tr, name in zip(tracks, names[k]):
+            if tr.needs_embedding(t):
+                tracker.observe(tr, name, 0.9 if name else 0.3, t)
+        events += tracker.events(t)
+    return events
+
+
+def test_moving_face_keeps_its_track_and_gets_one_event():
+    tr = Tracker(TrackingConfig(vote_count=3))
+    frames = [[face(100 + 5 * k)] for k in range(30)]
+    events = run_frames(tr, frames, [["ann"]] * 30)
+    assert [e.name for e in events] == ["ann"]
+    assert len({t.id for t in tr.tracks}) == 1
+    e = events[0]
+    assert e.track_id == tr.tracks[0].id and e.score == 0.9 and len(e.box) == 4
+    assert abs(e.t - 0.2) < 1e-9  # decided on the third embedding
+
+
+def test_two_faces_two_tracks_in_detection_order():
+    tr = Tracker()
+    frames = [[face(100 + k), face(400 - k)] for k in range(10)]
+    events = run_frames(tr, frames, [["ann", "bob"]] * 10)
+    assert sorted(e.name for e in events) == ["ann", "bob"]
+    ids = tr.update([face(400 - 10), face(100 + 10)], 1.0)  # order swapped: tracks follow the faces
+    assert [t.name for t in ids] == ["bob", "ann"]
+
+
+def test_vote_outweighs_one_bad_embedding():
+    tr = Tracker(TrackingConfig(vote_count=3))
+    events = run_frames(tr, [[face(100)]] * 3, [["bob"], ["ann"], ["ann"]])
+    assert [e.name for e in events] == ["ann"]
+
+
+def test_unknown_face_announced_with_null_name_or_suppressed():
+    events = run_frames(Tracker(), [[face(100)]] * 5, [[None]] * 5)
+    assert [e.name for e in events] == [None]
+    events = run_frames(Tracker(TrackingConfig(unknown_events=False)), [[face(100)]] * 5, [[None]] * 5)
+    assert events == []
+
+
+def test_identity_change_gives_a_second_event():
+    cfg = TrackingConfig(vote_count=3, reembed_interval=0.0)
+    tr = Tracker(cfg)
+    names = [["ann"]] * 5 + [["bob"]] + [["ann"]] * 3 + [["bob"]] * 4
+    events = run_frames(tr, [[face(100)]] * len(names), names)
+    # a single odd "bob" does not flip it; a run of them does
+    assert [e.name for e in events] == ["ann", "bob"]
+    assert events[0].track_id == events[1].track_id
+
+
+def test_leaving_and_coming_back_is_a_new_appearance():
+    tr = Tracker(TrackingConfig(max_missed=1.0))
+    events = run_frames(tr, [[face(100)]] * 5, [["ann"]] * 5)
+    # short gap (0.5 s without detection) is the same appearance
+    events += run_frames(tr, [[]] * 5 + [[face(100)]] * 5, [[]] * 5 + [["ann"]] * 5, t0=0.5)
+    assert [e.name for e in events] == ["ann"]
+    # a gap longer than max_missed: she left; coming back is announced again
+    events += run_frames(tr, [[face(100)]] * 5, [["ann"]] * 5, t0=5.0)
+    assert [e.name for e in events] == ["ann", "ann"]
+    assert events[0].track_id != events[1].track_id
+
+
+def test_far_apart_detection_starts_a_new_track():
+    tr = Tracker()
+    a = tr.update([face(100)], 0.0)[0]
+    b = tr.update([face(500)], 0.1)[0]
+    assert a.id != b.id
+    c = tr.update([face(110, size=84)], 0.2)[0]  # near the first one again
+    assert c.id == a.id
+
+
+def test_stable_track_is_embedded_only_every_reembed_interval():
+    cfg = TrackingConfig(vote_count=3, reembed_interval=1.0)
+    tr = Tracker(cfg)
+    embedded = 0
+    for k in range(50):  # 5 s at 10 fps
+        t = k * 0.1
+        track = tr.update([face(100)], t)[0]
+        if track.needs_embedding(t):
+            embedded += 1
+            tr.observe(track, "ann", 0.9, t)
+        tr.events(t)
+    # 3 votes, then about one per second for the remaining ~4.8 s
+    assert 3 + 3 <= embedded <= 3 + 6
+    assert embedded < 50 / 3
+
+
+def test_events_are_drained():
+    tr = Tracker(TrackingConfig(vote_count=1))
+    track = tr.update([face(100)], 0.0)[0]
+    tr.observe(track, "ann", 0.8, 0.0)
+    assert len(tr.events(0.0)) == 1
+    assert tr.events(0.1) == []
