@@ -104,3 +104,11 @@ def load_matcher(gallery, spec, threshold: float | None = None, method: str = "n
     gallery.check_model(spec.model_id)
     names, vectors = gallery.vectors()
     return Matcher(names, vectors, spec.threshold if threshold is None else threshold, method)
+
+
+def recognizer_from_config(cfg, gallery) -> Recognizer:
+    """The Recognizer a config describes (edgeface.config.Config): used by the daemon and bench alike."""
+    rec = cfg.recognition
+    embedder = Embedder(cfg.model, num_threads=rec.num_threads, delegate=rec.delegate,
+                        delegate_options=rec.delegate_options, strict=rec.strict)
+    return Recognizer(HaarDetector(cfg.detection), embedder, load_matcher(gallery, embedder.spec, rec.threshold))

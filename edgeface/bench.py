@@ -1,0 +1,125 @@
+"""`edgeface bench`: the daemon's own pipeline over a video file or a folder of frames, flat out.
+
+Frames get their time stamps from the video (frame index / fps), so tracking behaves as it
+would on a live camera of that rate, while the clock measures how fast we could go.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.images import IMAGE_SUFFIXES, ImageError, read_image
+
+PROGRESS_EVERY_S = 5.0
+
+
+def frames_from(source: str, limit: int | None):
+    """Yield (frame, t): decoded frames of a video file, or images of a folder at 25 fps."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        for i, f in enumerate(files[:limit]):
+            yield read_image(f)[0], i / 25.0
+        return
+    import cv2
+
+    if not path.exists():
+        raise ImageError(f"{source}: no such file or folder")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ImageError(f"{source}: not a video OpenCV can open")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    i = 0
+    try:
+        while limit is None or i < limit:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            yield frame, i / fps
+            i += 1
+    finally:
+        cap.release()
+
+
+def run_bench(pipeline, source: str, limit: int | None = None, progress=None) -> dict:
+    stages: dict[str, float] = {}
+    latencies, names = [], []
+    started = last_report = time.perf_counter()
+    frames = frames_from(source, limit)
+    while True:
+        t0 = time.perf_counter()
+        item = next(frames, None)
+        if item is None:
+            break
+        frame, t = item
+        decoded = time.perf_counter()
+        result = pipeline.process(frame, t)
+        done = time.perf_counter()
+        latencies.append((done - t0) * 1e3)
+        stages["decode"] = stages.get("decode", 0.0) + (decoded - t0) * 1e3
+        for k, v in result.stages_ms.items():
+            stages[k] = stages.get(k, 0.0) + v
+        names.append(sorted(tr.name for tr, _ in result.faces if tr.name is not None))
+        if progress and done - last_report >= PROGRESS_EVERY_S:
+            last_report = done
+            progress(f"{len(latencies)} frames, {len(latencies) / (done - started):.1f} frames/s")
+    seconds = time.perf_counter() - started
+    n = len(latencies)
+    if n == 0:
+        raise ImageError(f"{source}: no frames")
+    return {
+        "frames": n,
+        "seconds": round(seconds, 3),
+        "fps": round(n / seconds, 2),
+        "latency_ms": {"p50": round(float(np.percentile(latencies, 50)), 2),
+                       "p95": round(float(np.percentile(latencies, 95)), 2)},
+        "stages_ms": {k: round(v / n, 3) for k, v in stages.items()},
+        "names": names,
+    }
+
+
+def main_bench(args) -> int:
+    from edgeface import config as config_mod
+    from edgeface.gallery import Gallery, default_gallery_path
+    from edgeface.pipeline import FramePipeline, recognizer_from_config
+    from edgeface.track import Tracker
+
+    try:
+        cfg = config_mod.load(args.config) if args.config else config_mod.Config()
+    except config_mod.ConfigError as e:
+        print(f"edgeface: {e}", file=sys.stderr)
+        return 2
+    cfg.gallery = args.gallery or (cfg.gallery if args.config else str(default_gallery_path()))
+    for key in ("model",):
+        if getattr(args, key):
+            setattr(cfg, key, getattr(args, key))
+    if args.threshold is not None:
+        cfg.recognition.threshold = args.threshold
+    if args.threads:
+        cfg.recognition.num_threads = args.threads
+    if args.delegate:
+        cfg.recognition.delegate, cfg.recognition.strict = args.delegate, args.strict
+    with Gallery(cfg.gallery, create=False) as gallery:
+        recognizer = recognizer_from_config(cfg, gallery)
+    pipeline = FramePipeline(recognizer, Tracker(cfg.tracking))
+
+    def progress(line):
+        print(f"bench: {line}", file=sys.stderr, flush=True)
+
+    try:
+        report = run_bench(pipeline, args.source, args.frames, progress)
+    except ImageError as e:
+        print(f"edgeface: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['frames']} frames in {report['seconds']:.1f} s: {report['fps']:.1f} frames/s, "
+              f"latency p50 {report['latency_ms']['p50']:.1f} ms, p95 {report['latency_ms']['p95']:.1f} ms")
+        for stage, ms in report["stages_ms"].items():
+            print(f"  {stage:>7}: {ms:7.2f} ms/frame")
+    return 0
