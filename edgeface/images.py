@@ -27,7 +27,7 @@ def expand(paths: list[str]) -> list[Path]:
 
 
 def _truncated(data: bytes) -> bool:
-    """libjpeg and libpng decode a cut-off file into a half-grey picture without failing; catch it here."""
+    """Some decoder builds turn a cut-off file into a half-grey picture without failing; say what it is."""
     if data[:3] == b"\xff\xd8\xff":
         return b"\xff\xd9" not in data[-64:]
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -47,9 +47,9 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str]:
         raise ImageError(f"{path}: cannot read: {e.strerror or e}") from None
     if not data:
         raise ImageError(f"{path}: empty file")
+    if _truncated(data):
+        raise ImageError(f"{path}: truncated image (the file ends before the picture does)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ImageError(f"{path}: not an image OpenCV can decode")
-    if _truncated(data):
-        raise ImageError(f"{path}: truncated image (the file ends before the picture does)")
     return image, hashlib.sha256(data).hexdigest()
