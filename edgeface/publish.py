@@ -1,0 +1,204 @@
+"""MQTT output: availability, identity events, Home Assistant discovery.
+
+Topics (prefix = mqtt.topic_prefix):
+    {prefix}/status                 retained "online"; "offline" on shutdown and as the Last Will
+    {prefix}/{camera}/identity      one JSON event per appearance / identity change (QoS mqtt.qos)
+    {prefix}/{camera}/last_person   retained: the last *recognised* person (what Home Assistant shows)
+    {prefix}/{camera}/snapshot      retained JPEG face crop, only with mqtt.snapshot: true
+    {discovery_prefix}/sensor/<node>/<camera>_person/config   retained HA discovery (mqtt.discovery)
+
+paho's network thread reconnects on its own (backoff 1..30 s). While the broker is away, events
+wait in our own bounded queue (oldest dropped first, drops counted) and go out on reconnect;
+once handed to paho, QoS>0 messages are re-sent by paho itself if the link drops mid-flight.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+
+import paho.mqtt.client as mqtt
+
+from edgeface import __version__
+from edgeface.config import MqttConfig, TlsConfig
+
+log = logging.getLogger(__name__)
+
+ONLINE, OFFLINE = "online", "offline"
+
+
+def iso_utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def identity_payload(event, camera: str) -> dict:
+    return {
+        "name": event.name,
+        "score": round(float(event.score), 4),
+        "camera": camera,
+        "timestamp": iso_utc(event.t),
+        "box": [int(v) for v in event.box],
+        "angle": round(float(event.angle), 1),
+        "track_id": int(event.track_id),
+    }
+
+
+class Publisher:
+    def __init__(self, cfg: MqttConfig, cameras: list[str]):
+        self.cfg = cfg
+        self.cameras = list(cameras)
+        self.prefix = cfg.topic_prefix.rstrip("/")
+        self.client_id = cfg.client_id or f"edgeface-{socket.gethostname()}"
+        self.node_id = re.sub(r"[^A-Za-z0-9_-]", "_", self.client_id)
+        self.status_topic = f"{self.prefix}/status"
+        self._lock = threading.Lock()
+        self._queue: collections.deque = collections.deque()
+        self._connected = False
+        self._closing = False
+        self.dropped = 0  # events lost to a full queue, since start
+        self.published = 0  # messages handed to the broker connection
+        self._dropped_in_outage = 0
+        self._connect_failures = 0
+        self.client = self._make_client()
+
+    # -- setup ---------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                        protocol=mqtt.MQTTv311, clean_session=True)
+        c.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
+        if self.cfg.username is not None:
+            c.username_pw_set(self.cfg.username, self.cfg.password)
+        if self.cfg.tls:
+            tls = self.cfg.tls if isinstance(self.cfg.tls, TlsConfig) else TlsConfig()
+            c.tls_set(ca_certs=tls.ca, certfile=tls.cert, keyfile=tls.key)
+            if tls.insecure:
+                c.tls_insecure_set(True)
+        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
+        return c
+
+    def start(self) -> None:
+        """Connect in the background; returns at once (the broker may come later)."""
+        log.info("MQTT: connecting to %s:%d as %s", self.cfg.host, self.cfg.port, self.client_id)
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.connected:
+                return True
+            time.sleep(0.02)
+        return self.connected
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    # -- callbacks (paho's network thread) ------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self._connect_failures += 1
+            log_fn = log.error if self._connect_failures == 1 else log.debug
+            log_fn("MQTT: %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
+            return
+        self._connect_failures = 0
+        client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+        if self.cfg.discovery:
+            for camera in self.cameras:
+                self._publish_discovery(client, camera)
+        with self._lock:  # held while the backlog goes out, so new events queue behind it in order
+            backlog = len(self._queue)
+            while self._queue:
+                self._send(*self._queue.popleft())
+            self._connected = True
+            dropped, self._dropped_in_outage = self._dropped_in_outage, 0
+        log.info("MQTT: connected to %s:%d; sent %d queued message(s)%s", self.cfg.host, self.cfg.port,
+                 backlog, f", {dropped} dropped while away" if dropped else "")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        with self._lock:
+            was = self._connected
+            self._connected = False
+        if was and not self._closing:
+            log.warning("MQTT: lost the broker at %s:%d (%s); reconnecting, queueing up to %d events",
+                        self.cfg.host, self.cfg.port, reason_code, self.cfg.queue_max)
+
+    def _on_connect_fail(self, client, userdata):
+        self._connect_failures += 1
+        # First failure is news; the rest of the outage only at debug (paho retries up to every 30 s).
+        (log.warning if self._connect_failures == 1 else log.debug)(
+            "MQTT: cannot reach %s:%d; retrying in the background", self.cfg.host, self.cfg.port)
+
+    def _publish_discovery(self, client, camera: str) -> None:
+        topic = f"{self.cfg.discovery_prefix}/sensor/{self.node_id}/{camera}_person/config"
+        config = {
+            "name": f"{camera} person",
+            "unique_id": f"{self.node_id}_{camera}_person",
+            "object_id": f"edgeface_{camera}_person",
+            "state_topic": f"{self.prefix}/{camera}/last_person",
+            "value_template": "{{ value_json.name }}",
+            "json_attributes_topic": f"{self.prefix}/{camera}/last_person",
+            "availability_topic": self.status_topic,
+            "payload_available": ONLINE,
+            "payload_not_available": OFFLINE,
+            "icon": "mdi:face-recognition",
+            "device": {"identifiers": [self.node_id], "name": f"edgeface {self.node_id}",
+                       "manufacturer": "edgeface", "model": "edgeface", "sw_version": __version__},
+        }
+        client.publish(topic, json.dumps(config), qos=1, retain=True)
+
+    # -- publishing -----------------------------------------------------------------------
+    def _send(self, topic, payload, qos, retain) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+        self.published += 1
+
+    def _enqueue_or_send(self, topic: str, payload, qos: int, retain: bool) -> None:
+        with self._lock:
+            if not self._connected:
+                if len(self._queue) >= self.cfg.queue_max:
+                    self._queue.popleft()
+                    self.dropped += 1
+                    self._dropped_in_outage += 1
+                    if self._dropped_in_outage == 1 or self._dropped_in_outage % 100 == 0:
+                        log.warning("MQTT: queue full (%d); dropped %d oldest event(s) so far in this outage",
+                                    self.cfg.queue_max, self._dropped_in_outage)
+                self._queue.append((topic, payload, qos, retain))
+                return
+        self._send(topic, payload, qos, retain)
+
+    def publish_identity(self, camera: str, event, snapshot_jpeg: bytes | None = None) -> dict:
+        """Queue one identity event; returns the JSON body. Never blocks on the network."""
+        body = identity_payload(event, camera)
+        self._enqueue_or_send(f"{self.prefix}/{camera}/identity", json.dumps(body), self.cfg.qos, False)
+        if event.name is not None:
+            last = {"name": event.name, "score": body["score"], "timestamp": body["timestamp"]}
+            self._enqueue_or_send(f"{self.prefix}/{camera}/last_person", json.dumps(last), self.cfg.qos, True)
+        if self.cfg.snapshot and snapshot_jpeg is not None and self.connected:
+            # Crops are large and stale quickly: sent only while connected, never queued.
+            self.client.publish(f"{self.prefix}/{camera}/snapshot", snapshot_jpeg, qos=0, retain=True)
+        return body
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Announce offline (retained), flush, disconnect. Bounded by `timeout` seconds."""
+        self._closing = True
+        end = time.monotonic() + timeout
+        if self.connected:
+            info = self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=max(0.05, end - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass  # the link went away meanwhile; the Last Will says offline instead
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,159 @@
+"""Shared fixtures: a real mosquitto broker on a free loopback port, and an MQTT subscriber.
+
+    def test_x(mosquitto, subscriber):
+        sub = subscriber("edgeface/#")          # connected, subscribed, collecting
+        ...                                      # point the code under test at mosquitto.port
+        msg = sub.wait_for(lambda m: m.topic == "edgeface/status" and m.text == "online")
+
+`mosquitto.stop()` / `mosquitto.start()` take the broker away and bring it back on the same port.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mosquitto:
+    host = "127.0.0.1"
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.conf = os.path.join(workdir, "mosquitto.conf")
+        self.log = os.path.join(workdir, "mosquitto.log")
+        with open(self.conf, "w") as f:
+            # No persistence: a restart forgets retained messages, like a broker that crashed.
+            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    f"log_dest file {self.log}\nlog_type error\nlog_type warning\nlog_type notice\n")
+        self.proc = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode(errors='replace')}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A mosquitto broker of its own for this test (skipped where mosquitto is not installed)."""
+    if not MOSQUITTO:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    broker = Mosquitto(str(tmp_path))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@dataclass
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode("utf-8", errors="replace")
+
+    def json(self):
+        import json
+
+        return json.loads(self.payload)
+
+
+class Subscriber:
+    """A real paho client that records every message on its topics."""
+
+    def __init__(self, host: str, port: int, topic: str, client_id: str):
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[Message] = []
+        self._cond = threading.Condition()
+        self._subscribed = threading.Event()
+        self.topic = topic
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.2, 1)  # follow a restarted broker quickly
+        self.client.connect_async(host, port, keepalive=10)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError(f"subscriber could not subscribe to {topic} on {host}:{port}")
+
+    def _on_message(self, client, userdata, msg):
+        with self._cond:
+            self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos))
+            self._cond.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 30.0, start: int = 0) -> Message | None:
+        """The first message from index `start` on that satisfies predicate, waiting up to timeout."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for m in self.messages[start:]:
+                    if predicate(m):
+                        return m
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(min(left, 0.5))
+
+    def on(self, topic: str) -> list[Message]:
+        with self._cond:
+            return [m for m in self.messages if m.topic == topic]
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscriber(mosquitto):
+    """Factory: subscriber(topic="#") -> a connected Subscriber on the test's mosquitto."""
+    made = []
+
+    def make(topic: str = "#") -> Subscriber:
+        s = Subscriber(mosquitto.host, mosquitto.port, topic, client_id=f"test-sub-{os.getpid()}-{len(made)}")
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
