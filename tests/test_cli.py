@@ -1,0 +1,126 @@
+"""The edgeface command as a user runs it: real images, the real model, a real gallery file."""
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from faces import astronaut_bgr, turned, write_jpeg
+
+
+def edgeface(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "edgeface", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    face = astronaut_bgr()
+    paths = {"upright": write_jpeg(d / "upright.jpg", face)}
+    for angle in (-50, 35):
+        paths[angle] = write_jpeg(d / f"turned{angle:+d}.jpg", turned(face, angle))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory, photos):
+    db = tmp_path_factory.mktemp("gallery") / "g.db"
+    r = edgeface("enroll", "eileen", photos["upright"], "--gallery", db)
+    assert r.returncode == 0, r.stderr
+    assert "1 new face(s) enrolled" in r.stdout
+    return db
+
+
+def test_identify_json_names_the_enrolled_face_at_any_roll(gallery, photos):
+    r = edgeface("identify", photos["upright"], photos[-50], photos[35], "--gallery", gallery, "--json")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [line["image"] for line in lines] == [photos["upright"], photos[-50], photos[35]]
+    for line, angle in zip(lines, (0, -50, 35)):
+        named = [f for f in line["faces"] if f["name"] == "eileen"]
+        assert len(named) == 1, line
+        face = named[0]
+        assert set(face) == {"name", "score", "box", "angle"}
+        assert abs(face["angle"] - angle) <= 15
+        x, y, w, h = face["box"]
+        assert w > 80 and h > 80 and x >= 0 and y >= 0
+
+
+def test_reenrolling_the_same_photo_is_a_no_op(gallery, photos):
+    r = edgeface("enroll", "eileen", photos["upright"], "--gallery", gallery)
+    assert r.returncode == 0 and "0 new face(s) enrolled, 1 already there" in r.stdout
+    r = edgeface("gallery", "list", "--gallery", gallery, "--json")
+    assert json.loads(r.stdout) == [{"name": "eileen", "embeddings": 1}]
+
+
+def test_bad_files_are_reported_per_file_and_nothing_is_written(tmp_path, photos):
+    db = tmp_path / "g.db"
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture\n" * 10)
+    cut = tmp_path / "cut.jpg"
+    data = open(photos["upright"], "rb").read()
+    cut.write_bytes(data[: len(data) // 2])
+    blank = write_jpeg(tmp_path / "blank.jpg", astronaut_bgr()[:, :, :] * 0 + 128)
+    r = edgeface("enroll", "nobody", text, cut, blank, tmp_path / "missing.jpg", "--gallery", db)
+    assert r.returncode == 1
+    for name, reason in (("notes.jpg", "not an image"), ("cut.jpg", "truncated"), ("blank.jpg", "no face"),
+                         ("missing.jpg", "no such file")):
+        assert any(name in line and reason in line for line in r.stderr.splitlines()), (name, r.stderr)
+    assert "nothing enrolled" in r.stderr
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM people").fetchone()[0] == 0
+
+
+def test_partial_success_enrols_the_good_photos(tmp_path, photos):
+    db = tmp_path / "g.db"
+    text = tmp_path / "notes.png"
+    text.write_text("x")
+    r = edgeface("enroll", "eileen", photos["upright"], text, "--gallery", db)
+    assert r.returncode == 0 and "1 new face(s) enrolled" in r.stdout and "notes.png" in r.stderr
+
+
+def test_identify_reports_unreadable_images_and_exits_non_zero(gallery, tmp_path, photos):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    r = edgeface("identify", bad, photos["upright"], "--gallery", gallery, "--json")
+    assert r.returncode == 1 and "bad.jpg" in r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert lines[0]["faces"] == [] and "error" in lines[0] and lines[1]["faces"]
+
+
+def test_identify_needs_an_existing_gallery(tmp_path, photos):
+    r = edgeface("identify", photos["upright"], "--gallery", tmp_path / "none.db")
+    assert r.returncode == 1 and "gallery not found" in r.stderr
+
+
+def test_gallery_made_by_another_model_is_refused_with_advice(tmp_path, gallery, photos):
+    other = tmp_path / "other.db"
+    other.write_bytes(gallery.read_bytes())
+    con = sqlite3.connect(other)
+    con.execute("UPDATE meta SET value = ? WHERE key = 'model_id'", ("0" * 64,))
+    con.commit()
+    con.close()
+    r = edgeface("identify", photos["upright"], "--gallery", other)
+    assert r.returncode == 1 and "another model" in r.stderr and "Re-enrol" in r.stderr
+
+
+def test_gallery_export_import_remove(tmp_path, gallery):
+    out = tmp_path / "export.json"
+    assert edgeface("gallery", "export", out, "--gallery", gallery).returncode == 0
+    copy = tmp_path / "copy.db"
+    r = edgeface("gallery", "import", out, "--gallery", copy)
+    assert r.returncode == 0 and "imported 1 new face(s)" in r.stdout
+    r = edgeface("gallery", "remove", "eileen", "--gallery", copy)
+    assert r.returncode == 0
+    r = edgeface("gallery", "remove", "eileen", "--gallery", copy)
+    assert r.returncode == 1 and "no person named 'eileen'" in r.stderr
+    assert edgeface("gallery", "list", "--gallery", copy, "--json").stdout.strip() == "[]"
+
+
+def test_help_explains_every_command():
+    r = edgeface("--help")
+    assert r.returncode == 0
+    for command in ("enroll", "identify", "gallery", "run", "bench", "demo"):
+        assert command in r.stdout
+        assert edgeface(command, "--help").returncode == 0
