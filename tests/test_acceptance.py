@@ -1,0 +1,56 @@
+"""The brief's own scenarios on the five-celebs photos, driven exactly as a user would.
+
+Needs EDGEFACE_DATASET (…/shared/datasets/five-celebs, set by .ci/run); skipped without it.
+The acceptance scripts are read from the shared/acceptance folder beside the dataset.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATASET = os.environ.get("EDGEFACE_DATASET")
+pytestmark = [
+    pytest.mark.dataset,
+    pytest.mark.skipif(not DATASET or not Path(DATASET, "train").is_dir(), reason="EDGEFACE_DATASET not set"),
+]
+ACCEPTANCE = Path(DATASET or ".").resolve().parent.parent / "acceptance"
+EDGEFACE = f"{sys.executable} -m edgeface"
+
+
+def _script(name):
+    path = ACCEPTANCE / name
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return str(path)
+
+
+def test_rotated_five_celebs_every_angle_at_least_092():
+    r = subprocess.run([sys.executable, _script("rotated_five_celebs.py"), DATASET, "--min", "0.92",
+                        "--edgeface", EDGEFACE], capture_output=True, text=True, timeout=1200)
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+
+
+def test_bench_on_a_two_face_clip_names_nearly_everyone_and_nobody_wrongly(tmp_path):
+    clip = tmp_path / "clip"
+    subprocess.run([sys.executable, _script("make_clip.py"), DATASET, str(clip), "--frames", "150"],
+                   check=True, capture_output=True)
+    db = tmp_path / "g.db"
+    for person in sorted(os.listdir(Path(DATASET, "train"))):
+        subprocess.run([sys.executable, "-m", "edgeface", "enroll", person, str(Path(DATASET, "train", person)),
+                        "--gallery", str(db)], check=True, capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "edgeface", "bench", f"{clip}.avi", "--gallery", str(db), "--json"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    truth = json.loads(Path(f"{clip}.json").read_text())["frames"]
+    assert report["frames"] == len(truth) == len(report["names"])
+    right = sum(sum(1 for p in set(t) if p in n) for n, t in zip(report["names"], truth))
+    wrong = sum(sum(1 for p in n if p not in t) for n, t in zip(report["names"], truth))
+    appearances = sum(len(t) for t in truth)
+    print(f"named right {right}/{appearances}, wrong names {wrong}, {report['fps']} frames/s")
+    assert right / appearances >= 0.85
+    assert wrong <= 0.01 * appearances
