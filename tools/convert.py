@@ -706,13 +706,17 @@ def augment(chips: np.ndarray, seed: int = 0) -> np.ndarray:
 def export_tflite(model, input_shape: tuple[int, int, int], calib: np.ndarray | None) -> bytes:
     """Float32 TFLite when calib is None, else full-integer (uint8 in, int8 out, int8 ops only)."""
     tf, _ = _import_tf()
+    # Keras 3 -> SavedModel (fixed batch 1) -> converter; the SavedModel route freezes the
+    # weights, which the calibrator needs (a concrete function keeps resource variables).
     spec = tf.TensorSpec((1,) + tuple(input_shape), tf.float32, name="pixels")
+    with tempfile.TemporaryDirectory(prefix="edgeface-convert-") as tmp:
+        saved = Path(tmp) / "saved_model"
+        model.export(str(saved), format="tf_saved_model", input_signature=[spec], verbose=False)
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        return _convert(tf, conv, calib)
 
-    @tf.function(input_signature=[spec])
-    def serve(pixels):
-        return model(pixels, training=False)
 
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+def _convert(tf, conv, calib: np.ndarray | None) -> bytes:
     if calib is not None:
         def representative():
             for c in calib:
@@ -827,6 +831,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; models are shipped files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
