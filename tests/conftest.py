@@ -36,8 +36,10 @@ class Mosquitto:
         self.conf = os.path.join(workdir, "mosquitto.conf")
         self.log = os.path.join(workdir, "mosquitto.log")
         with open(self.conf, "w") as f:
-            # No persistence: a restart forgets retained messages, like a broker that crashed.
-            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            # Persistence (saved on stop) keeps retained messages and persistent sessions across
+            # stop()/start(), as a broker restarted by its service manager would.
+            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                    f"persistence_location {workdir}/\nautosave_interval 0\n"
                     f"log_dest file {self.log}\nlog_type error\nlog_type warning\nlog_type notice\n")
         self.proc = None
 
@@ -100,14 +102,15 @@ class Message:
 class Subscriber:
     """A real paho client that records every message on its topics."""
 
-    def __init__(self, host: str, port: int, topic: str, client_id: str):
+    def __init__(self, host: str, port: int, topic: str, client_id: str, persistent: bool = False):
         import paho.mqtt.client as mqtt
 
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self.topic = topic
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        # persistent: the broker keeps this subscriber's QoS 1 messages while it is disconnected
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -146,11 +149,12 @@ class Subscriber:
 
 @pytest.fixture
 def subscriber(mosquitto):
-    """Factory: subscriber(topic="#") -> a connected Subscriber on the test's mosquitto."""
+    """Factory: subscriber(topic="#", persistent=False) -> a connected Subscriber on the test's mosquitto."""
     made = []
 
-    def make(topic: str = "#") -> Subscriber:
-        s = Subscriber(mosquitto.host, mosquitto.port, topic, client_id=f"test-sub-{os.getpid()}-{len(made)}")
+    def make(topic: str = "#", persistent: bool = False) -> Subscriber:
+        s = Subscriber(mosquitto.host, mosquitto.port, topic, client_id=f"test-sub-{os.getpid()}-{len(made)}",
+                       persistent=persistent)
         made.append(s)
         return s
 

@@ -60,6 +60,8 @@ def test_discovery_off_and_topic_prefix(mosquitto, subscriber):
 
 def test_queue_while_broker_away_drops_oldest_then_delivers(mosquitto, subscriber, caplog):
     pub = make(mosquitto, queue_max=5, discovery=False)
+    # persistent session: the restarted broker holds messages for it until it is back too
+    sub = subscriber("edgeface/front/identity", persistent=True)
     pub.start()
     assert pub.wait_connected(10)
     mosquitto.stop()
@@ -73,7 +75,6 @@ def test_queue_while_broker_away_drops_oldest_then_delivers(mosquitto, subscribe
     assert pub.queued() == 5 and pub.dropped == 3
     assert any("dropped" in r.getMessage() for r in caplog.records)
     mosquitto.start()
-    sub = subscriber("edgeface/front/identity")
     assert pub.wait_connected(40)
     got = sub.wait_for(lambda m: m.json()["track_id"] == 7, 20)
     assert got is not None

@@ -1,0 +1,310 @@
+"""The daemon as a user runs it (`python -m edgeface run --config ...`) against a real mosquitto.
+
+The clip is the skimage astronaut turned through -60..+60 degrees, then a second of empty
+background, looped: each loop is a new appearance and so a new identity event.
+
+Every test here needs an embedding model: the shipped models/dlib_resnet_v1_int8.tflite (or
+the one named by $EDGEFACE_TEST_MODEL for the lifecycle tests). Tests that check *names* need
+the shipped model itself. Without it they skip.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from faces import astronaut_bgr, turned
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shipped_model():
+    from edgeface.embed import default_model_path
+
+    p = default_model_path()
+    return str(p) if p.is_file() and p.with_suffix(".json").is_file() else None
+
+
+def lifecycle_model():
+    return os.environ.get("EDGEFACE_TEST_MODEL") or shipped_model()
+
+
+needs_model = pytest.mark.skipif(lifecycle_model() is None, reason="no embedding model yet (models/dlib_resnet_v1_int8.tflite)")
+needs_shipped_model = pytest.mark.skipif(shipped_model() is None, reason="needs the shipped model models/dlib_resnet_v1_int8.tflite")
+
+pytestmark = pytest.mark.slow
+
+
+def astronaut_head() -> np.ndarray:
+    """The astronaut's head and shoulders, upright (the enrolment photo)."""
+    return astronaut_bgr()[20:340, 180:500]
+
+
+def make_clip(path, face_frames=30, blank_frames=10, fps=10.0, size=(320, 240)):
+    head = astronaut_head()
+    bg = np.tile(np.linspace(70, 170, size[0], dtype=np.uint8)[None, :, None], (size[1], 1, 3))
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for k in range(face_frames):
+        img = turned(head, -60 + 120 * k / (face_frames - 1))
+        s = size[1] / max(img.shape[:2])
+        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        frame = bg.copy()
+        x = (size[0] - img.shape[1]) // 2
+        frame[: img.shape[0], x: x + img.shape[1]] = img
+        vw.write(frame)
+    for _ in range(blank_frames):
+        vw.write(bg)
+    vw.release()
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def media():
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        photo = d / "astronaut.jpg"
+        cv2.imwrite(str(photo), astronaut_head())
+        yield {"clip": make_clip(d / "astronaut.avi"), "photo": str(photo)}
+
+
+def enroll(gallery, photo, model, name="astronaut"):
+    r = subprocess.run([sys.executable, "-m", "edgeface", "enroll", name, photo, "--gallery", str(gallery),
+                        "--model", model], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def write_config(tmp_path, mosquitto, model, cameras=None, media=None, **extra):
+    cfg = {
+        "gallery": str(tmp_path / "gallery.db"),
+        "model": model,
+        "cameras": cameras if cameras is not None else [{"name": "front", "source": media["clip"], "loop": True}],
+        "tracking": {"vote_count": 2, "max_missed": 0.5},
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": "edgeface-under-test",
+                 "discovery": False},
+        "status_interval": 2,
+        "gallery_poll_interval": 0.5,
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            cfg.setdefault(key, {}).update(value)
+        else:
+            cfg[key] = value
+    path = tmp_path / "edgeface.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+class Daemon:
+    def __init__(self, config, env=None):
+        self.logfile = open(Path(config).parent / "daemon.log", "w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgeface", "run", "--config", str(config)], cwd=REPO,
+                                     stdout=self.logfile, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+    def log(self) -> str:
+        self.logfile.flush()
+        return Path(self.logfile.name).read_text()
+
+    def wait_log(self, text, timeout=60.0, count=1) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.log().count(text) >= count:
+                return True
+            if self.proc.poll() is not None:
+                return self.log().count(text) >= count
+            time.sleep(0.1)
+        return False
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=15):
+        return self.proc.wait(timeout)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.logfile.close()
+
+
+@pytest.fixture
+def run_daemon():
+    started = []
+
+    def start(config, env=None):
+        d = Daemon(config, env)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.close()
+
+
+def is_status(text, retain=None):
+    return lambda m: m.topic == "edgeface/status" and m.text == text and (retain is None or m.retain == retain)
+
+
+@needs_model
+def test_sigterm_publishes_offline_and_exits_0_with_sd_notify(tmp_path, mosquitto, subscriber, run_daemon, media):
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    name = f"edgeface-test-{os.getpid()}-{time.monotonic_ns()}"
+    notify.bind("\0" + name)  # abstract namespace, as NOTIFY_SOCKET=@name
+    notify.settimeout(0.2)
+    sub = subscriber("edgeface/#")
+    d = run_daemon(write_config(tmp_path, mosquitto, lifecycle_model(), media=media),
+                   env={"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "400000"})
+    assert sub.wait_for(is_status("online"), 60), d.log()
+    got = []
+    end = time.monotonic() + 20
+    while time.monotonic() < end and not ("READY=1" in "".join(got) and "WATCHDOG=1" in "".join(got)):
+        try:
+            got.append(notify.recv(4096).decode())
+        except socket.timeout:
+            pass
+    d.signal(signal.SIGTERM)
+    assert d.wait(15) == 0, d.log()
+    assert sub.wait_for(is_status("offline"), 10), d.log()
+    while True:
+        try:
+            got.append(notify.recv(4096).decode())
+        except socket.timeout:
+            break
+    notify.close()
+    text = "\n".join(got)
+    assert "READY=1" in text and "WATCHDOG=1" in text and "STOPPING=1" in text, text
+    late = subscriber("edgeface/status")
+    assert late.wait_for(is_status("offline", retain=True), 10)
+
+
+@needs_model
+def test_sigint_also_stops_cleanly(tmp_path, mosquitto, subscriber, run_daemon, media):
+    sub = subscriber("edgeface/status")
+    d = run_daemon(write_config(tmp_path, mosquitto, lifecycle_model(), media=media))
+    assert sub.wait_for(is_status("online"), 60), d.log()
+    d.signal(signal.SIGINT)
+    assert d.wait(15) == 0, d.log()
+    assert sub.wait_for(is_status("offline"), 10)
+
+
+@needs_model
+def test_kill_9_leaves_retained_offline_via_last_will(tmp_path, mosquitto, subscriber, run_daemon, media):
+    sub = subscriber("edgeface/status")
+    d = run_daemon(write_config(tmp_path, mosquitto, lifecycle_model(), media=media))
+    assert sub.wait_for(is_status("online"), 60), d.log()
+    d.signal(signal.SIGKILL)
+    d.wait(10)
+    assert sub.wait_for(is_status("offline"), 20), "no Last Will after kill -9"
+    late = subscriber("edgeface/status")
+    assert late.wait_for(is_status("offline", retain=True), 10)
+
+
+@needs_model
+def test_missing_camera_is_retried_without_crashing(tmp_path, mosquitto, subscriber, run_daemon, media):
+    cams = [{"name": "usb", "source": "/dev/video97"}, {"name": "gone", "source": str(tmp_path / "nothere.avi")}]
+    sub = subscriber("edgeface/status")
+    d = run_daemon(write_config(tmp_path, mosquitto, lifecycle_model(), cameras=cams))
+    assert sub.wait_for(is_status("online"), 60), d.log()
+    assert d.wait_log("camera gone: file", 30) and d.wait_log("retrying in 2 s", 30), d.log()
+    assert d.wait_log("camera usb: cannot open /dev/video97", 30), d.log()
+    assert d.proc.poll() is None, d.log()
+    # the file turns up: that camera starts without a restart
+    make_clip(tmp_path / "nothere.avi", face_frames=5, blank_frames=0)
+    assert d.wait_log("camera gone: reading", 60), d.log()
+    d.signal(signal.SIGTERM)
+    assert d.wait(15) == 0, d.log()
+
+
+@needs_model
+def test_broker_restart_daemon_survives_and_delivers_queued_events(tmp_path, mosquitto, subscriber, run_daemon, media):
+    sub = subscriber("edgeface/#", persistent=True)  # the restarted broker keeps its messages for it
+    d = run_daemon(write_config(tmp_path, mosquitto, lifecycle_model(), media=media))
+    assert sub.wait_for(lambda m: m.topic == "edgeface/front/identity", 90), d.log()
+    mosquitto.stop()
+    assert d.wait_log("MQTT: lost the broker", 30), d.log()
+    outage_start = len(d.log())
+    # keep recognising: wait until events were decided while the broker was away
+    end = time.monotonic() + 90
+    while time.monotonic() < end and d.log()[outage_start:].count("camera front: ") < 2:
+        time.sleep(0.2)
+    during = d.log()[outage_start:].count("camera front: ")
+    assert during >= 2, d.log()
+    seen_before = len(sub.on("edgeface/front/identity"))
+    mosquitto.start()
+    assert d.wait_log("MQTT: connected", 60, count=2), d.log()
+    assert "sent 0 queued" not in d.log()[outage_start:]
+    assert sub.wait_for(lambda m: m.topic == "edgeface/front/identity", 60, start=len(sub.messages) - 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(sub.on("edgeface/front/identity")) < seen_before + during:
+        time.sleep(0.2)
+    assert len(sub.on("edgeface/front/identity")) >= seen_before + during, d.log()
+    assert sub.wait_for(lambda m: m.topic == "edgeface/status" and m.text == "online", 10,
+                        start=len(sub.messages) - 20 if len(sub.messages) > 20 else 0)
+    assert d.proc.poll() is None
+    d.signal(signal.SIGTERM)
+    assert d.wait(15) == 0, d.log()
+
+
+@needs_model
+def test_sighup_reloads_config(tmp_path, mosquitto, subscriber, run_daemon, media):
+    sub = subscriber("#")
+    config = write_config(tmp_path, mosquitto, lifecycle_model(), media=media)
+    d = run_daemon(config)
+    assert sub.wait_for(is_status("online"), 60), d.log()
+    text = yaml.safe_load(config.read_text())
+    text["mqtt"]["topic_prefix"] = "faces2"
+    config.write_text(yaml.safe_dump(text))
+    d.signal(signal.SIGHUP)
+    assert sub.wait_for(lambda m: m.topic == "faces2/status" and m.text == "online", 60), d.log()
+    # a broken config on the next SIGHUP is reported and the daemon keeps running
+    config.write_text(config.read_text() + "bogus_key: 1\n")
+    d.signal(signal.SIGHUP)
+    assert d.wait_log("bogus_key: unknown key", 30), d.log()
+    assert d.proc.poll() is None
+    d.signal(signal.SIGTERM)
+    assert d.wait(15) == 0, d.log()
+    assert sub.wait_for(lambda m: m.topic == "faces2/status" and m.text == "offline", 10)
+
+
+@needs_shipped_model
+def test_identity_events_name_the_astronaut_from_a_video_file(tmp_path, mosquitto, subscriber, run_daemon, media):
+    model = shipped_model()
+    enroll(tmp_path / "gallery.db", media["photo"], model)
+    sub = subscriber("edgeface/#")
+    d = run_daemon(write_config(tmp_path, mosquitto, model, media=media, mqtt={"discovery": True}))
+    named = sub.wait_for(lambda m: m.topic == "edgeface/front/identity" and m.json()["name"] == "astronaut", 120)
+    assert named is not None, d.log()
+    body = named.json()
+    assert set(body) == {"name", "score", "camera", "timestamp", "box", "angle", "track_id"}
+    assert body["camera"] == "front" and body["timestamp"].endswith("Z") and len(body["box"]) == 4
+    assert -75 <= body["angle"] <= 75
+    d.signal(signal.SIGTERM)
+    assert d.wait(15) == 0, d.log()
+    names = {m.json()["name"] for m in sub.on("edgeface/front/identity")}
+    assert names <= {"astronaut", None}, names  # never a wrong name
+    last = sub.wait_for(lambda m: m.topic == "edgeface/front/last_person", 10)
+    assert last.json()["name"] == "astronaut"
+
+
+@needs_shipped_model
+def test_enrolling_while_running_takes_effect_without_restart(tmp_path, mosquitto, subscriber, run_daemon, media):
+    model = shipped_model()
+    sub = subscriber("edgeface/front/identity")
+    d = run_daemon(write_config(tmp_path, mosquitto, model, media=media))
+    # empty gallery: the astronaut is an unknown face
+    assert sub.wait_for(lambda m: m.json()["name"] is None, 120), d.log()
+    enroll(tmp_path / "gallery.db", media["photo"], model)
+    assert d.wait_log("changed on disk", 30), d.log()
+    named = sub.wait_for(lambda m: m.json()["name"] == "astronaut", 120)
+    assert named is not None, d.log()
+    assert d.proc.poll() is None  # same process: no restart
+    d.signal(signal.SIGTERM)
+    assert d.wait(15) == 0
