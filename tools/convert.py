@@ -772,9 +772,12 @@ class TFLiteRunner:
 
 
 def integer_only_report(model_bytes: bytes) -> dict:
-    """Check a quantised model: integer input/output and no float tensors except none."""
-    it = _interpreter(model_bytes)
-    dtypes = {}
+    """Tensor dtypes and op names of a model as stored (no delegate rewriting the graph)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    it = Interpreter(model_content=model_bytes,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    dtypes: dict[str, int] = {}
     for t in it.get_tensor_details():
         dtypes[np.dtype(t["dtype"]).name] = dtypes.get(np.dtype(t["dtype"]).name, 0) + 1
     ops = sorted({op["op_name"] for op in it._get_ops_details()}) if hasattr(it, "_get_ops_details") else []
@@ -808,13 +811,21 @@ def verification_accuracy(sim: np.ndarray, same: np.ndarray, threshold: float) -
             "true_accept": tpr * 100, "true_reject": tnr * 100}
 
 
-def choose_threshold(sim: np.ndarray, same: np.ndarray) -> float:
-    """Cosine threshold maximising balanced accuracy; the middle of the best plateau."""
+def choose_threshold(sim: np.ndarray, same: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """Cosine threshold maximising balanced accuracy: the middle of the best plateau.
+
+    Balanced accuracy (mean of same-person and different-person accuracy) because different
+    pairs outnumber same pairs about 4:1; plain accuracy would favour rejecting everyone.
+    Returns (threshold, (plateau low, plateau high)).
+    """
     cand = np.unique(np.round(sim, 4))
-    grid = np.concatenate([[-1.0], (cand[:-1] + cand[1:]) / 2, [1.0]]) if cand.size > 1 else np.array([0.5])
+    if cand.size < 2:
+        return 0.5, (0.5, 0.5)
+    grid = np.concatenate([[cand[0] - 1e-3], (cand[:-1] + cand[1:]) / 2, [cand[-1] + 1e-3]])
     scores = np.array([verification_accuracy(sim, same, t)["balanced_accuracy"] for t in grid])
     best = np.flatnonzero(scores >= scores.max() - 1e-9)
-    return float(np.round((grid[best[0]] + grid[best[-1]]) / 2, 4))
+    lo, hi = float(grid[best[0]]), float(grid[best[-1]])
+    return float(np.round((lo + hi) / 2, 4)), (round(lo, 4), round(hi, 4))
 
 
 def sha256_file(path: Path) -> str:
@@ -865,6 +876,7 @@ class Reference:
     """What the converted models are measured against."""
     name: str                                  # 'dlib' or 'keras'
     embed: object                              # callable chips -> (N,D) float
+    native_distance: float | None = None       # the reference's own euclidean threshold, if any
 
 
 def fmt_table(rows: list[tuple[str, ...]]) -> str:
@@ -899,10 +911,18 @@ def evaluate(float_bytes: bytes, int8_bytes: bytes, ref: Reference, eval_set: Ch
     if have_pairs:
         sims = {n: pair_scores(e, labels) for n, e in (("reference", ref_emb), ("float", f_emb), ("int8", q_emb))}
         same = sims["reference"][1]
-        threshold = choose_threshold(sims["reference"][0], same)
+        threshold, plateau = choose_threshold(sims["reference"][0], same)
         ver = {n: verification_accuracy(s, same, threshold) for n, (s, _) in sims.items()}
         fid["verification"] = {"pairs": int(same.size), "same_pairs": int(same.sum()),
-                               "identities": len(set(labels)), "threshold": threshold, **ver}
+                               "identities": len(set(labels)), "threshold": threshold,
+                               "threshold_plateau": list(plateau), **ver}
+        if ref.native_distance is not None:
+            # The reference's own rule (dlib: euclidean distance < 0.6 on raw descriptors).
+            iu = np.triu_indices(len(labels), 1)
+            d = np.linalg.norm(ref_emb[:, None] - ref_emb[None], axis=-1)[iu]
+            ver["reference_native"] = verification_accuracy(-d, same, -ref.native_distance)
+            fid["verification"]["reference_native"] = {"rule": f"euclidean distance < {ref.native_distance}",
+                                                       **ver["reference_native"]}
     log("[eval] latency (single face, median of 30) ...")
     chip = eval_set.chips[0]
     lat_f, lat_q = f_run.latency_ms(chip), q_run.latency_ms(chip)
@@ -934,11 +954,16 @@ def evaluate(float_bytes: bytes, int8_bytes: bytes, ref: Reference, eval_set: Ch
                          f"{a['balanced_accuracy']:.2f}% / {a['accuracy']:.2f}%",
                          f">= {R} - {MAX_INT8_ACC_DROP:g} pt" if n == "int8" else "",
                          p(ok_acc) if n == "int8" else ""))
+        if "reference_native" in ver:
+            a = ver["reference_native"]
+            rows.append((f"verification, {R} own rule (euclid < {ref.native_distance:g})",
+                         f"{a['balanced_accuracy']:.2f}% / {a['accuracy']:.2f}%", "", ""))
         rows.append(("pairs (same / total), identities", f"{v['same_pairs']} / {v['pairs']}, {v['identities']}", "", ""))
-        rows.append((f"cosine threshold (chosen on {R} pairs)", f"{threshold:.4f}", "", ""))
+        rows.append((f"cosine threshold (chosen on {R} pairs)", f"{threshold:.4f}",
+                     f"plateau {v['threshold_plateau'][0]:.4f}..{v['threshold_plateau'][1]:.4f}", ""))
     rows += [("model size float32 / int8", f"{len(float_bytes) / 1e6:.2f} MB / {len(int8_bytes) / 1e6:.2f} MB",
               f"ratio {len(float_bytes) / len(int8_bytes):.2f}x", ""),
-             (f"latency 1 face float32 / int8 ({threads} thread)", f"{lat_f:.1f} ms / {lat_q:.1f} ms",
+             (f"latency 1 face float32 / int8 ({threads} thread)", f"{lat_f:.2f} ms / {lat_q:.2f} ms",
               f"speed-up {lat_f / lat_q:.2f}x", "")]
     return fid, fmt_table(rows), threshold
 
@@ -1093,7 +1118,7 @@ def main(argv: list[str] | None = None) -> int:
             return np.stack([np.asarray(facerec.compute_face_descriptor(np.ascontiguousarray(c)), np.float32)
                              for c in chips])
 
-        ref = Reference("dlib", dlib_embed)
+        ref = Reference("dlib", dlib_embed, native_distance=0.6)
         chip_size = 150
         mean_meta, scale_meta = [0.0, 0.0, 0.0], 1.0
         source = {"file": dat.name, "sha256": sha256_file(dat), "license": "CC0-1.0 (public domain)",
@@ -1190,8 +1215,12 @@ def main(argv: list[str] | None = None) -> int:
             f"nothing written (use --force to write anyway)")
         return 3
 
+    threshold_method = ("cosine similarity maximising balanced verification accuracy (mean of same-person and "
+                        "different-person accuracy) of the reference embeddings over all pairs of the evaluation "
+                        "chips; middle of the optimal plateau")
     if math.isnan(threshold):
         threshold = 0.5
+        threshold_method = "uncalibrated default: the evaluation folders hold a single identity"
         log("warning: evaluation data has a single identity; threshold set to 0.5 (uncalibrated)")
 
     tflite_path = out_dir / f"{name}.tflite"
@@ -1204,9 +1233,7 @@ def main(argv: list[str] | None = None) -> int:
         "embedding_size": int(fid_dim(int8_bytes)),
         "metric": "cosine",
         "threshold": threshold,
-        "threshold_method": ("cosine similarity maximising balanced verification accuracy (mean of same-person "
-                             "and different-person accuracy) of the reference embeddings over all pairs of the "
-                             "evaluation chips; middle of the optimal plateau"),
+        "threshold_method": threshold_method,
         "padding": CHIP_PADDING,
         "chip": "dlib.get_face_chip framing: 5-point landmarks, upright, size input_size, padding 0.25",
         "dtype": {"input": qinfo["input_dtype"], "output": qinfo["output_dtype"],
