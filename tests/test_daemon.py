@@ -308,3 +308,50 @@ def test_enrolling_while_running_takes_effect_without_restart(tmp_path, mosquitt
     assert d.proc.poll() is None  # same process: no restart
     d.signal(signal.SIGTERM)
     assert d.wait(15) == 0
+
+
+def test_unit_file_verifies(tmp_path):
+    """systemd-analyze verify accepts the unit (ExecStart pointed at this interpreter: verify
+    insists the program exists, and /usr/local/bin/edgeface only does after installing)."""
+    import shutil
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    text = (REPO / "systemd" / "edgeface.service").read_text()
+    assert "ExecStart=/usr/local/bin/edgeface run --config /etc/edgeface/edgeface.yaml" in text
+    for needed in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=edgeface",
+                   "ConfigurationDirectory=edgeface", "SupplementaryGroups=video", "ProtectSystem=strict",
+                   "ProtectHome=yes", "NoNewPrivileges=yes", "PrivateTmp=yes", "DevicePolicy=closed",
+                   "DeviceAllow=char-video4linux", "DeviceAllow=/dev/apex_0"):
+        assert needed in text, needed
+    unit = tmp_path / "edgeface.service"
+    unit.write_text(text.replace("/usr/local/bin/edgeface", sys.executable))
+    r = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "edgeface.service" not in r.stderr, r.stderr
+
+
+def test_example_config_loads():
+    from edgeface.config import load
+
+    cfg = load(REPO / "systemd" / "edgeface.yaml")
+    assert cfg.cameras[0].name == "front" and cfg.gallery == "/var/lib/edgeface/gallery.db"
+
+
+def test_sd_notify_to_a_path_socket(tmp_path, monkeypatch):
+    from edgeface import sdnotify
+
+    path = str(tmp_path / "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(2)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    assert sdnotify.ready("1 camera(s)") and sdnotify.watchdog() and sdnotify.stopping()
+    got = [s.recv(1024).decode() for _ in range(3)]
+    assert got == ["READY=1\nSTATUS=1 camera(s)", "WATCHDOG=1", "STOPPING=1"]
+    assert sdnotify.watchdog_interval() == 15.0
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert sdnotify.ready() is False  # outside systemd: a no-op
+    s.close()
