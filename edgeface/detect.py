@@ -1,0 +1,158 @@
+"""Rotated Haar face detection.
+
+The frontal cascade only tolerates about +-15 degrees of roll, so the (grey, downscaled)
+frame is turned about its centre at each angle of a grid (canvas grown so nothing is cut
+off), the cascade runs on each turned canvas, every hit is mapped back to the original
+frame as a turned square (centre, size, angle), and the duplicates that neighbouring
+angles and scales produce are merged (score-weighted, which also interpolates the angle
+between grid steps).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from . import geometry
+
+
+@dataclass(frozen=True)
+class Detection:
+    cx: float  # face centre, original-frame pixels
+    cy: float
+    size: float  # side of the (square) face box, original-frame pixels
+    angle: float  # roll, degrees, cv2.getRotationMatrix2D sign (see geometry.py)
+    score: float  # summed cascade neighbours over merged hits; larger is better
+
+    def box(self) -> tuple[int, int, int, int]:
+        """x, y, w, h: axis-aligned bound of the turned square, original-frame pixels."""
+        x, y, w, h = geometry.rotated_square_bound(self.cx, self.cy, self.size, self.angle)
+        return (int(round(x)), int(round(y)), int(round(w)), int(round(h)))
+
+
+@dataclass
+class DetectionConfig:
+    # Roll angles (degrees) at which the frame is turned and scanned; a face at roll r is
+    # found when some grid angle a has |r + a| within the cascade's ~15 degree tolerance.
+    angles: list[float] = field(default_factory=lambda: [-60.0, -40.0, -20.0, 0.0, 20.0, 40.0, 60.0])
+    scale_factor: float = 1.1
+    min_neighbors: int = 4
+    min_size: int = 30  # smallest face side, original-frame pixels
+    max_size: int = 0  # largest face side, original-frame pixels; 0 = no limit
+    max_width: int = 480  # detection resolution: frames wider than this are downscaled first
+    cascade: str = "haarcascade_frontalface_default.xml"  # name in cv2.data.haarcascades, or a path
+    equalize: bool = True  # histogram-equalise the grey frame (helps under uneven light)
+    merge_distance: float = 0.5  # hits whose centres lie within this x size are one face
+    min_score: float = 0.0  # drop merged faces whose summed neighbours are below this
+
+    def cascade_path(self) -> str:
+        if os.path.isfile(self.cascade):
+            return self.cascade
+        path = os.path.join(cv2.data.haarcascades, self.cascade)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"detection.cascade: {self.cascade!r} is neither a file nor a cascade in {cv2.data.haarcascades}")
+        return path
+
+
+class HaarDetector:
+    def __init__(self, cfg: DetectionConfig | None = None):
+        self.cfg = cfg or DetectionConfig()
+        path = self.cfg.cascade_path()
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise ValueError(f"detection.cascade: cannot load cascade {path}")
+        # Buffers reused across frames of the same size (video): grey, small grey, canvases.
+        self._grey: np.ndarray | None = None
+        self._small: np.ndarray | None = None
+        self._canvas: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    # -- preparation --------------------------------------------------------------------
+    def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        """Grey, downscaled (to max_width), optionally equalised frame and its scale."""
+        if frame.ndim == 3:
+            h, w = frame.shape[:2]
+            if self._grey is None or self._grey.shape != (h, w):
+                self._grey = np.empty((h, w), np.uint8)
+            code = cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+            grey = cv2.cvtColor(frame, code, dst=self._grey)
+        elif frame.ndim == 2:
+            grey = frame
+        else:
+            raise ValueError(f"frame must be HxW or HxWx3, got shape {frame.shape}")
+        h, w = grey.shape
+        scale = 1.0
+        if self.cfg.max_width and w > self.cfg.max_width:
+            scale = self.cfg.max_width / w
+            sw, sh = self.cfg.max_width, max(1, int(round(h * scale)))
+            if self._small is None or self._small.shape != (sh, sw):
+                self._small = np.empty((sh, sw), np.uint8)
+            grey = cv2.resize(grey, (sw, sh), dst=self._small, interpolation=cv2.INTER_AREA)
+            scale = sw / w  # exact ratios so mapping back is exact
+        if self.cfg.equalize:
+            if grey is frame:  # never write into the caller's frame
+                grey = cv2.equalizeHist(grey)
+            else:
+                cv2.equalizeHist(grey, dst=grey)
+        return grey, scale
+
+    def _turned(self, grey: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+        """(canvas, matrix): grey turned by ``angle`` onto a grown canvas, into a reused buffer."""
+        h, w = grey.shape
+        key = (w, h, angle)
+        hit = self._canvas.get(key)
+        if hit is None:
+            m, (nw, nh) = geometry.rotate_grown(w, h, angle)
+            hit = (np.empty((nh, nw), np.uint8), m)
+            if len(self._canvas) > 64:  # frame sizes changed a lot: drop stale buffers
+                self._canvas.clear()
+            self._canvas[key] = hit
+        buf, m = hit
+        cv2.warpAffine(grey, m, (buf.shape[1], buf.shape[0]), dst=buf, flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+        return buf, m
+
+    # -- detection ----------------------------------------------------------------------
+    def raw_hits(self, frame: np.ndarray, angles=None) -> list[tuple[float, float, float, float, float]]:
+        """Unmerged hits (cx, cy, size, angle, neighbours) in original-frame pixels."""
+        cfg = self.cfg
+        grey, scale = self._prepare(frame)
+        min_side = max(1, int(round(cfg.min_size * scale)))
+        max_side = int(round(cfg.max_size * scale)) if cfg.max_size else 0
+        hits = []
+        for angle in (cfg.angles if angles is None else angles):
+            angle = float(angle)
+            if angle == 0.0:
+                canvas, m = grey, None
+            else:
+                canvas, m = self._turned(grey, angle)
+            rects, neighbours = self._cascade.detectMultiScale2(
+                canvas, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors,
+                minSize=(min_side, min_side), maxSize=(max_side, max_side) if max_side else (0, 0))
+            if len(rects) == 0:
+                continue
+            rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+            centres = rects[:, :2] + rects[:, 2:] / 2.0
+            if m is not None:
+                centres = geometry.map_back(m, centres)
+            centres /= scale
+            sides = rects[:, 2] / scale
+            # the canvas was turned by `angle` to make the face upright, so the face is at -angle
+            face_angle = -angle if angle != 0.0 else 0.0
+            for (cx, cy), side, n in zip(centres, sides, np.ravel(neighbours)):
+                hits.append((float(cx), float(cy), float(side), face_angle, float(n)))
+        return hits
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """Faces in ``frame`` (BGR uint8 or grey), strongest first."""
+        merged = geometry.merge_hits(self.raw_hits(frame), distance=self.cfg.merge_distance)
+        return [Detection(cx, cy, size, angle, score) for cx, cy, size, angle, score in merged
+                if score >= self.cfg.min_score]
+
+
+def largest(detections: list[Detection]) -> Detection | None:
+    """The detection with the largest face (e.g. for enrolment), or None."""
+    return max(detections, key=lambda d: d.size, default=None)

@@ -1,0 +1,127 @@
+"""Pure geometry for rotated detection: no I/O, no OpenCV state.
+
+Angle convention (shared with detect.py and chip.py): degrees, the sign of
+``cv2.getRotationMatrix2D``. A point turned by angle ``a`` about a centre ``c``
+moves as ``p' = R(a) (p - c) + c`` with ``R(a) = [[cos a, sin a], [-sin a, cos a]]``
+(image coordinates, y down: positive ``a`` turns counter-clockwise on screen).
+An upright face turned by ``R(+30)`` is reported with ``angle = +30``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+def rotation_matrix(angle: float) -> np.ndarray:
+    """2x2 matrix R(angle) in the OpenCV sign convention."""
+    r = math.radians(angle)
+    c, s = math.cos(r), math.sin(r)
+    return np.array([[c, s], [-s, c]], dtype=np.float64)
+
+
+def rotate_grown(width: int, height: int, angle: float, scale: float = 1.0) -> tuple[np.ndarray, tuple[int, int]]:
+    """Affine (2x3) turning a ``width`` x ``height`` image by ``angle`` about its centre
+    (optionally scaling by ``scale``) onto a canvas grown so that no pixel is cut off.
+
+    Returns ``(matrix, (new_width, new_height))``; the canvas size rounds the same way as
+    the acceptance script's ``rotate`` so both produce the same pictures.
+    """
+    r = rotation_matrix(angle) * scale
+    c, s = abs(r[0, 0]), abs(r[0, 1])
+    new_w, new_h = int(height * s + width * c), int(height * c + width * s)
+    cx, cy = width / 2.0, height / 2.0
+    m = np.empty((2, 3), dtype=np.float64)
+    m[:, :2] = r
+    # centre of the source lands on the centre of the grown canvas
+    m[:, 2] = (new_w / 2.0, new_h / 2.0) - r @ (cx, cy)
+    return m, (new_w, new_h)
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine matrix (as a 2x3 matrix)."""
+    a = np.asarray(m, dtype=np.float64)[:, :2]
+    t = np.asarray(m, dtype=np.float64)[:, 2]
+    ai = np.linalg.inv(a)
+    out = np.empty((2, 3), dtype=np.float64)
+    out[:, :2] = ai
+    out[:, 2] = -ai @ t
+    return out
+
+
+def apply_affine(m: np.ndarray, points) -> np.ndarray:
+    """Apply a 2x3 affine to points shaped (..., 2); returns float64 of the same shape."""
+    p = np.asarray(points, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    return p @ m[:, :2].T + m[:, 2]
+
+
+def map_back(m: np.ndarray, points) -> np.ndarray:
+    """Map points from the canvas that affine ``m`` produced back to the source frame."""
+    return apply_affine(invert_affine(m), points)
+
+
+def rotated_square_bound(cx: float, cy: float, size: float, angle: float) -> tuple[float, float, float, float]:
+    """Axis-aligned bound (x, y, w, h) of a square of side ``size`` centred at (cx, cy)
+    and turned by ``angle`` degrees."""
+    r = math.radians(angle)
+    half = 0.5 * size * (abs(math.cos(r)) + abs(math.sin(r)))
+    return (cx - half, cy - half, 2.0 * half, 2.0 * half)
+
+
+def square_corners(cx: float, cy: float, size: float, angle: float) -> np.ndarray:
+    """The four corners (4, 2) of the turned square, in the order top-left, top-right,
+    bottom-right, bottom-left of the upright face."""
+    h = 0.5 * size
+    upright = np.array([[-h, -h], [h, -h], [h, h], [-h, h]], dtype=np.float64)
+    return upright @ rotation_matrix(angle).T + (cx, cy)
+
+
+def group_hits(hits: Sequence[Sequence[float]], distance: float = 0.5, size_ratio: float = 1.6) -> list[list[int]]:
+    """Group hits (cx, cy, size, angle, score) that are the same face seen at
+    neighbouring angles or scales.
+
+    Greedy by score: the strongest ungrouped hit starts a group; another hit joins it when
+    its centre lies within ``distance`` x the larger size of the leader's centre and the
+    sizes differ by less than ``size_ratio``. Returns lists of indices, strongest first.
+    """
+    order = sorted(range(len(hits)), key=lambda i: -hits[i][4])
+    taken = [False] * len(hits)
+    groups: list[list[int]] = []
+    for i in order:
+        if taken[i]:
+            continue
+        taken[i] = True
+        cx, cy, size = hits[i][0], hits[i][1], hits[i][2]
+        group = [i]
+        for j in order:
+            if taken[j]:
+                continue
+            ox, oy, osize = hits[j][0], hits[j][1], hits[j][2]
+            if max(size, osize) > size_ratio * min(size, osize):
+                continue
+            if math.hypot(ox - cx, oy - cy) <= distance * max(size, osize):
+                taken[j] = True
+                group.append(j)
+        groups.append(group)
+    return groups
+
+
+def merge_hits(hits: Iterable[Sequence[float]], distance: float = 0.5, size_ratio: float = 1.6) -> list[tuple[float, float, float, float, float]]:
+    """Merge duplicate hits (cx, cy, size, angle, score) into one per face.
+
+    Position, size and angle are score-weighted means over the group (the angle between
+    two neighbouring grid angles lands where the cascade agreed best); the score is the
+    group's summed score. Returns merged tuples, strongest first.
+    """
+    hits = [tuple(float(v) for v in h) for h in hits]
+    out = []
+    for group in group_hits(hits, distance, size_ratio):
+        g = np.array([hits[i] for i in group], dtype=np.float64)
+        w = np.maximum(g[:, 4], 1e-6)
+        cx, cy, size, angle = (np.average(g[:, k], weights=w) for k in range(4))
+        out.append((float(cx), float(cy), float(size), float(angle), float(g[:, 4].sum())))
+    out.sort(key=lambda h: -h[4])
+    return out

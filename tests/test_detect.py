@@ -1,0 +1,77 @@
+import math
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from edgeface import geometry
+from edgeface.detect import Detection, DetectionConfig, HaarDetector
+
+
+@pytest.fixture(scope="module")
+def astronaut_bgr():
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return HaarDetector()
+
+
+@pytest.fixture(scope="module")
+def upright(astronaut_bgr, detector):
+    dets = detector.detect(astronaut_bgr)
+    assert dets, "no face in the upright astronaut"
+    return dets[0]
+
+
+def test_upright_astronaut_face_where_it_is(upright):
+    # her face spans roughly x 170..280, y 60..170 in the 512x512 picture
+    assert 200 < upright.cx < 250 and 90 < upright.cy < 140
+    assert 80 < upright.size < 130
+    assert abs(upright.angle) < 12
+
+
+@pytest.mark.parametrize("roll", range(-60, 61, 15))
+def test_turned_astronaut(astronaut_bgr, detector, upright, roll):
+    m, (w, h) = geometry.rotate_grown(astronaut_bgr.shape[1], astronaut_bgr.shape[0], roll)
+    turned = cv2.warpAffine(astronaut_bgr, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    dets = detector.detect(turned)
+    assert dets, f"no face at roll {roll}"
+    best = dets[0]
+    expect = geometry.apply_affine(m, [upright.cx, upright.cy])
+    assert math.hypot(best.cx - expect[0], best.cy - expect[1]) < 0.15 * upright.size
+    assert best.size == pytest.approx(upright.size, rel=0.2)
+    assert best.angle == pytest.approx(upright.angle + roll, abs=12)
+    # the reported box is the axis-aligned bound of the turned square around that face
+    x, y, bw, bh = best.box()
+    assert x <= expect[0] <= x + bw and y <= expect[1] <= y + bh
+    r = math.radians(best.angle)
+    assert bw == pytest.approx(best.size * (abs(math.cos(r)) + abs(math.sin(r))), abs=1.0)
+
+
+def test_grey_input_and_downscaled_detection_agree(astronaut_bgr, upright):
+    grey = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY)
+    before = grey.copy()
+    det = HaarDetector(DetectionConfig(max_width=256, min_size=40))
+    dets = det.detect(grey)
+    np.testing.assert_array_equal(grey, before)  # caller's frame is never written
+    assert dets
+    best = dets[0]
+    assert math.hypot(best.cx - upright.cx, best.cy - upright.cy) < 0.15 * upright.size
+    assert best.size == pytest.approx(upright.size, rel=0.2)
+
+
+def test_blank_frame_has_no_face(detector):
+    assert detector.detect(np.full((240, 320, 3), 127, np.uint8)) == []
+
+
+def test_detection_box_is_integer_bound():
+    d = Detection(cx=100.0, cy=50.0, size=40.0, angle=0.0, score=10.0)
+    assert d.box() == (80, 30, 40, 40)
+
+
+def test_unknown_cascade_names_the_key():
+    with pytest.raises(FileNotFoundError, match="detection.cascade"):
+        HaarDetector(DetectionConfig(cascade="no_such_cascade.xml"))

@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Measurements behind edgeface's detection and chip constants (dlib is used here only,
+never by the runtime).
+
+  framing   fit the Haar box -> dlib chip placement (scale, centre offset) on five-celebs
+  accuracy  enrol train (largest face per photo), identify val turned -60..+60 (as the
+            acceptance script turns them), per angle: accuracy, recall, detection ms;
+            embeddings from dlib's ResNet on edgeface chips
+  cost      detection ms per 640x480 frame for a grid
+
+usage:
+  python tools/measure_detect.py framing [--dataset DIR]
+  python tools/measure_detect.py accuracy [--grid -60,-40,...] [--max-width N] [--min-neighbors N] ...
+  python tools/measure_detect.py cost [--grid ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from edgeface import chip as chipmod  # noqa: E402
+from edgeface import geometry  # noqa: E402
+from edgeface.detect import DetectionConfig, HaarDetector, Detection  # noqa: E402
+
+DATASET = os.environ.get("EDGEFACE_DATASET", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "five-celebs"))
+ACCEPT_ANGLES = [-60, -45, -30, -15, 0, 15, 30, 45, 60]
+
+
+def dlib_models():
+    import dlib
+    import face_recognition_models as frm
+
+    base = os.path.join(frm.__path__[0], "models")
+    return (dlib, dlib.get_frontal_face_detector(),
+            dlib.shape_predictor(os.path.join(base, "shape_predictor_5_face_landmarks.dat")),
+            dlib.face_recognition_model_v1(os.path.join(base, "dlib_face_recognition_resnet_model_v1.dat")))
+
+
+def photos(split: str) -> list[tuple[str, str]]:
+    out = []
+    for p in sorted(glob.glob(os.path.join(DATASET, split, "*", "*"))):
+        out.append((p, p.split(os.sep)[-2]))
+    if not out:
+        sys.exit(f"no photos under {os.path.join(DATASET, split)} (set EDGEFACE_DATASET)")
+    return out
+
+
+def rotate(img, deg):
+    """As /work/shared/acceptance/rotated_five_celebs.py: grown canvas, BORDER_REPLICATE."""
+    m, (nw, nh) = geometry.rotate_grown(img.shape[1], img.shape[0], deg)
+    return cv2.warpAffine(img, m, (nw, nh), borderMode=cv2.BORDER_REPLICATE), m
+
+
+def dlib_chip_geometry(dlib, cd):
+    """dlib chip_details -> (cx, cy, side, angle in edgeface's convention)."""
+    r = cd.rect
+    return ((r.left() + r.right()) / 2.0, (r.top() + r.bottom()) / 2.0, r.right() - r.left(), -math.degrees(cd.angle))
+
+
+def make_config(a) -> DetectionConfig:
+    cfg = DetectionConfig()
+    if a.grid:
+        cfg.angles = [float(x) for x in a.grid.split(",")]
+    for key in ("scale_factor", "min_neighbors", "min_size", "max_width", "cascade", "min_score", "merge_distance"):
+        v = getattr(a, key, None)
+        if v is not None:
+            setattr(cfg, key, v)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------
+def cmd_framing(a):
+    dlib, hog, sp, _ = dlib_models()
+    det = HaarDetector(make_config(a))
+    rows = []
+    for path, _ in photos("train") + photos("val"):
+        bgr = cv2.imread(path)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        haar = det.detect(bgr)
+        for r in hog(rgb, 1):
+            cx, cy, side, ang = dlib_chip_geometry(dlib, dlib.get_face_chip_details(sp(rgb, r), 150, 0.25))
+            near = [d for d in haar if math.hypot(d.cx - cx, d.cy - cy) < 0.5 * d.size]
+            if not near:
+                continue
+            d = max(near, key=lambda d: d.score)
+            # offset of the dlib chip centre in the Haar face's upright frame, per box size
+            off = geometry.rotation_matrix(-d.angle) @ (cx - d.cx, cy - d.cy) / d.size
+            rows.append((side / d.size, off[0], off[1], ang - d.angle, d.angle, ang))
+    r = np.array(rows)
+    print(f"{len(r)} faces matched (dlib HOG + 5 landmarks vs Haar)")
+    for name, col in (("scale", 0), ("dx", 1), ("dy", 2), ("angle err", 3)):
+        v = r[:, col]
+        print(f"{name:10s} median {np.median(v):+.4f}  mean {v.mean():+.4f}  sd {v.std():.4f}  "
+              f"p10 {np.percentile(v, 10):+.4f}  p90 {np.percentile(v, 90):+.4f}")
+    print(f"|angle err| mean {np.abs(r[:, 3]).mean():.2f} deg")
+
+
+# ---------------------------------------------------------------------------------------
+class Embedder:
+    """dlib ResNet on edgeface chips (stand-in for the TFLite model during measurement)."""
+
+    def __init__(self):
+        self.dlib, _, _, self.net = dlib_models()
+
+    def __call__(self, chips: np.ndarray) -> np.ndarray:
+        if len(chips) == 0:
+            return np.zeros((0, 128), np.float32)
+        v = np.array(self.net.compute_face_descriptor(list(chips)), dtype=np.float32)
+        return v
+
+
+def cmd_accuracy(a):
+    cfg = make_config(a)
+    det = HaarDetector(cfg)
+    emb = Embedder()
+    dlib, hog, sp, _ = dlib_models()
+    gal_v, gal_n = [], []
+    missing = 0
+    for path, person in photos("train"):
+        img = cv2.imread(path)
+        ds = [d for d in det.detect(img) if a.enrol_min_score is None or d.score >= a.enrol_min_score]
+        if not ds:
+            missing += 1
+            continue
+        big = max(ds, key=lambda d: d.size)
+        gal_v.append(emb(chipmod.cut_chips(img, [big]))[0])
+        gal_n.append(person)
+    gal_v = np.array(gal_v)
+    print(f"enrolled {len(gal_v)} photos ({missing} without a face); grid {cfg.angles} "
+          f"sf {cfg.scale_factor} mn {cfg.min_neighbors} min_size {cfg.min_size} max_width {cfg.max_width} "
+          f"min_score {cfg.min_score} cascade {cfg.cascade}")
+    angles = [int(x) for x in a.angles.split(",")]
+    stats = {ang: dict(n=0, ok=0, found=0, ms=0.0, extra=0, named_wrong=0) for ang in angles}
+    true_scores, false_scores, records = [], [], []
+    for path, person in photos("val"):
+        img = cv2.imread(path)
+        # the photo's own face (for recall): dlib HOG on the upright photo, largest face
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        truth = max(hog(rgb, 1), key=lambda r: r.area(), default=None)
+        for ang in angles:
+            rot, m = rotate(img, ang)
+            t = time.perf_counter()
+            ds = det.detect(rot)
+            dt = time.perf_counter() - t
+            chips = chipmod.cut_chips(rot, ds)
+            v = emb(chips)
+            names, dists = [], []
+            for e in v:
+                dist = np.linalg.norm(gal_v - e, axis=1)
+                i = int(np.argmin(dist))
+                names.append(gal_n[i] if dist[i] < a.threshold else None)
+                dists.append(round(float(dist[i]), 2))
+            s = stats[ang]
+            s["n"] += 1
+            s["ms"] += dt * 1000
+            ok = names.count(person) == 1 and all(n in (None, person) for n in names)
+            s["ok"] += ok
+            s["named_wrong"] += any(n not in (None, person) for n in names)
+            s["extra"] += max(0, len(ds) - 1)
+            if truth is not None:
+                c = geometry.apply_affine(m, [(truth.left() + truth.right()) / 2, (truth.top() + truth.bottom()) / 2])
+            hit = [False] * len(ds)
+            if truth is not None:
+                hit = [math.hypot(d.cx - c[0], d.cy - c[1]) < 0.5 * d.size for d in ds]
+                s["found"] += any(hit)
+                true_scores.extend(d.score for d, h in zip(ds, hit) if h)
+                false_scores.extend((d.score, n is not None) for d, h, n in zip(ds, hit, names) if not h)
+            records.append((ang, person, [(d.score, h, n) for d, h, n in zip(ds, hit, names)]))
+            if a.verbose and not ok:
+                print(f"  miss {ang:+d} {person} {os.path.basename(path)[:40]} names={names} dist={dists} "
+                      f"dets={[(round(d.size), round(d.angle, 1), d.score) for d in ds]}")
+    print(f"{'angle':>6} {'acc':>5} {'recall':>6} {'wrong':>5} {'extra':>5} {'ms':>6}")
+    worst = 1.0
+    for ang in angles:
+        s = stats[ang]
+        acc = s["ok"] / s["n"]
+        worst = min(worst, acc)
+        print(f"{ang:+6d} {acc:5.2f} {s['found'] / s['n']:6.2f} {s['named_wrong']:5d} {s['extra']:5d} {s['ms'] / s['n']:6.1f}")
+    if true_scores:
+        print("true-face scores: percentiles 0,1,5,10,50:", np.percentile(true_scores, [0, 1, 5, 10, 50]).round(1))
+    if false_scores:
+        fs = np.array(false_scores)
+        print(f"other detections: {len(fs)}, named {int(fs[:, 1].sum())}; score percentiles 50,90,99,100:",
+              np.percentile(fs[:, 0], [50, 90, 99, 100]).round(1),
+              "named ones' max score", fs[fs[:, 1] > 0, 0].max() if fs[:, 1].any() else None)
+    if a.sweep_min_score:
+        # accuracy if detections below a summed-neighbour score were dropped (exact: the
+        # threshold applies after merging)
+        for thr in [float(x) for x in a.sweep_min_score.split(",")]:
+            acc = {}
+            for ang, person, dets in records:
+                names = [n for sc, h, n in dets if sc >= thr]
+                ok = names.count(person) == 1 and all(n in (None, person) for n in names)
+                acc.setdefault(ang, []).append(ok)
+            print(f"min_score {thr:5.1f}: " + " ".join(f"{ang:+d}:{np.mean(v):.2f}" for ang, v in acc.items())
+                  + f"  worst {min(np.mean(v) for v in acc.values()):.2f}")
+    print(f"worst angle accuracy {worst:.2f}; mean {np.mean([stats[x]['ok'] / stats[x]['n'] for x in angles]):.3f}")
+
+
+# ---------------------------------------------------------------------------------------
+def cmd_cost(a):
+    """ms per 640x480 frame: val photos (two side by side, turned) pasted on a 640x480 canvas."""
+    cfg = make_config(a)
+    det = HaarDetector(cfg)
+    frames = []
+    ps = photos("val")
+    for i in range(0, len(ps), 2):
+        canvas = np.full((480, 640, 3), 110, np.uint8)
+        for j, (p, _) in enumerate(ps[i:i + 2]):
+            img = cv2.imread(p)
+            rot, _ = rotate(img, ACCEPT_ANGLES[(i + j) % len(ACCEPT_ANGLES)])
+            rot = cv2.resize(rot, (300, int(300 * rot.shape[0] / rot.shape[1])))[:460]
+            canvas[10:10 + rot.shape[0], 10 + 320 * j:10 + 320 * j + 300] = rot
+        frames.append(canvas)
+    det.detect(frames[0])
+    t = time.perf_counter()
+    n = 0
+    for f in frames * a.repeat:
+        det.detect(f)
+        n += 1
+    dt = (time.perf_counter() - t) / n
+    print(f"grid {cfg.angles} max_width {cfg.max_width} sf {cfg.scale_factor}: {dt * 1000:.1f} ms per 640x480 frame "
+          f"({n} frames, cv2 threads {cv2.getNumThreads()})")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["framing", "accuracy", "cost"])
+    ap.add_argument("--grid", help="comma-separated sweep angles (default: DetectionConfig's)")
+    ap.add_argument("--angles", default=",".join(str(x) for x in ACCEPT_ANGLES), help="rolls to test")
+    ap.add_argument("--scale-factor", dest="scale_factor", type=float)
+    ap.add_argument("--min-neighbors", dest="min_neighbors", type=int)
+    ap.add_argument("--min-size", dest="min_size", type=int)
+    ap.add_argument("--max-width", dest="max_width", type=int)
+    ap.add_argument("--min-score", dest="min_score", type=float)
+    ap.add_argument("--merge-distance", dest="merge_distance", type=float)
+    ap.add_argument("--cascade")
+    ap.add_argument("--threshold", type=float, default=0.6, help="dlib euclidean distance threshold")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--sweep-min-score", dest="sweep_min_score", help="e.g. 10,15,20: accuracy per threshold")
+    ap.add_argument("--enrol-min-score", dest="enrol_min_score", type=float,
+                    help="enrol the largest face among those scoring at least this (default: all the detector returns)")
+    ap.add_argument("--verbose", "-v", action="store_true")
+    a = ap.parse_args()
+    {"framing": cmd_framing, "accuracy": cmd_accuracy, "cost": cmd_cost}[a.what](a)
+
+
+if __name__ == "__main__":
+    main()
