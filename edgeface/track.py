@@ -26,13 +26,15 @@ class TrackingConfig:
     centre_max: float = 0.6  # ... or centre distance up to this many face sizes
     max_missed: float = 1.0  # seconds a track survives without a detection
     vote_count: int = 3  # embeddings voted over before an identity is announced
-    reembed_interval: float = 1.0  # seconds between embeddings of a decided track
+    reembed_interval: float = 1.0  # seconds between embeddings of a named track
+    # An unknown face is re-checked more often: it may be someone enrolled seen at a hard angle.
+    unknown_reembed_interval: float = 0.25
     unknown_events: bool = True  # announce faces that match nobody (name null)
 
     def __post_init__(self):
         if self.vote_count < 1:
             raise ValueError("vote_count must be at least 1")
-        if self.max_missed < 0 or self.reembed_interval < 0 or self.iou_min < 0 or self.centre_max < 0:
+        if min(self.max_missed, self.reembed_interval, self.unknown_reembed_interval, self.iou_min, self.centre_max) < 0:
             raise ValueError("tracking values must not be negative")
 
 
@@ -63,7 +65,8 @@ class Track:
     def needs_embedding(self, t: float) -> bool:
         if not self.decided or self.last_embedded is None:
             return True
-        return t - self.last_embedded >= self.cfg.reembed_interval
+        interval = self.cfg.reembed_interval if self.name is not None else self.cfg.unknown_reembed_interval
+        return t - self.last_embedded >= interval
 
     def box(self) -> tuple:
         return tuple(int(v) for v in self.detection.box())

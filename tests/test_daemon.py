@@ -45,7 +45,7 @@ pytestmark = pytest.mark.slow
 
 def astronaut_head() -> np.ndarray:
     """The astronaut's head and shoulders, upright (the enrolment photo)."""
-    return astronaut_bgr()[20:340, 180:500]
+    return astronaut_bgr()[0:300, 70:370]
 
 
 def make_clip(path, face_frames=30, blank_frames=10, fps=10.0, size=(320, 240)):
@@ -355,3 +355,16 @@ def test_sd_notify_to_a_path_socket(tmp_path, monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET")
     assert sdnotify.ready() is False  # outside systemd: a no-op
     s.close()
+
+
+@needs_shipped_model
+def test_demo_prints_the_astronaut_messages(tmp_path):
+    # amqtt when installed (the demo extra), else the mosquitto the tests use anyway
+    r = subprocess.run([sys.executable, "-m", "edgeface", "demo", "--frames", "20", "--keep", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    identity = [line for line in r.stdout.splitlines() if "/identity" in line]
+    assert any('"name": "astronaut"' in line for line in identity), r.stdout
+    assert all('"name": "astronaut"' in line or '"name": null' in line for line in identity), r.stdout
+    assert "edgeface/status  online" in r.stdout and "edgeface/status  offline" in r.stdout
+    assert (tmp_path / "astronaut.avi").is_file() and (tmp_path / "gallery.db").is_file()

@@ -106,3 +106,19 @@ def test_events_are_drained():
     tr.observe(track, "ann", 0.8, 0.0)
     assert len(tr.events(0.0)) == 1
     assert tr.events(0.1) == []
+
+
+def test_unknown_track_is_rechecked_sooner_and_named_once_recognisable():
+    cfg = TrackingConfig(vote_count=3, reembed_interval=1.0, unknown_reembed_interval=0.2)
+    tr = Tracker(cfg)
+    events, embedded = [], 0
+    for k in range(30):  # 3 s at 10 fps: unrecognisable for the first second, then recognised
+        t = k * 0.1
+        track = tr.update([face(100, angle=60 - 4 * k)], t)[0]
+        if track.needs_embedding(t):
+            embedded += 1
+            tr.observe(track, "ann" if t >= 1.0 else None, 0.9 if t >= 1.0 else 0.5, t)
+        events += tr.events(t)
+    assert [e.name for e in events] == [None, "ann"]
+    assert events[0].track_id == events[1].track_id
+    assert embedded < 30
