@@ -47,24 +47,43 @@ class DetectionConfig:
     cascade: str = "haarcascade_frontalface_default.xml"  # name in cv2.data.haarcascades, or a path
     equalize: bool = True  # histogram-equalise the grey frame (helps under uneven light)
     merge_distance: float = 0.5  # hits whose centres lie within this x size are one face
-    min_score: float = 0.0  # drop merged faces whose summed neighbours are below this
+    # Verification: the eye cascades run on a small upright crop of each merged face. Faces
+    # with no eye found are kept only when their summed neighbours reach min_score (the
+    # frontal cascade's false hits on turned canvases almost never show an eye, while
+    # their scores overlap those of real, harder faces). Two eyes also refine the angle.
+    eyes: list[str] = field(default_factory=lambda: ["haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml"])
+    eye_min_neighbors: int = 1
+    min_score: float = 30.0  # summed neighbours needed by a face with no eye found; 0 keeps all
 
-    def cascade_path(self) -> str:
-        if os.path.isfile(self.cascade):
-            return self.cascade
-        path = os.path.join(cv2.data.haarcascades, self.cascade)
+    def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:
+        name = self.cascade if name is None else name
+        if os.path.isfile(name):
+            return name
+        path = os.path.join(cv2.data.haarcascades, name)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"detection.cascade: {self.cascade!r} is neither a file nor a cascade in {cv2.data.haarcascades}")
+            raise FileNotFoundError(f"{key}: {name!r} is neither a file nor a cascade in {cv2.data.haarcascades}")
         return path
+
+
+def _load_cascade(path: str, key: str) -> cv2.CascadeClassifier:
+    c = cv2.CascadeClassifier(path)
+    if c.empty():
+        raise ValueError(f"{key}: cannot load cascade {path}")
+    return c
+
+
+# Eye search crop: the face box, upright, resampled to this many pixels a side; eyes are
+# looked for in its upper part only.
+_EYE_CROP = 96
+_EYE_TOP = 0.62
 
 
 class HaarDetector:
     def __init__(self, cfg: DetectionConfig | None = None):
         self.cfg = cfg or DetectionConfig()
-        path = self.cfg.cascade_path()
-        self._cascade = cv2.CascadeClassifier(path)
-        if self._cascade.empty():
-            raise ValueError(f"detection.cascade: cannot load cascade {path}")
+        self._cascade = _load_cascade(self.cfg.cascade_path(), "detection.cascade")
+        self._eyes = [_load_cascade(self.cfg.cascade_path(n, "detection.eyes"), "detection.eyes") for n in self.cfg.eyes]
+        self._eye_crop = np.empty((_EYE_CROP, _EYE_CROP), np.uint8)
         # Buffers reused across frames of the same size (video): grey, small grey, canvases.
         self._grey: np.ndarray | None = None
         self._small: np.ndarray | None = None
@@ -120,6 +139,10 @@ class HaarDetector:
         """Unmerged hits (cx, cy, size, angle, neighbours) in original-frame pixels."""
         cfg = self.cfg
         grey, scale = self._prepare(frame)
+        return self._hits(grey, scale, angles)
+
+    def _hits(self, grey, scale, angles=None):
+        cfg = self.cfg
         min_side = max(1, int(round(cfg.min_size * scale)))
         max_side = int(round(cfg.max_size * scale)) if cfg.max_size else 0
         hits = []
@@ -146,11 +169,52 @@ class HaarDetector:
                 hits.append((float(cx), float(cy), float(side), face_angle, float(n)))
         return hits
 
+    def _find_eyes(self, grey: np.ndarray, scale: float, det: Detection) -> tuple[int, float | None]:
+        """(eyes found: 0, 1 or 2 sides, roll correction in degrees when both sides were found)."""
+        if not self._eyes:
+            return 0, None
+        n = _EYE_CROP
+        # crop pixels -> detection-resolution pixels, face upright
+        side = det.size * scale
+        r = geometry.rotation_matrix(det.angle) * (side / (n - 1))
+        m = np.empty((2, 3))
+        m[:, :2] = r
+        m[:, 2] = (det.cx * scale, det.cy * scale) - r @ ((n - 1) / 2.0, (n - 1) / 2.0)
+        cv2.warpAffine(grey, m, (n, n), dst=self._eye_crop, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                       borderMode=cv2.BORDER_REPLICATE)
+        top = self._eye_crop[: int(n * _EYE_TOP)]
+        best = {0: None, 1: None}  # image-left / image-right half: (x, y, neighbours)
+        for cascade in self._eyes:
+            rects, neighbours = cascade.detectMultiScale2(top, 1.1, self.cfg.eye_min_neighbors,
+                                                          minSize=(12, 12), maxSize=(40, 40))
+            for (x, y, w, h), nb in zip(np.asarray(rects).reshape(-1, 4), np.ravel(neighbours)):
+                ex, ey = x + w / 2.0, y + h / 2.0
+                half = int(ex >= n / 2.0)
+                if best[half] is None or nb > best[half][2]:
+                    best[half] = (ex, ey, nb)
+        found = sum(v is not None for v in best.values())
+        if found < 2:
+            return found, None
+        (lx, ly, _), (rx, ry, _) = best[0], best[1]
+        # eye line turned by R(delta) from horizontal: R(delta) (1, 0) = (cos, -sin)
+        return 2, math.degrees(math.atan2(-(ry - ly), rx - lx))
+
+    def candidates(self, frame: np.ndarray) -> list[tuple[Detection, int]]:
+        """All merged faces with the number of eye sides found (0-2), strongest first."""
+        grey, scale = self._prepare(frame)
+        merged = geometry.merge_hits(self._hits(grey, scale), distance=self.cfg.merge_distance)
+        out = []
+        for cx, cy, size, angle, score in merged:
+            det = Detection(cx, cy, size, angle, score)
+            eyes, delta = self._find_eyes(grey, scale, det)
+            if delta is not None and abs(delta) <= 20.0:
+                det = Detection(cx, cy, size, angle + delta, score)
+            out.append((det, eyes))
+        return out
+
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Faces in ``frame`` (BGR uint8 or grey), strongest first."""
-        merged = geometry.merge_hits(self.raw_hits(frame), distance=self.cfg.merge_distance)
-        return [Detection(cx, cy, size, angle, score) for cx, cy, size, angle, score in merged
-                if score >= self.cfg.min_score]
+        return [d for d, eyes in self.candidates(frame) if eyes > 0 or d.score >= self.cfg.min_score]
 
 
 def largest(detections: list[Detection]) -> Detection | None:
