@@ -11,7 +11,7 @@ Pure logic, no I/O. Per frame the pipeline calls
 A track's identity is voted over its first `vote_count` embeddings, so a single bad chip at a
 steep angle cannot name someone. One event is emitted when the vote is decided, another only if
 later embeddings settle on a different name, and a new one when a face that left (unseen for
-longer than `max_missed` seconds) comes back as a new track.
+longer than `max_missed` seconds and `min_missed_frames` frames) comes back as a new track.
 """
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 class TrackingConfig:
     iou_min: float = 0.2  # box overlap at which a detection continues a track
     centre_max: float = 0.6  # ... or centre distance up to this many face sizes
-    max_missed: float = 1.0  # seconds a track survives without a detection
+    max_missed: float = 1.0  # seconds a track survives without a detection ...
+    # ... and at least this many processed frames, so a slow device (1-2 frames/s) does not
+    # split one appearance into many when a frame or two miss the face
+    min_missed_frames: int = 2
     vote_count: int = 3  # embeddings voted over before an identity is announced
     reembed_interval: float = 1.0  # seconds between embeddings of a named track
     # An unknown face is re-checked more often: it may be someone enrolled seen at a hard angle.
@@ -32,8 +35,8 @@ class TrackingConfig:
     unknown_events: bool = True  # announce faces that match nobody (name null)
 
     def __post_init__(self):
-        if self.vote_count < 1:
-            raise ValueError("vote_count must be at least 1")
+        if self.vote_count < 1 or self.min_missed_frames < 1:
+            raise ValueError("vote_count and min_missed_frames must be at least 1")
         if min(self.max_missed, self.reembed_interval, self.unknown_reembed_interval, self.iou_min, self.centre_max) < 0:
             raise ValueError("tracking values must not be negative")
 
@@ -59,6 +62,7 @@ class Track:
     score: float = 0.0
     decided: bool = False
     last_embedded: float | None = None
+    missed: int = 0  # processed frames in a row without this face
     votes: list = field(default_factory=list, repr=False)  # (name, score) of the first embeddings
     recent: deque = field(default_factory=deque, repr=False)  # (name, score) after the decision
 
@@ -101,7 +105,9 @@ class Tracker:
 
     def update(self, detections: list, t: float) -> list[Track]:
         """Match this frame's detections to live tracks; returns one Track per detection."""
-        self.tracks = [tr for tr in self.tracks if t - tr.last_seen <= self.cfg.max_missed]
+        # (a long stall with no frames at all, e.g. a camera reconnecting, also ends every track)
+        self.tracks = [tr for tr in self.tracks if t - tr.last_seen <= self.cfg.max_missed
+                       or (tr.missed < self.cfg.min_missed_frames and t - tr.last_seen <= 10 * self.cfg.max_missed)]
         pairs = []
         for ti, tr in enumerate(self.tracks):
             for di, det in enumerate(detections):
@@ -116,8 +122,11 @@ class Tracker:
                 continue
             used.add(ti)
             tr = self.tracks[ti]
-            tr.detection, tr.last_seen = detections[di], t
+            tr.detection, tr.last_seen, tr.missed = detections[di], t, 0
             result[di] = tr
+        for ti, tr in enumerate(self.tracks):
+            if ti not in used:
+                tr.missed += 1
         for di, det in enumerate(detections):
             if result[di] is None:
                 tr = Track(self._next_id, det, t, t, self.cfg)

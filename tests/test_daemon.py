@@ -76,7 +76,8 @@ def media():
 
 
 def enroll(gallery, photo, model, name="astronaut"):
-    r = subprocess.run([sys.executable, "-m", "edgeface", "enroll", name, photo, "--gallery", str(gallery),
+    photos = [photo] if isinstance(photo, str) else list(photo)
+    r = subprocess.run([sys.executable, "-m", "edgeface", "enroll", name, *photos, "--gallery", str(gallery),
                         "--model", model], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -368,3 +369,82 @@ def test_demo_prints_the_astronaut_messages(tmp_path):
     assert all('"name": "astronaut"' in line or '"name": null' in line for line in identity), r.stdout
     assert "edgeface/status  online" in r.stdout and "edgeface/status  offline" in r.stdout
     assert (tmp_path / "astronaut.avi").is_file() and (tmp_path / "gallery.db").is_file()
+
+
+DATASET = os.environ.get("EDGEFACE_DATASET")
+
+
+def compose_people_clip(path, photos, seconds=3.0, gap=2.0, fps=10.0, size=(480, 360)):
+    """One person per segment (turning -60..+60 degrees), an empty second between segments.
+    Returns [(start_s, end_s, name)]."""
+    bg = np.tile(np.linspace(60, 180, size[0], dtype=np.uint8)[None, :, None], (size[1], 1, 3))
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    spans, t = [], 0.0
+    for name, photo in photos:
+        img = cv2.imread(photo)
+        n = int(seconds * fps)
+        for k in range(n):
+            tile = turned(img, -60 + 120 * k / (n - 1))
+            s = 0.9 * min(size[0] / tile.shape[1], size[1] / tile.shape[0])
+            tile = cv2.resize(tile, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+            frame = bg.copy()
+            y, x = (size[1] - tile.shape[0]) // 2, (size[0] - tile.shape[1]) // 2
+            frame[y: y + tile.shape[0], x: x + tile.shape[1]] = tile
+            vw.write(frame)
+        for _ in range(int(gap * fps)):
+            vw.write(bg)
+        spans.append((t, t + seconds, name))
+        t += seconds + gap
+    vw.release()
+    return spans
+
+
+def clearest_face_photo(folder, candidates=4):
+    """Of the first few photos, the one whose largest face fills most of it: a clip of a photo
+    with a tiny or profile face tests the detector, not the daemon."""
+    from edgeface.detect import HaarDetector
+
+    detector = HaarDetector()
+    best, best_fill = None, -1.0
+    for name in sorted(os.listdir(folder))[:candidates]:
+        img = cv2.imread(os.path.join(folder, name))
+        if img is None:
+            continue
+        faces = detector.detect(img)
+        fill = max((d.size for d in faces), default=0) / min(img.shape[:2])
+        if fill > best_fill:
+            best, best_fill = os.path.join(folder, name), fill
+    return best
+
+
+@pytest.mark.dataset
+@needs_shipped_model
+@pytest.mark.skipif(not DATASET or not os.path.isdir(str(DATASET)), reason="EDGEFACE_DATASET (five-celebs) not set")
+def test_five_celebs_clip_every_person_named_no_wrong_name(tmp_path, mosquitto, subscriber, run_daemon):
+    from datetime import datetime
+
+    model = shipped_model()
+    people = sorted(os.listdir(os.path.join(DATASET, "val")))
+    photos = []
+    for person in people:
+        train = sorted(os.listdir(os.path.join(DATASET, "train", person)))[:8]  # a few photos each: quicker
+        enroll(tmp_path / "gallery.db", [os.path.join(DATASET, "train", person, f) for f in train], model, name=person)
+        photos.append((person, clearest_face_photo(os.path.join(DATASET, "val", person))))
+    spans = compose_people_clip(tmp_path / "people.avi", photos, seconds=4.0)
+    sub = subscriber("edgeface/cam/identity")
+    cams = [{"name": "cam", "source": str(tmp_path / "people.avi")}]
+    d = run_daemon(write_config(tmp_path, mosquitto, model, cameras=cams, tracking={"max_missed": 1.0}))
+    assert d.wait(300) == 0, d.log()  # a file without loop: the daemon stops at its end
+    start_line = next(line for line in d.log().splitlines() if "camera cam: reading" in line)
+    t0 = datetime.strptime(start_line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    seen = {}
+    for m in sub.messages:
+        body = m.json()
+        if body["name"] is None:
+            continue
+        t = datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00")).timestamp() - t0
+        shown = [name for start, end, name in spans if start - 0.5 <= t <= end + 0.5]
+        assert body["name"] in shown, (body, t, spans)  # only right names
+        seen[body["name"]] = seen.get(body["name"], 0) + 1
+    assert set(seen) == set(people), (seen, d.log())  # every person named
+    print("named per person:", seen)

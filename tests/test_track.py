@@ -70,7 +70,7 @@ def test_leaving_and_coming_back_is_a_new_appearance():
     events += run_frames(tr, [[]] * 5 + [[face(100)]] * 5, [[]] * 5 + [["ann"]] * 5, t0=0.5)
     assert [e.name for e in events] == ["ann"]
     # a gap longer than max_missed: she left; coming back is announced again
-    events += run_frames(tr, [[face(100)]] * 5, [["ann"]] * 5, t0=5.0)
+    events += run_frames(tr, [[]] * 20 + [[face(100)]] * 5, [[]] * 20 + [["ann"]] * 5, t0=3.0)
     assert [e.name for e in events] == ["ann", "ann"]
     assert events[0].track_id != events[1].track_id
 
@@ -122,3 +122,12 @@ def test_unknown_track_is_rechecked_sooner_and_named_once_recognisable():
     assert [e.name for e in events] == [None, "ann"]
     assert events[0].track_id == events[1].track_id
     assert embedded < 30
+
+
+def test_slow_frame_rate_does_not_split_an_appearance():
+    # 1 frame/s with the face missed in one frame: still one track, one event
+    tr = Tracker(TrackingConfig(max_missed=0.5, min_missed_frames=2, vote_count=2))
+    frames = [[face(100)], [], [face(105)], [face(110)], [face(112)]]
+    events = run_frames(tr, frames, [["ann"], [], ["ann"], ["ann"], ["ann"]], dt=1.0)
+    assert [e.name for e in events] == ["ann"]
+    assert len(tr.tracks) == 1
