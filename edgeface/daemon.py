@@ -197,7 +197,7 @@ class Daemon:
         for w in self.workers:
             w.stop()
         for r in self.readers:
-            r._stop.set()
+            r.request_stop()
         for r in self.readers:
             r.stop(timeout=max(0.0, min(0.3, deadline - time.monotonic())))
         for w in self.workers:
@@ -286,7 +286,7 @@ class Daemon:
             return
         old = self.cfg
         log.info("SIGHUP: reloading %s", new.path)
-        logging.getLogger("edgeface").setLevel(new.log_level)
+        setup_logging(new.log_level)
         self._stop_cameras(time.monotonic() + 2.0)
         try:
             if (new.model, new.recognition) != (old.model, old.recognition):
@@ -323,9 +323,12 @@ class Daemon:
 
 
 def setup_logging(level: str) -> None:
+    """The config's log_level, unless `edgeface -v` already asked for debug output."""
     root = logging.getLogger()
     if not root.handlers:  # `python -m edgeface` configures it; library use may not
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if root.level == logging.DEBUG:
+        return
     logging.getLogger("edgeface").setLevel(level)
     root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(level)))
 

@@ -106,10 +106,14 @@ class CameraReader:
         with self._cond:
             return self._done and (self._latest is None or self._latest.seq <= self._taken_seq)
 
-    def stop(self, timeout: float = 1.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to finish; returns at once (see stop() to wait for it)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self.request_stop()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)  # a network read can block up to READ_TIMEOUT_MS; the thread is a daemon
 

@@ -448,3 +448,19 @@ def test_five_celebs_clip_every_person_named_no_wrong_name(tmp_path, mosquitto, 
         seen[body["name"]] = seen.get(body["name"], 0) + 1
     assert set(seen) == set(people), (seen, d.log())  # every person named
     print("named per person:", seen)
+
+
+def test_missing_model_exits_1_naming_the_file(tmp_path, mosquitto):
+    cfg = write_config(tmp_path, mosquitto, str(tmp_path / "no_such_model.tflite"),
+                       cameras=[{"name": "a", "source": 0}])
+    r = subprocess.run([sys.executable, "-m", "edgeface", "run", "--config", str(cfg)], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "no_such_model.tflite" in r.stderr, r.stderr
+
+
+def test_config_without_cameras_is_refused(tmp_path):
+    cfg = tmp_path / "empty.yaml"
+    cfg.write_text("mqtt: {host: localhost}\n")
+    r = subprocess.run([sys.executable, "-m", "edgeface", "run", "--config", str(cfg)], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "cameras: at least one camera is required" in r.stderr, r.stderr

@@ -100,3 +100,22 @@ def test_password_never_in_repr():
     cfg = MqttConfig(username="u", password="topsecret")
     assert "topsecret" not in repr(cfg)
     assert re.search(r"username='u'", repr(cfg))
+
+
+def test_face_crops_only_with_snapshot_enabled(mosquitto, subscriber):
+    sub = subscriber("edgeface/#")
+    jpeg = b"\xff\xd8 not really a jpeg \xff\xd9"
+    plain = make(mosquitto, discovery=False)
+    plain.start()
+    assert plain.wait_connected(10)
+    plain.publish_identity("front", event(), snapshot_jpeg=jpeg)
+    assert sub.wait_for(lambda m: m.topic == "edgeface/front/identity", 10)
+    plain.close()
+    assert not sub.on("edgeface/front/snapshot")
+    snap = make(mosquitto, discovery=False, snapshot=True)
+    snap.start()
+    assert snap.wait_connected(10)
+    snap.publish_identity("front", event(), snapshot_jpeg=jpeg)
+    got = sub.wait_for(lambda m: m.topic == "edgeface/front/snapshot", 10)
+    assert got is not None and got.payload == jpeg
+    snap.close()
