@@ -760,15 +760,20 @@ class TFLiteRunner:
     def embed(self, chips: np.ndarray) -> np.ndarray:
         return np.stack([self.embed_one(c) for c in chips])
 
-    def latency_ms(self, chip: np.ndarray, runs: int = 100) -> float:
+    def time_once(self, chip: np.ndarray) -> float:
+        t0 = time.perf_counter()
+        self.embed_one(chip)
+        return time.perf_counter() - t0
+
+
+def latencies_ms(runners: list[TFLiteRunner], chip: np.ndarray, runs: int = 100) -> list[float]:
+    """Median single-face latency of each runner; runs interleave so that load from other
+    processes on a shared machine hits every model alike."""
+    for r in runners:
         for _ in range(3):
-            self.embed_one(chip)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            self.embed_one(chip)
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times) * 1000)
+            r.embed_one(chip)
+    times = [[r.time_once(chip) for r in runners] for _ in range(runs)]
+    return [float(np.median(col) * 1000) for col in zip(*times)]
 
 
 def integer_only_report(model_bytes: bytes) -> dict:
@@ -934,9 +939,9 @@ def evaluate(float_bytes: bytes, int8_bytes: bytes, ref: Reference, eval_set: Ch
             ver["reference_native"] = verification_accuracy(-d, same, -ref.native_distance)
             fid["verification"]["reference_native"] = {"rule": f"euclidean distance < {ref.native_distance}",
                                                        **ver["reference_native"]}
-    log("[eval] latency (single face, median of 100 runs) ...")
+    log("[eval] latency (single face, median of 100 interleaved runs) ...")
     chip = eval_set.chips[0]
-    lat_f, lat_q = f_run.latency_ms(chip), q_run.latency_ms(chip)
+    lat_f, lat_q = latencies_ms([f_run, q_run], chip)
     fid["latency_ms"] = {"float32": lat_f, "int8": lat_q, "threads": threads, "runtime": "ai_edge_litert (XNNPACK)"}
     fid["size_bytes"] = {"float32": len(float_bytes), "int8": len(int8_bytes)}
 
@@ -981,6 +986,56 @@ def evaluate(float_bytes: bytes, int8_bytes: bytes, ref: Reference, eval_set: Ch
              (f"latency 1 face float32 / int8 ({threads} thread)", f"{lat_f:.2f} ms / {lat_q:.2f} ms",
               f"speed-up {lat_f / lat_q:.2f}x", "")]
     return fid, fmt_table(rows), threshold
+
+
+def runtime_chip_set(folders: list[Path], size: int) -> ChipSet:
+    """Chips cut by edgeface's own pipeline (Haar detector + cut_chips), largest face per photo."""
+    import cv2
+    sys.path.insert(0, str(REPO_ROOT))
+    try:
+        from edgeface.chip import cut_chips
+        from edgeface.detect import HaarDetector, largest
+    except ImportError as e:
+        raise ConvertError(f"--runtime-chips needs the edgeface package (run from the repo): {e}") from None
+    detector = HaarDetector()
+    chips, labels, sources = [], [], []
+    images = [(lab, p) for f in folders for lab, p in list_images(f)]
+    t0 = time.perf_counter()
+    for n, (lab, p) in enumerate(images, 1):
+        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        det = largest(detector.detect(bgr)) if bgr is not None else None
+        if det is not None:
+            chips.append(cut_chips(bgr, [det], (size, size), CHIP_PADDING)[0])
+            labels.append(lab)
+            sources.append(str(p))
+        if n % 20 == 0 or n == len(images):
+            log(f"  runtime chips: {n}/{len(images)} images, {len(chips)} faces ({time.perf_counter() - t0:.0f} s)")
+    if not chips:
+        raise ConvertError("edgeface's detector found no face in the evaluation images")
+    return ChipSet(np.stack(chips), labels, sources)
+
+
+def evaluate_runtime_chips(int8_bytes: bytes, ref: Reference, chip_set: ChipSet, threshold: float,
+                           threads: int) -> tuple[dict, str]:
+    ref_emb = ref.embed(chip_set.chips)
+    q_emb = TFLiteRunner(int8_bytes, threads).embed(chip_set.chips)
+    cos_q = cosines(q_emb, ref_emb)
+    res: dict = {"chips": int(len(chip_set.chips)), "int8_vs_reference_cosine": {"mean": float(cos_q.mean()),
+                                                                               "min": float(cos_q.min())}}
+    rows = [("measure (edgeface runtime chips: Haar + cut_chips)", "value"),
+            (f"int8 TFLite vs {ref.name}: mean / min cosine", f"{cos_q.mean():.4f} / {cos_q.min():.4f}")]
+    if len(set(chip_set.labels)) >= 2 and not math.isnan(threshold):
+        for n, e in (("reference", ref_emb), ("int8", q_emb)):
+            sim, same = pair_scores(e, chip_set.labels)
+            res[n] = verification_accuracy(sim, same, threshold)
+            res[n]["best_threshold"] = choose_threshold(sim, same)[0]
+            label = ref.name if n == "reference" else "int8 TFLite"
+            rows.append((f"verification at {threshold:.4f}, {label} (balanced / acc)",
+                         f"{res[n]['balanced_accuracy']:.2f}% / {res[n]['accuracy']:.2f}%"))
+        rows.append((f"best threshold on these chips ({ref.name} / int8)",
+                     f"{res['reference']['best_threshold']:.4f} / {res['int8']['best_threshold']:.4f}"))
+    rows.append(("faces found", f"{len(chip_set.chips)}"))
+    return res, fmt_table(rows)
 
 
 def default_dat() -> Path:
@@ -1032,9 +1087,8 @@ examples:
                           "raw uint8 pixels")
     data = ap.add_argument_group("data")
     data.add_argument("--calib", type=Path, default=None, metavar="DIR",
-                      help=f"folder of face photos for int8 calibration (sub-folder per person; default "
-                           f"{DEFAULT_CALIB_DIR.relative_to(REPO_ROOT.parent) if DEFAULT_CALIB_DIR.exists() else '../shared/datasets/five-celebs/train'} "
-                           f"relative to the repo's parent, when present)")
+                      help="folder of face photos for int8 calibration, one sub-folder per person (default: "
+                           "../shared/datasets/five-celebs/train beside the repository, when present)")
     data.add_argument("--eval", type=Path, nargs="*", default=None, metavar="DIR",
                       help="folders of face photos (sub-folder per person) for the fidelity and verification "
                            "table (default: the calibration folder plus its sibling 'val' folder when present)")
@@ -1042,6 +1096,10 @@ examples:
                       help="use at most this many calibration faces before augmentation (0 = all)")
     data.add_argument("--no-augment", action="store_true",
                       help="calibrate on the chips only (default adds mirrored and slightly rotated copies)")
+    data.add_argument("--runtime-chips", action="store_true",
+                      help="also cut the evaluation faces the way edgeface's runtime does (its Haar detector + "
+                           "edgeface.chip.cut_chips, no landmarks) and report int8 fidelity and verification "
+                           "on those chips too (slower: the multi-angle Haar detector)")
     out = ap.add_argument_group("output")
     out.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR, help="where to write (default: models/)")
     out.add_argument("--name", default=None,
@@ -1079,14 +1137,11 @@ def load_keras_model(path: Path, mean: list[float] | None, scale: float | None):
     if not path.exists():
         raise ConvertError(f"{path}: no such file or folder")
     try:
-        if path.is_dir():
-            layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
-            base = None
+        if path.is_dir():  # SavedModel: wrap its serving signature in a Keras model
             sig = tf.saved_model.load(str(path)).signatures["serving_default"]
             spec = list(sig.structured_input_signature[1].values())[0]
-            shape = tuple(spec.shape[1:])
-            inp = keras.Input(shape)
-            y = layer(inp)
+            inp = keras.Input(tuple(spec.shape[1:]))
+            y = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")(inp)
             if isinstance(y, dict):
                 y = list(y.values())[0]
             base = keras.Model(inp, y)
@@ -1106,6 +1161,10 @@ def load_keras_model(path: Path, mean: list[float] | None, scale: float | None):
     x = keras.layers.Rescaling(scale=s, offset=(-m * s).tolist(), name="normalise")(inp)
     wrapped = keras.Model(inp, base(x), name=(path.stem or "embedder") + "_pixels")
     return base, wrapped, (int(shape[1]), int(shape[0])), m.tolist(), s
+
+
+def output_dim(model_bytes: bytes) -> int:
+    return int(_interpreter(model_bytes).get_output_details()[0]["shape"][-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1226,6 +1285,12 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print(table)
 
+    if args.runtime_chips:
+        log("[6/6] edgeface runtime chips ...")
+        rt_set = runtime_chip_set(eval_dirs, chip_size)
+        fid["runtime_chips"], rt_table = evaluate_runtime_chips(int8_bytes, ref, rt_set, threshold, args.threads)
+        print(rt_table)
+
     all_ok = all(fid["checks"].values())
     if not all_ok and not args.force:
         log(f"error: fidelity check failed ({', '.join(k for k, v in fid['checks'].items() if not v)}); "
@@ -1247,7 +1312,7 @@ def main(argv: list[str] | None = None) -> int:
         "color_order": "RGB",
         "mean": mean_meta,
         "scale": scale_meta,
-        "embedding_size": int(fid_dim(int8_bytes)),
+        "embedding_size": int(output_dim(int8_bytes)),
         "metric": "cosine",
         "threshold": threshold,
         "threshold_method": threshold_method,
@@ -1287,11 +1352,6 @@ def main(argv: list[str] | None = None) -> int:
     if not all_ok:
         log("warning: fidelity check failed but --force given; model written")
     return 0
-
-
-def fid_dim(model_bytes: bytes) -> int:
-    it = _interpreter(model_bytes)
-    return int(it.get_output_details()[0]["shape"][-1])
 
 
 def cli(argv: list[str] | None = None) -> int:
