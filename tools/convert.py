@@ -1167,6 +1167,27 @@ def output_dim(model_bytes: bytes) -> int:
     return int(_interpreter(model_bytes).get_output_details()[0]["shape"][-1])
 
 
+def data_dirs(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    """Calibration folder and evaluation folders, checked before any slow work starts."""
+    calib_dir = args.calib or DEFAULT_CALIB_DIR
+    if not calib_dir.is_dir():
+        if args.calib is None:
+            raise ConvertError(f"default calibration folder {DEFAULT_CALIB_DIR} is absent; pass --calib DIR "
+                               f"(face photos, one sub-folder per person)")
+        raise ConvertError(f"{calib_dir}: calibration folder not found")
+    if args.eval is not None and args.eval:
+        eval_dirs = list(args.eval)
+    else:
+        eval_dirs = [calib_dir]
+        sibling = calib_dir.parent / "val"
+        if calib_dir.name == "train" and sibling.is_dir():
+            eval_dirs.append(sibling)
+    for d in eval_dirs:
+        if not d.is_dir():
+            raise ConvertError(f"{d}: evaluation folder not found")
+    return calib_dir, eval_dirs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t_start = time.perf_counter()
@@ -1181,6 +1202,7 @@ def main(argv: list[str] | None = None) -> int:
             for i, l in enumerate(net.layers):
                 print(f"{i:3d} {l.describe()}")
             return 0
+        calib_dir, eval_dirs = data_dirs(args)
         name = args.name or DLIB_MODEL_NAME
         log("[2/6] rebuilding in Keras ...")
         model = build_keras_from_dlib(net)
@@ -1207,6 +1229,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.parse_only:
             raise ConvertError("--parse-only applies to dlib .dat files")
+        calib_dir, eval_dirs = data_dirs(args)
         log(f"[1/6] loading Keras model {args.keras} ...")
         base, model, (w, h), mean_meta_in, scale_in = load_keras_model(args.keras, args.mean, args.scale)
         log(f"      input {w}x{h}x3, output {base.output_shape[1]}-d; normalisation (pixels - {mean_meta_in}) * "
@@ -1227,23 +1250,6 @@ def main(argv: list[str] | None = None) -> int:
                   "original_normalisation": {"mean_rgb": mean_meta_in, "scale": scale_in}}
         if args.keras.is_file():
             source["sha256"] = sha256_file(args.keras)
-
-    calib_dir = args.calib or DEFAULT_CALIB_DIR
-    if not calib_dir.is_dir():
-        if args.calib is None:
-            raise ConvertError(f"default calibration folder {DEFAULT_CALIB_DIR} is absent; pass --calib DIR "
-                               f"(face photos, one sub-folder per person)")
-        raise ConvertError(f"{calib_dir}: calibration folder not found")
-    if args.eval is not None and args.eval:
-        eval_dirs = list(args.eval)
-    else:
-        eval_dirs = [calib_dir]
-        sibling = calib_dir.parent / "val"
-        if calib_dir.name == "train" and sibling.is_dir():
-            eval_dirs.append(sibling)
-    for d in eval_dirs:
-        if not d.is_dir():
-            raise ConvertError(f"{d}: evaluation folder not found")
 
     log(f"[3/6] cutting face chips ({chip_size}x{chip_size}, padding {CHIP_PADDING}) ...")
     calib_set = cut_chip_set([calib_dir], chip_size, f"calibration {calib_dir.name}")
