@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -256,3 +257,50 @@ def test_shipped_int8_model_gives_unit_norm_128d_embeddings_close_to_dlib(astron
     assert convert.cosines(emb, dlib_descriptors).min() > 0.99
     # The same face (and its mirror image) matches itself under the sidecar threshold.
     assert float(emb[0] @ emb[1]) >= meta["threshold"]
+
+
+def test_missing_calibration_folder_is_named(tmp_path, dat):
+    res = run_tool("--calib", tmp_path / "missing", "--out-dir", tmp_path / "out", timeout=60)
+    assert res.returncode == 2 and str(tmp_path / "missing") in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+DATASET = os.environ.get("EDGEFACE_DATASET")
+
+
+@pytest.mark.dataset
+@pytest.mark.slow
+@pytest.mark.skipif(not DATASET or not Path(DATASET, "train").is_dir(), reason="EDGEFACE_DATASET not set")
+def test_dlib_conversion_end_to_end_on_a_few_photos(tmp_path, dat):
+    """The default dlib path on a small subset: calibrate, verify against dlib, write model + sidecar.
+
+    18 photos give only 153 pairs, where one borderline pair moves verification accuracy by
+    more than a point; --force keeps that check from deciding, and the cosine checks are
+    asserted here instead."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("dlib")
+    import shutil
+
+    for split, per_person in (("train", 4), ("val", 2)):
+        for person in sorted(Path(DATASET, split).iterdir())[:3]:
+            dest = tmp_path / split / person.name
+            dest.mkdir(parents=True)
+            for photo in sorted(person.glob("*.jpg"))[:per_person]:
+                shutil.copy(photo, dest / photo.name)
+    out = tmp_path / "out"
+    res = run_tool("--calib", tmp_path / "train", "--out-dir", out, "--force", timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "int8 TFLite vs dlib: mean cosine" in res.stdout
+    meta = json.loads((out / "dlib_resnet_v1_int8.json").read_text())
+    checks = meta["fidelity"]["checks"]
+    assert checks["float_mean_cosine"] and checks["int8_mean_cosine"] and checks["int8_min_cosine"], checks
+    assert meta["fidelity"]["verification"]["identities"] == 3
+    assert meta["fidelity"]["int8_vs_reference_cosine"]["min"] >= 0.97
+    assert meta["source"]["sha256"] == convert.sha256_file(dat)
+    try:
+        from edgeface.embed import load_spec
+    except ImportError:
+        return
+    spec = load_spec(out / "dlib_resnet_v1_int8.tflite")
+    assert spec.input_size == (150, 150) and spec.embedding_size == 128 and spec.mean == (0.0, 0.0, 0.0)
+    assert spec.threshold == meta["threshold"]
