@@ -8,8 +8,8 @@ Pure logic, no I/O. Per frame the pipeline calls
             tracker.observe(track, name, score, t)  # decided ones: every reembed_interval s
     events = tracker.events(t)
 
-A track's identity is voted over its first `vote_count` embeddings, so a single bad chip at a
-steep angle cannot name someone. One event is emitted when the vote is decided, another only if
+A track's identity is voted over its first `vote_count` embeddings (decided as soon as one
+name holds a majority of them), so a single bad chip at a steep angle cannot name someone. One event is emitted when the vote is decided, another only if
 later embeddings settle on a different name, and a new one when a face that left (unseen for
 longer than `max_missed` seconds and `min_missed_frames` frames) comes back as a new track.
 """
@@ -28,7 +28,7 @@ class TrackingConfig:
     # ... and at least this many processed frames, so a slow device (1-2 frames/s) does not
     # split one appearance into many when a frame or two miss the face
     min_missed_frames: int = 2
-    vote_count: int = 3  # embeddings voted over before an identity is announced
+    vote_count: int = 3  # embeddings voted over; announced once a name holds a majority of them
     reembed_interval: float = 1.0  # seconds between embeddings of a named track
     # An unknown face is re-checked more often: it may be someone enrolled seen at a hard angle.
     unknown_reembed_interval: float = 0.25
@@ -141,7 +141,10 @@ class Tracker:
         n = self.cfg.vote_count
         if not track.decided:
             track.votes.append((name, float(score)))
-            if len(track.votes) >= n:
+            leader, count = Counter(m for m, _ in track.votes).most_common(1)[0]
+            # Decide as soon as the outcome is settled: a name holding a majority of vote_count
+            # cannot be outvoted, so a slow device need not wait for the remaining embeddings.
+            if len(track.votes) >= n or count * 2 > n:
                 track.name, track.score = _vote(track.votes)
                 track.decided = True
                 self._announce(track, t)
