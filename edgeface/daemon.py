@@ -113,7 +113,10 @@ class CameraWorker:
             done = time.monotonic()
             for event in result.events:
                 jpeg = self._crop_jpeg(frame.image, event.box) if self.snapshot else None
-                self.publisher.publish_identity(self.name, event, jpeg)
+                try:
+                    self.publisher.publish_identity(self.name, event, jpeg)
+                except (ValueError, OSError, RuntimeError) as e:  # never let MQTT trouble stop the camera
+                    log.error("camera %s: cannot publish event: %s", self.name, e)
                 log.info("camera %s: %s (score %.3f, track %d, angle %+.0f)", self.name,
                          event.name if event.name is not None else "unknown face", event.score, event.track_id,
                          event.angle)

@@ -200,5 +200,9 @@ class Publisher:
                 info.wait_for_publish(timeout=max(0.05, end - time.monotonic()))
             except (RuntimeError, ValueError):
                 pass  # the link went away meanwhile; the Last Will says offline instead
+        was_connected = self.connected
         self.client.disconnect()
-        self.client.loop_stop()
+        if was_connected:
+            self.client.loop_stop()
+        # else paho's (daemon) thread may sit in a connect attempt to an unreachable broker for
+        # seconds; joining it would break the 2 s stop promise, so it is left to end with the process
