@@ -292,6 +292,9 @@ def main_demo(args) -> int:
     except RuntimeError as e:
         print(f"edgeface demo: {e}", file=sys.stderr)
         return 1
+    except ImportError as e:  # scikit-image (the astronaut) or amqtt missing
+        print(f"edgeface demo: {e.name or e} is not installed: pip install 'edgeface[demo]'", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGINT, old_sigint)
         if daemon is not None:
