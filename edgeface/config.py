@@ -71,15 +71,15 @@ class CameraConfig:
 class RecognitionConfig:
     threshold: Union[float, None] = None  # None: the model sidecar's threshold
     num_threads: Union[int, None] = None
-    # None (plain CPU), "xnnpack", "edgetpu", or a path to a delegate library (.so)
+    # None / "xnnpack" (CPU, the default), "cpu" (reference kernels), "edgetpu", or a delegate library path
     delegate: Union[str, None] = None
     delegate_options: dict[str, Any] = field(default_factory=dict)
     strict: bool = False  # fail instead of falling back to CPU when the delegate cannot load
 
     def __post_init__(self):
-        if self.delegate is not None and self.delegate not in ("xnnpack", "edgetpu") and "/" not in self.delegate \
+        if self.delegate is not None and self.delegate not in ("xnnpack", "cpu", "edgetpu") and "/" not in self.delegate \
                 and not self.delegate.endswith((".so", ".dylib", ".dll")) and ".so." not in self.delegate:
-            raise ValueError(f"delegate {self.delegate!r}: use xnnpack, edgetpu or a library path")
+            raise ValueError(f"delegate {self.delegate!r}: use xnnpack, cpu, edgetpu or a library path")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError("num_threads must be at least 1")
 
