@@ -474,3 +474,17 @@ def test_config_without_cameras_is_refused(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edgeface", "run", "--config", str(cfg)], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "cameras: at least one camera is required" in r.stderr, r.stderr
+
+
+@needs_model
+def test_several_cameras_in_one_daemon(tmp_path, mosquitto, subscriber, run_daemon, media):
+    cams = [{"name": "front", "source": media["clip"], "loop": True},
+            {"name": "back", "source": media["clip"], "loop": True, "fps": 5}]
+    sub = subscriber("edgeface/+/identity")
+    d = run_daemon(write_config(tmp_path, mosquitto, lifecycle_model(), cameras=cams))
+    for camera in ("front", "back"):
+        m = sub.wait_for(lambda m, c=camera: m.topic == f"edgeface/{c}/identity", 120)
+        assert m is not None and m.json()["camera"] == camera, d.log()
+    d.signal(signal.SIGTERM)
+    assert d.wait(15) == 0, d.log()
+    assert "status: front" in d.log() and "; back" in d.log()  # one status line covers every camera
