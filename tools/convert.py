@@ -942,7 +942,8 @@ def evaluate(float_bytes: bytes, int8_bytes: bytes, ref: Reference, eval_set: Ch
     log("[eval] latency (single face, median of 100 interleaved runs) ...")
     chip = eval_set.chips[0]
     lat_f, lat_q = latencies_ms([f_run, q_run], chip)
-    fid["latency_ms"] = {"float32": lat_f, "int8": lat_q, "threads": threads, "runtime": "ai_edge_litert (XNNPACK)"}
+    fid["latency_ms"] = {"float32": lat_f, "int8": lat_q, "threads": threads, "runtime": "ai_edge_litert (XNNPACK)",
+                         "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}
     fid["size_bytes"] = {"float32": len(float_bytes), "int8": len(int8_bytes)}
 
     ok_f = fid["float_vs_reference_cosine"]["mean"] >= MIN_FLOAT_MEAN_COS
@@ -984,7 +985,9 @@ def evaluate(float_bytes: bytes, int8_bytes: bytes, ref: Reference, eval_set: Ch
     rows += [("model size float32 / int8", f"{len(float_bytes) / 1e6:.2f} MB / {len(int8_bytes) / 1e6:.2f} MB",
               f"ratio {len(float_bytes) / len(int8_bytes):.2f}x", ""),
              (f"latency 1 face float32 / int8 ({threads} thread)", f"{lat_f:.2f} ms / {lat_q:.2f} ms",
-              f"speed-up {lat_f / lat_q:.2f}x", "")]
+              f"speed-up {lat_f / lat_q:.2f}x", ""),
+             ("  machine load while timing (1-min load avg / cpus)",
+              f"{fid['latency_ms']['load_average_1min']:.2f} / {os.cpu_count()}", "", "")]
     return fid, fmt_table(rows), threshold
 
 
