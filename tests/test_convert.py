@@ -67,6 +67,26 @@ def dlib_descriptors(dat, astronaut_chips):
 # ------------------------------------------------------------------------------ parser + rebuild
 
 
+def test_reader_decodes_dlib_integers_floats_strings_and_tensors():
+    values = np.array([0.5, -2.25], "<f4").tobytes()
+    data = (b"\x01\x05" b"\x81\x05" b"\x02\x00\x01"          # 5, -5, 256
+            b"\x01\x03\x81\x01"                              # float 3 * 2**-1
+            b"\x01\x00\x02\x00\x7d"                          # float_details is_inf (exponent 32000)
+            b"\x01\x03abc" b"1"                                # string, bool
+            b"\x01\x02\x01\x01\x01\x02\x01\x01\x01\x01" + values)  # tensor v2, shape 1x2x1x1
+    r = convert.DlibReader(data, Path("x.dat"))
+    assert [r.int(), r.int(), r.int()] == [5, -5, 256]
+    assert r.float() == 1.5 and r.float() == float("inf")
+    assert r.string() == "abc" and r.bool() is True
+    t = r.tensor()
+    assert t.shape == (1, 2, 1, 1) and t.ravel().tolist() == [0.5, -2.25]
+    assert r.pos == len(data)
+    with pytest.raises(convert.DlibFormatError, match=r"x\.dat: invalid dlib integer control byte 0x75"):
+        convert.DlibReader(b"\x75", Path("x.dat")).int()
+    with pytest.raises(convert.DlibFormatError, match="truncated"):
+        convert.DlibReader(b"\x01\x02\x01\x01\x01\x02\x01\x01\x01\x01\x00", Path("x.dat")).tensor()
+
+
 def test_parser_reads_the_real_dat_as_the_known_architecture(dat):
     net = convert.parse_dlib_resnet(dat)
     kinds = [l.kind for l in net.layers]

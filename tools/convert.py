@@ -440,8 +440,32 @@ def parse_dlib_resnet(path: Path) -> DlibNet:
     if r.pos != len(data):
         raise r.fail(f"{len(data) - r.pos} unexpected trailing bytes after the network")
     layers = list(reversed(arch))
-    # Sanity: shapes chain (conv input channels match the running channel count).
+    _check_channels(path, layers)
     return DlibNet(path, layers, mean, (rows, cols), loss, time.perf_counter() - t0)
+
+
+def _check_channels(path: Path, layers: list[LayerSpec]) -> None:
+    """Every conv/fc must take as many input channels as the layers before it produce."""
+    channels, tags = 3, {}
+    for i, spec in enumerate(layers):
+        if spec.kind == "con":
+            got = spec.params["weights"].shape[1]
+            if got != channels:
+                raise DlibFormatError(f"{path}: layer {spec.describe()} (#{i} from the input) takes {got} input "
+                                      f"channels but receives {channels}")
+            channels = spec.num_filters
+        elif spec.kind == "affine" and spec.params["gamma"].size != channels:
+            raise DlibFormatError(f"{path}: affine layer #{i} has {spec.params['gamma'].size} channels, "
+                                  f"expected {channels}")
+        elif spec.kind == "tag":
+            tags[spec.tag] = channels
+        elif spec.kind == "skip":
+            channels = tags[spec.tag]
+        elif spec.kind == "add_prev":
+            channels = max(channels, tags[spec.tag])
+        elif spec.kind == "fc" and spec.params["weights"].shape[0] != channels:
+            raise DlibFormatError(f"{path}: fc layer takes {spec.params['weights'].shape[0]} inputs, "
+                                  f"the pooled features have {channels}")
 
 
 def dlib_forward_numpy(net: DlibNet, chips: np.ndarray) -> np.ndarray:
