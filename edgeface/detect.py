@@ -48,12 +48,18 @@ class DetectionConfig:
     equalize: bool = True  # histogram-equalise the grey frame (helps under uneven light)
     merge_distance: float = 0.5  # hits whose centres lie within this x size are one face
     # Verification: the eye cascades run on a small upright crop of each merged face. Faces
-    # with no eye found are kept only when their summed neighbours reach min_score (the
+    # with fewer than min_eyes eyes are kept only when their summed neighbours reach min_score (the
     # frontal cascade's false hits on turned canvases almost never show an eye, while
     # their scores overlap those of real, harder faces). Two eyes also refine the angle.
     eyes: list[str] = field(default_factory=lambda: ["haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml"])
     eye_min_neighbors: int = 1
-    min_score: float = 30.0  # summed neighbours needed by a face with no eye found; 0 keeps all
+    min_eyes: int = 0  # eyes (image-left/right halves) that verify a face regardless of score
+    # Second opinion: another face cascade on the upright crop around each merged face;
+    # its neighbours at the right place and size verify the face (works with sunglasses,
+    # where the eye cascades fail). "" disables.
+    verify_cascade: str = "haarcascade_frontalface_alt2.xml"
+    verify_min_neighbors: int = 8  # second-opinion neighbours that verify a face
+    min_score: float = 1000.0  # summed neighbours that verify a face on their own; 0 keeps all
 
     def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:
         name = self.cascade if name is None else name
@@ -76,6 +82,10 @@ def _load_cascade(path: str, key: str) -> cv2.CascadeClassifier:
 # looked for in its upper part only.
 _EYE_CROP = 96
 _EYE_TOP = 0.62
+# Verification crop: twice the face box, upright, the face resampled to _VERIFY_FACE pixels.
+_VERIFY_FACE = 48
+_VERIFY_CROP = 2 * _VERIFY_FACE
+_VERIFY_GROUP = 3  # the verifier's own minNeighbors; the threshold that counts is verify_min_neighbors
 
 
 class HaarDetector:
@@ -84,6 +94,9 @@ class HaarDetector:
         self._cascade = _load_cascade(self.cfg.cascade_path(), "detection.cascade")
         self._eyes = [_load_cascade(self.cfg.cascade_path(n, "detection.eyes"), "detection.eyes") for n in self.cfg.eyes]
         self._eye_crop = np.empty((_EYE_CROP, _EYE_CROP), np.uint8)
+        self._verifier = (_load_cascade(self.cfg.cascade_path(self.cfg.verify_cascade, "detection.verify_cascade"),
+                                        "detection.verify_cascade") if self.cfg.verify_cascade else None)
+        self._verify_crop = np.empty((_VERIFY_CROP, _VERIFY_CROP), np.uint8)
         # Buffers reused across frames of the same size (video): grey, small grey, canvases.
         self._grey: np.ndarray | None = None
         self._small: np.ndarray | None = None
@@ -199,8 +212,36 @@ class HaarDetector:
         # eye line turned by R(delta) from horizontal: R(delta) (1, 0) = (cos, -sin)
         return 2, math.degrees(math.atan2(-(ry - ly), rx - lx))
 
-    def candidates(self, frame: np.ndarray) -> list[tuple[Detection, int]]:
-        """All merged faces with the number of eye sides found (0-2), strongest first."""
+    def _upright_crop(self, grey, scale, det, out, box_px):
+        """Warp the face upright into ``out`` so that the face box spans ``box_px`` pixels."""
+        n = out.shape[0]
+        r = geometry.rotation_matrix(det.angle) * (det.size * scale / box_px)
+        m = np.empty((2, 3))
+        m[:, :2] = r
+        m[:, 2] = (det.cx * scale, det.cy * scale) - r @ ((n - 1) / 2.0, (n - 1) / 2.0)
+        cv2.warpAffine(grey, m, (n, n), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                       borderMode=cv2.BORDER_REPLICATE)
+        return out
+
+    def _second_opinion(self, grey, scale, det) -> int:
+        """Neighbours the verifying cascade gives a face at the same place and size (0: none)."""
+        if self._verifier is None:
+            return 0
+        crop = self._upright_crop(grey, scale, det, self._verify_crop, _VERIFY_FACE)
+        f = _VERIFY_FACE
+        rects, neighbours = self._verifier.detectMultiScale2(
+            crop, 1.1, _VERIFY_GROUP, minSize=(int(f * 0.7), int(f * 0.7)),
+            maxSize=(int(f * 1.45), int(f * 1.45)))
+        best = 0
+        c = (_VERIFY_CROP - 1) / 2.0
+        for (x, y, w, h), nb in zip(np.asarray(rects).reshape(-1, 4), np.ravel(neighbours)):
+            if math.hypot(x + w / 2.0 - c, y + h / 2.0 - c) < 0.3 * f:
+                best = max(best, int(nb))
+        return best
+
+    def candidates(self, frame: np.ndarray) -> list[tuple[Detection, int, int]]:
+        """All merged faces, strongest first, each with its evidence: (detection, eye sides
+        found (0-2), second-opinion neighbours)."""
         grey, scale = self._prepare(frame)
         merged = geometry.merge_hits(self._hits(grey, scale), distance=self.cfg.merge_distance)
         out = []
@@ -209,12 +250,18 @@ class HaarDetector:
             eyes, delta = self._find_eyes(grey, scale, det)
             if delta is not None and abs(delta) <= 20.0:
                 det = Detection(cx, cy, size, angle + delta, score)
-            out.append((det, eyes))
+            out.append((det, eyes, self._second_opinion(grey, scale, det)))
         return out
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Faces in ``frame`` (BGR uint8 or grey), strongest first."""
-        return [d for d, eyes in self.candidates(frame) if eyes > 0 or d.score >= self.cfg.min_score]
+        return [d for d, eyes, second in self.candidates(frame) if self.keep(d, eyes, second)]
+
+    def keep(self, det: Detection, eyes: int, second: int) -> bool:
+        """The verification rule: enough eyes, a second opinion, or a strong enough score."""
+        cfg = self.cfg
+        return ((cfg.min_eyes > 0 and eyes >= cfg.min_eyes) or (second > 0 and second >= cfg.verify_min_neighbors)
+                or det.score >= cfg.min_score)
 
 
 def largest(detections: list[Detection]) -> Detection | None:

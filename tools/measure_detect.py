@@ -72,7 +72,10 @@ def make_config(a) -> DetectionConfig:
     cfg = DetectionConfig()
     if a.grid:
         cfg.angles = [float(x) for x in a.grid.split(",")]
-    for key in ("scale_factor", "min_neighbors", "min_size", "max_width", "cascade", "min_score", "merge_distance"):
+    if a.eyes is not None:
+        cfg.eyes = [x for x in a.eyes.split(",") if x]
+    for key in ("scale_factor", "min_neighbors", "min_size", "max_width", "cascade", "min_score", "merge_distance",
+                "min_eyes", "verify_min_neighbors", "verify_cascade"):
         v = getattr(a, key, None)
         if v is not None:
             setattr(cfg, key, v)
@@ -121,6 +124,12 @@ class Embedder:
 
 
 def cmd_accuracy(a):
+    if a.load:
+        import pickle
+
+        with open(a.load, "rb") as f:
+            sweep(a, pickle.load(f))
+        return
     cfg = make_config(a)
     det = HaarDetector(cfg)
     emb = Embedder()
@@ -154,8 +163,9 @@ def cmd_accuracy(a):
             cands = det.candidates(rot)
             dt = time.perf_counter() - t
             # every merged face (as at min_score 0) with its eyes, for the sweep below
-            all_ds = [d for d, _ in cands]
-            eyes = [e for _, e in cands]
+            all_ds = [c[0] for c in cands]
+            eyes = [c[1] for c in cands]
+            second = [c[2] for c in cands]
             v = emb(chipmod.cut_chips(rot, all_ds))
             all_names, all_dists = [], []
             for e in v:
@@ -167,9 +177,10 @@ def cmd_accuracy(a):
             if truth is not None:
                 c = geometry.apply_affine(m, [(truth.left() + truth.right()) / 2, (truth.top() + truth.bottom()) / 2])
                 hit = [math.hypot(d.cx - c[0], d.cy - c[1]) < 0.5 * d.size for d in all_ds]
-            records.append((ang, person, [(d.score, h, n, e) for d, h, n, e in zip(all_ds, hit, all_names, eyes)]))
+            records.append((ang, person, [(d.score, h, n, e, s2) for d, h, n, e, s2 in zip(all_ds, hit, all_names, eyes, second)]))
+            all_hit = hit
             # what detect() returns with this config
-            keep = [e > 0 or d.score >= cfg.min_score for d, e in cands]
+            keep = [det.keep(*c) for c in cands]
             ds = [d for d, k in zip(all_ds, keep) if k]
             names = [n for n, k in zip(all_names, keep) if k]
             dists = [x for x, k in zip(all_dists, keep) if k]
@@ -186,7 +197,7 @@ def cmd_accuracy(a):
             false_scores.extend((d.score, n is not None) for d, h, n in zip(ds, hit, names) if not h)
             if a.verbose and not ok:
                 print(f"  miss {ang:+d} {person} {os.path.basename(path)[:40]} names={names} dist={dists} "
-                      f"dets={[(round(d.size), round(d.angle, 1), d.score) for d in ds]}")
+                      f"cands(size,angle,score,eyes,second,true)={[(round(d.size), round(d.angle, 1), d.score, e, s2, h) for d, e, s2, h in zip(all_ds, eyes, second, all_hit)]}")
     print(f"{'angle':>6} {'acc':>5} {'recall':>6} {'wrong':>5} {'extra':>5} {'ms':>6}")
     worst = 1.0
     for ang in angles:
@@ -201,18 +212,33 @@ def cmd_accuracy(a):
         print(f"other detections: {len(fs)}, named {int(fs[:, 1].sum())}; score percentiles 50,90,99,100:",
               np.percentile(fs[:, 0], [50, 90, 99, 100]).round(1),
               "named ones' max score", fs[fs[:, 1] > 0, 0].max() if fs[:, 1].any() else None)
-    if a.sweep_min_score:
-        # accuracy if detections below a summed-neighbour score were dropped (exact: the
-        # threshold applies after merging)
-        for thr in [float(x) for x in a.sweep_min_score.split(",")]:
-            acc = {}
+    if a.save:
+        import pickle
+
+        with open(a.save, "wb") as f:
+            pickle.dump(records, f)
+    sweep(a, records)
+    print(f"worst angle accuracy {worst:.2f}; mean {np.mean([stats[x]['ok'] / stats[x]['n'] for x in angles]):.3f}")
+
+
+def sweep(a, records):
+    if a.sweep:
+        # what other verification rules would give (exact: the rule applies after merging).
+        # Rule "S:E:V": keep a face when score >= S, or eyes >= E (E > 0), or second-opinion
+        # neighbours >= V (V > 0).
+        for rule in a.sweep.split(","):
+            thr, need_eyes, need_second = (float(x) for x in rule.split(":"))
+            acc, rec = {}, {}
             for ang, person, dets in records:
-                names = [n for sc, h, n, e in dets if sc >= thr or (e >= a.sweep_eyes and a.sweep_eyes > 0)]
+                kept = [(h, n) for sc, h, n, e, s2 in dets
+                        if sc >= thr or e >= need_eyes > 0 or s2 >= need_second > 0]
+                names = [n for h, n in kept]
                 ok = names.count(person) == 1 and all(n in (None, person) for n in names)
                 acc.setdefault(ang, []).append(ok)
-            print(f"min_score {thr:5.1f}: " + " ".join(f"{ang:+d}:{np.mean(v):.2f}" for ang, v in acc.items())
-                  + f"  worst {min(np.mean(v) for v in acc.values()):.2f}")
-    print(f"worst angle accuracy {worst:.2f}; mean {np.mean([stats[x]['ok'] / stats[x]['n'] for x in angles]):.3f}")
+                rec.setdefault(ang, []).append(any(h for h, n in kept))
+            print(f"rule {rule:>10s}: acc " + " ".join(f"{np.mean(v):.2f}" for v in acc.values())
+                  + f" | worst {min(np.mean(v) for v in acc.values()):.2f} mean {np.mean(list(acc.values())):.3f}"
+                  + " | recall " + " ".join(f"{np.mean(v):.2f}" for v in rec.values()))
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,13 +279,17 @@ def main():
     ap.add_argument("--min-score", dest="min_score", type=float)
     ap.add_argument("--merge-distance", dest="merge_distance", type=float)
     ap.add_argument("--cascade")
+    ap.add_argument("--eyes", help="comma-separated eye cascades ('' for none)")
+    ap.add_argument("--min-eyes", dest="min_eyes", type=int)
+    ap.add_argument("--verify-min-neighbors", dest="verify_min_neighbors", type=int)
+    ap.add_argument("--verify-cascade", dest="verify_cascade")
     ap.add_argument("--threshold", type=float, default=0.6, help="dlib euclidean distance threshold")
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--sweep-min-score", dest="sweep_min_score", help="e.g. 10,15,20: accuracy per threshold")
+    ap.add_argument("--sweep", help="verification rules S:E:V (score, eyes, second opinion) to compare, e.g. 30:2:1,1000:0:1")
     ap.add_argument("--enrol-min-score", dest="enrol_min_score", type=float,
                     help="enrol the largest face among those scoring at least this (default: all the detector returns)")
-    ap.add_argument("--sweep-eyes", dest="sweep_eyes", type=int, default=1,
-                    help="in the min-score sweep, faces with at least this many eyes pass regardless (0: none do)")
+    ap.add_argument("--save", help="accuracy: keep the per-face records in this pickle (for --load)")
+    ap.add_argument("--load", help="accuracy: only run --sweep on records saved by --save")
     ap.add_argument("--verbose", "-v", action="store_true")
     a = ap.parse_args()
     {"framing": cmd_framing, "accuracy": cmd_accuracy, "cost": cmd_cost}[a.what](a)
