@@ -1,5 +1,4 @@
 """Publisher against a real mosquitto: availability, Last Will, identity JSON, discovery, outage queue."""
-import json
 import re
 
 from edgeface.config import MqttConfig

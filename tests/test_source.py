@@ -1,7 +1,6 @@
 """Camera readers: files paced and looped, newest frame only, HTTP MJPEG, missing devices retried."""
 import http.server
 import logging
-import socket
 import threading
 import time
 
