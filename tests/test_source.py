@@ -42,7 +42,7 @@ def test_file_is_read_at_its_own_pace_then_finishes(tmp_path):
     got = drain(reader)
     reader.stop()
     idx = [frame_index(f) for f in got]
-    assert idx == sorted(idx) and idx[-1] == 19 and len(idx) >= 15  # in order; a slow consumer may skip a few
+    assert idx == sorted(idx) and idx[-1] == 19 and len(idx) >= 10  # in order; a slow consumer may skip some
     span = got[-1].mono - got[0].mono
     assert span >= 0.8 * (idx[-1] - idx[0]) / 20.0  # not faster than the clip's own 20 fps
     assert [f.seq for f in got] == sorted({f.seq for f in got})
@@ -55,7 +55,7 @@ def test_slow_consumer_gets_the_newest_frame_not_a_backlog(tmp_path):
     time.sleep(0.5)  # ~20 frames pass meanwhile
     second = reader.next_frame(10)
     reader.stop()
-    assert frame_index(second) - frame_index(first) >= 10  # skipped ahead: latency never grows
+    assert frame_index(second) - frame_index(first) >= 8  # skipped ahead (~20 frames): latency never grows
     assert reader.frames_skipped >= 5
 
 
