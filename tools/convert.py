@@ -861,7 +861,7 @@ def equal_error_threshold(sim: np.ndarray, same: np.ndarray) -> float:
     """Cosine threshold where false accepts and false rejects are (nearest to) equally frequent."""
     grid = np.unique(np.round(sim, 4))
     gap = [abs(np.mean(sim[same] >= t) - np.mean(sim[~same] < t)) for t in grid]
-    return float(grid[int(np.argmin(gap))])
+    return round(float(grid[int(np.argmin(gap))]), 4)
 
 
 def sha256_file(path: Path) -> str:
