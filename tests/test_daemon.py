@@ -485,6 +485,7 @@ def test_several_cameras_in_one_daemon(tmp_path, mosquitto, subscriber, run_daem
     for camera in ("front", "back"):
         m = sub.wait_for(lambda m, c=camera: m.topic == f"edgeface/{c}/identity", 120)
         assert m is not None and m.json()["camera"] == camera, d.log()
+    assert d.wait_log("status: front", 30), d.log()
+    assert "; back" in d.log()  # one status line covers every camera
     d.signal(signal.SIGTERM)
     assert d.wait(15) == 0, d.log()
-    assert "status: front" in d.log() and "; back" in d.log()  # one status line covers every camera
