@@ -59,6 +59,7 @@ class DetectionConfig:
     # where the eye cascades fail). "" disables.
     verify_cascade: str = "haarcascade_frontalface_alt2.xml"
     verify_min_neighbors: int = 8  # second-opinion neighbours that verify a face
+    suppress_nested: bool = True  # drop a verified face centred inside a stronger one (or holding its centre)
     min_score: float = 1000.0  # summed neighbours that verify a face on their own; 0 keeps all
 
     def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:
@@ -255,7 +256,16 @@ class HaarDetector:
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Faces in ``frame`` (BGR uint8 or grey), strongest first."""
-        return [d for d, eyes, second in self.candidates(frame) if self.keep(d, eyes, second)]
+        cands = self.candidates(frame)
+        return [cands[i][0] for i in self.select(cands)]
+
+    def select(self, cands: list[tuple[Detection, int, int]]) -> list[int]:
+        """Indices of the candidates that detect() returns: verified, then nested duplicates dropped."""
+        idx = [i for i, c in enumerate(cands) if self.keep(*c)]
+        if self.cfg.suppress_nested:
+            kept = geometry.suppress_nested([(cands[i][0].cx, cands[i][0].cy, cands[i][0].size) for i in idx])
+            idx = [idx[k] for k in kept]
+        return idx
 
     def keep(self, det: Detection, eyes: int, second: int) -> bool:
         """The verification rule: enough eyes, a second opinion, or a strong enough score."""

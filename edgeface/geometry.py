@@ -125,3 +125,22 @@ def merge_hits(hits: Iterable[Sequence[float]], distance: float = 0.5, size_rati
         out.append((float(cx), float(cy), float(size), float(angle), float(g[:, 4].sum())))
     out.sort(key=lambda h: -h[4])
     return out
+
+
+def suppress_nested(faces: Sequence[Sequence[float]], overlap: float = 1.0) -> list[int]:
+    """Indices of faces (cx, cy, size, ...) to keep, given strongest first: a face whose
+    centre lies inside a stronger kept face's circle (radius ``overlap`` x size / 2), or
+    whose circle holds the stronger face's centre, is the same face framed differently
+    (a box around head and shoulders, a box on one half of the face) and is dropped."""
+    kept: list[int] = []
+    for i, f in enumerate(faces):
+        ok = True
+        for j in kept:
+            g = faces[j]
+            d = math.hypot(f[0] - g[0], f[1] - g[1])
+            if d < 0.5 * overlap * max(f[2], g[2]):
+                ok = False
+                break
+        if ok:
+            kept.append(i)
+    return kept

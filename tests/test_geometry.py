@@ -67,3 +67,13 @@ def test_merge_duplicates_keeps_separate_faces_and_weights_the_angle():
 
 def test_merge_empty():
     assert geometry.merge_hits([]) == []
+
+
+def test_suppress_nested_drops_reframed_duplicates_only():
+    faces = [
+        (100, 100, 80),  # strongest
+        (110, 130, 200),  # head-and-shoulders box around it: its circle holds the first centre
+        (120, 95, 40),  # box on one half of the face: centre inside the first
+        (220, 100, 80),  # a neighbour's face, side by side
+    ]
+    assert geometry.suppress_nested(faces) == [0, 3]

@@ -180,7 +180,8 @@ def cmd_accuracy(a):
             records.append((ang, person, [(d.score, h, n, e, s2) for d, h, n, e, s2 in zip(all_ds, hit, all_names, eyes, second)]))
             all_hit = hit
             # what detect() returns with this config
-            keep = [det.keep(*c) for c in cands]
+            chosen = set(det.select(cands))
+            keep = [i in chosen for i in range(len(cands))]
             ds = [d for d, k in zip(all_ds, keep) if k]
             names = [n for n, k in zip(all_names, keep) if k]
             dists = [x for x, k in zip(all_dists, keep) if k]
