@@ -6,12 +6,19 @@ off), the cascade runs on each turned canvas, every hit is mapped back to the or
 frame as a turned square (centre, size, angle), and the duplicates that neighbouring
 angles and scales produce are merged (score-weighted, which also interpolates the angle
 between grid steps).
+
+Turned canvases make the frontal cascade fire on texture, and the dlib embedder names
+such non-faces with confidence, so every merged face is verified on a small upright crop:
+a second cascade (alt2) must agree at the same place and size (tools/measure_detect.py
+accuracy/--sweep measured the rule). The eye cascades then refine the roll from the eye line.
+Between full sweeps, detect(frame, regions=tracked) searches only near tracked faces.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -47,10 +54,10 @@ class DetectionConfig:
     cascade: str = "haarcascade_frontalface_default.xml"  # name in cv2.data.haarcascades, or a path
     equalize: bool = True  # histogram-equalise the grey frame (helps under uneven light)
     merge_distance: float = 0.5  # hits whose centres lie within this x size are one face
-    # Verification: the eye cascades run on a small upright crop of each merged face. Faces
-    # with fewer than min_eyes eyes are kept only when their summed neighbours reach min_score (the
-    # frontal cascade's false hits on turned canvases almost never show an eye, while
-    # their scores overlap those of real, harder faces). Two eyes also refine the angle.
+    # A merged face is kept when any of: its second opinion reaches verify_min_neighbors,
+    # min_eyes > 0 eyes were found, or its summed neighbours reach min_score (the false hits'
+    # scores overlap those of real, harder faces, hence the high default). The eye cascades
+    # run on a small upright crop; two eyes refine the angle from the eye line.
     eyes: list[str] = field(default_factory=lambda: ["haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml"])
     eye_min_neighbors: int = 1
     min_eyes: int = 0  # eyes (image-left/right halves) that verify a face regardless of score
@@ -60,6 +67,11 @@ class DetectionConfig:
     verify_cascade: str = "haarcascade_frontalface_alt2.xml"
     verify_min_neighbors: int = 8  # second-opinion neighbours that verify a face
     suppress_nested: bool = True  # drop a verified face centred inside a stronger one (or holding its centre)
+    # Tracked-face search (detect(frame, regions=...)): each region is searched in an upright
+    # crop of region_margin x its size, turned to its last angle plus each of region_angles.
+    region_angles: list[float] = field(default_factory=lambda: [-15.0, 0.0, 15.0])
+    region_margin: float = 2.5
+    threads: int = 1  # >1: the angles of a full sweep run on a thread pool (cv2 releases the GIL)
     min_score: float = 1000.0  # summed neighbours that verify a face on their own; 0 keeps all
 
     def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:
@@ -86,18 +98,26 @@ _EYE_TOP = 0.62
 # Verification crop: twice the face box, upright, the face resampled to _VERIFY_FACE pixels.
 _VERIFY_FACE = 48
 _VERIFY_CROP = 2 * _VERIFY_FACE
+# Region search crop: the tracked face is resampled to this many pixels a side.
+_REGION_FACE = 40
 _VERIFY_GROUP = 3  # the verifier's own minNeighbors; the threshold that counts is verify_min_neighbors
 
 
 class HaarDetector:
     def __init__(self, cfg: DetectionConfig | None = None):
         self.cfg = cfg or DetectionConfig()
-        self._cascade = _load_cascade(self.cfg.cascade_path(), "detection.cascade")
+        self._cascade_file = self.cfg.cascade_path()
+        self._cascade = _load_cascade(self._cascade_file, "detection.cascade")
+        # a CascadeClassifier is not safe to share between threads: pool workers get their own
+        self._local = threading.local()
         self._eyes = [_load_cascade(self.cfg.cascade_path(n, "detection.eyes"), "detection.eyes") for n in self.cfg.eyes]
         self._eye_crop = np.empty((_EYE_CROP, _EYE_CROP), np.uint8)
         self._verifier = (_load_cascade(self.cfg.cascade_path(self.cfg.verify_cascade, "detection.verify_cascade"),
                                         "detection.verify_cascade") if self.cfg.verify_cascade else None)
         self._verify_crop = np.empty((_VERIFY_CROP, _VERIFY_CROP), np.uint8)
+        side = max(_REGION_FACE, int(round(_REGION_FACE * self.cfg.region_margin)))
+        self._region_crop = np.empty((side, side), np.uint8)
+        self._pool = None
         # Buffers reused across frames of the same size (video): grey, small grey, canvases.
         self._grey: np.ndarray | None = None
         self._small: np.ndarray | None = None
@@ -132,8 +152,7 @@ class HaarDetector:
                 cv2.equalizeHist(grey, dst=grey)
         return grey, scale
 
-    def _turned(self, grey: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
-        """(canvas, matrix): grey turned by ``angle`` onto a grown canvas, into a reused buffer."""
+    def _canvas_for(self, grey: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
         h, w = grey.shape
         key = (w, h, angle)
         hit = self._canvas.get(key)
@@ -143,7 +162,11 @@ class HaarDetector:
             if len(self._canvas) > 64:  # frame sizes changed a lot: drop stale buffers
                 self._canvas.clear()
             self._canvas[key] = hit
-        buf, m = hit
+        return hit
+
+    def _turned(self, grey: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+        """(canvas, matrix): grey turned by ``angle`` onto a grown canvas, into a reused buffer."""
+        buf, m = self._canvas_for(grey, angle)
         cv2.warpAffine(grey, m, (buf.shape[1], buf.shape[0]), dst=buf, flags=cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
         return buf, m
@@ -159,16 +182,35 @@ class HaarDetector:
         cfg = self.cfg
         min_side = max(1, int(round(cfg.min_size * scale)))
         max_side = int(round(cfg.max_size * scale)) if cfg.max_size else 0
-        hits = []
-        for angle in (cfg.angles if angles is None else angles):
-            angle = float(angle)
+        angles = [float(a) for a in (cfg.angles if angles is None else angles)]
+        for a in angles:  # make every canvas buffer before any thread touches the cache
+            if a != 0.0 and (grey.shape[1], grey.shape[0], a) not in self._canvas:
+                self._canvas_for(grey, a)
+
+        def one(angle, cascade=None):
+            if cascade is None:
+                cascade = getattr(self._local, "cascade", None)
+                if cascade is None:
+                    cascade = self._local.cascade = _load_cascade(self._cascade_file, "detection.cascade")
             if angle == 0.0:
                 canvas, m = grey, None
             else:
                 canvas, m = self._turned(grey, angle)
-            rects, neighbours = self._cascade.detectMultiScale2(
+            rects, neighbours = cascade.detectMultiScale2(
                 canvas, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors,
                 minSize=(min_side, min_side), maxSize=(max_side, max_side) if max_side else (0, 0))
+            return angle, m, rects, neighbours
+
+        if cfg.threads > 1 and len(angles) > 1:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="edgeface-detect")
+            results = list(self._pool.map(one, angles))
+        else:
+            results = [one(a, self._cascade) for a in angles]
+        hits = []
+        for angle, m, rects, neighbours in results:
             if len(rects) == 0:
                 continue
             rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
@@ -181,6 +223,37 @@ class HaarDetector:
             face_angle = -angle if angle != 0.0 else 0.0
             for (cx, cy), side, n in zip(centres, sides, np.ravel(neighbours)):
                 hits.append((float(cx), float(cy), float(side), face_angle, float(n)))
+        return hits
+
+    def _region_hits(self, grey, scale, regions) -> list[tuple[float, float, float, float, float]]:
+        """Hits near tracked faces: for each region and angle offset, one small upright crop
+        around the region and a cascade pass over a narrow range of sizes."""
+        cfg = self.cfg
+        crop = self._region_crop
+        n = crop.shape[0]
+        f = _REGION_FACE
+        lo, hi = max(1, int(f / 1.6)), int(f * 1.6)
+        hits = []
+        for reg in regions:
+            k = reg.size * scale / f  # detection-resolution pixels per crop pixel
+            if k <= 0:
+                continue
+            for off in cfg.region_angles:
+                a = float(reg.angle) + float(off)
+                r = geometry.rotation_matrix(a) * k
+                m = np.empty((2, 3))
+                m[:, :2] = r
+                m[:, 2] = (reg.cx * scale, reg.cy * scale) - r @ ((n - 1) / 2.0, (n - 1) / 2.0)
+                cv2.warpAffine(grey, m, (n, n), dst=crop, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REPLICATE)
+                rects, neighbours = self._cascade.detectMultiScale2(
+                    crop, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors, minSize=(lo, lo), maxSize=(hi, hi))
+                if len(rects) == 0:
+                    continue
+                rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+                centres = geometry.apply_affine(m, rects[:, :2] + rects[:, 2:] / 2.0) / scale
+                for (cx, cy), side, nb in zip(centres, rects[:, 2] * k / scale, np.ravel(neighbours)):
+                    hits.append((float(cx), float(cy), float(side), a, float(nb)))
         return hits
 
     def _find_eyes(self, grey: np.ndarray, scale: float, det: Detection) -> tuple[int, float | None]:
@@ -240,11 +313,12 @@ class HaarDetector:
                 best = max(best, int(nb))
         return best
 
-    def candidates(self, frame: np.ndarray) -> list[tuple[Detection, int, int]]:
+    def candidates(self, frame: np.ndarray, regions=None) -> list[tuple[Detection, int, int]]:
         """All merged faces, strongest first, each with its evidence: (detection, eye sides
-        found (0-2), second-opinion neighbours)."""
+        found (0-2), second-opinion neighbours). See detect() for ``regions``."""
         grey, scale = self._prepare(frame)
-        merged = geometry.merge_hits(self._hits(grey, scale), distance=self.cfg.merge_distance)
+        hits = self._hits(grey, scale) if regions is None else self._region_hits(grey, scale, regions)
+        merged = geometry.merge_hits(hits, distance=self.cfg.merge_distance)
         out = []
         for cx, cy, size, angle, score in merged:
             det = Detection(cx, cy, size, angle, score)
@@ -254,9 +328,15 @@ class HaarDetector:
             out.append((det, eyes, self._second_opinion(grey, scale, det)))
         return out
 
-    def detect(self, frame: np.ndarray) -> list[Detection]:
-        """Faces in ``frame`` (BGR uint8 or grey), strongest first."""
-        cands = self.candidates(frame)
+    def detect(self, frame: np.ndarray, regions=None) -> list[Detection]:
+        """Faces in ``frame`` (BGR uint8 or grey), strongest first.
+
+        ``regions``: None runs the full angle sweep over the whole frame. A list of
+        Detection (e.g. tracked faces' last detections) searches only near those faces, at
+        their last angle +- region_angles, in small crops: a fraction of a full sweep's cost,
+        for the frames between full sweeps (faces that newly enter are found only by a full
+        sweep, so run one every few frames)."""
+        cands = self.candidates(frame, regions)
         return [cands[i][0] for i in self.select(cands)]
 
     def select(self, cands: list[tuple[Detection, int, int]]) -> list[int]:
@@ -272,6 +352,13 @@ class HaarDetector:
         cfg = self.cfg
         return ((cfg.min_eyes > 0 and eyes >= cfg.min_eyes) or (second > 0 and second >= cfg.verify_min_neighbors)
                 or det.score >= cfg.min_score)
+
+
+    def close(self) -> None:
+        """Stop the thread pool, if any."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 def largest(detections: list[Detection]) -> Detection | None:

@@ -75,3 +75,34 @@ def test_detection_box_is_integer_bound():
 def test_unknown_cascade_names_the_key():
     with pytest.raises(FileNotFoundError, match="detection.cascade"):
         HaarDetector(DetectionConfig(cascade="no_such_cascade.xml"))
+
+
+@pytest.mark.parametrize("roll, drift", [(30, 12), (-45, -10), (0, 8)])
+def test_region_search_follows_a_tracked_face(astronaut_bgr, detector, upright, roll, drift):
+    m, (w, h) = geometry.rotate_grown(astronaut_bgr.shape[1], astronaut_bgr.shape[0], roll)
+    turned = cv2.warpAffine(astronaut_bgr, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    expect = geometry.apply_affine(m, [upright.cx, upright.cy])
+    # last known box: a little off in place, size and angle, as after a frame of motion
+    last = Detection(expect[0] + 10, expect[1] - 8, upright.size * 1.15, upright.angle + roll + drift, 50.0)
+    dets = detector.detect(turned, regions=[last])
+    assert dets
+    best = dets[0]
+    assert math.hypot(best.cx - expect[0], best.cy - expect[1]) < 0.15 * upright.size
+    assert best.size == pytest.approx(upright.size, rel=0.2)
+    assert best.angle == pytest.approx(upright.angle + roll, abs=12)
+
+
+def test_region_search_finds_nothing_where_there_is_no_face(astronaut_bgr, detector):
+    # the rocket area, top right: no face there
+    assert detector.detect(astronaut_bgr, regions=[Detection(450, 60, 60, 0.0, 10.0)]) == []
+    assert detector.detect(astronaut_bgr, regions=[]) == []
+
+
+def test_thread_pool_sweep_matches_sequential(astronaut_bgr, detector):
+    m, (w, h) = geometry.rotate_grown(astronaut_bgr.shape[1], astronaut_bgr.shape[0], 25)
+    turned = cv2.warpAffine(astronaut_bgr, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    pooled = HaarDetector(DetectionConfig(threads=2))
+    try:
+        assert pooled.detect(turned) == detector.detect(turned)
+    finally:
+        pooled.close()

@@ -6,6 +6,7 @@ never by the runtime).
   accuracy  enrol train (largest face per photo), identify val turned -60..+60 (as the
             acceptance script turns them), per angle: accuracy, recall, detection ms;
             embeddings from dlib's ResNet on edgeface chips
+  recall    detection only: own face found at rolls -60..+60 in 5 degree steps, angle error
   cost      detection ms per 640x480 frame for a grid
 
 usage:
@@ -75,7 +76,7 @@ def make_config(a) -> DetectionConfig:
     if a.eyes is not None:
         cfg.eyes = [x for x in a.eyes.split(",") if x]
     for key in ("scale_factor", "min_neighbors", "min_size", "max_width", "cascade", "min_score", "merge_distance",
-                "min_eyes", "verify_min_neighbors", "verify_cascade"):
+                "min_eyes", "verify_min_neighbors", "verify_cascade", "threads"):
         v = getattr(a, key, None)
         if v is not None:
             setattr(cfg, key, v)
@@ -243,6 +244,44 @@ def sweep(a, records):
 
 
 # ---------------------------------------------------------------------------------------
+def cmd_recall(a):
+    """Detection only: is the photo's own face (dlib HOG + landmarks on the upright photo)
+    among detect()'s faces at rolls -60..+60 in 5 degree steps; angle error vs dlib's chip."""
+    dlib, hog, sp, _ = dlib_models()
+    cfg = make_config(a)
+    det = HaarDetector(cfg)
+    rolls = list(range(-60, 61, 5))
+    found = {r: 0 for r in rolls}
+    errs = {r: [] for r in rolls}
+    n = 0
+    ms = 0.0
+    for path, _ in photos(a.split):
+        img = cv2.imread(path)
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        truth = max(hog(rgb, 1), key=lambda r: r.area(), default=None)
+        if truth is None:
+            continue
+        tcx, tcy, _, tang = dlib_chip_geometry(dlib, dlib.get_face_chip_details(sp(rgb, truth), 150, 0.25))
+        n += 1
+        for roll in rolls:
+            rot, m = rotate(img, roll)
+            c = geometry.apply_affine(m, [tcx, tcy])
+            t = time.perf_counter()
+            ds = det.detect(rot)
+            ms += (time.perf_counter() - t) * 1000
+            near = [d for d in ds if math.hypot(d.cx - c[0], d.cy - c[1]) < 0.35 * d.size]
+            if near:
+                found[roll] += 1
+                errs[roll].append(abs(near[0].angle - (tang + roll)))
+    print(f"grid {cfg.angles} sf {cfg.scale_factor} mn {cfg.min_neighbors} max_width {cfg.max_width}: "
+          f"{n} {a.split} photos with a dlib face, {ms / (n * len(rolls)):.1f} ms per photo")
+    print("roll   " + " ".join(f"{r:+4d}" for r in rolls))
+    print("recall " + " ".join(f"{found[r] / n:4.2f}" for r in rolls))
+    print("|dang| " + " ".join(f"{np.mean(errs[r]) if errs[r] else float('nan'):4.1f}" for r in rolls))
+    print(f"min recall {min(found[r] / n for r in rolls):.2f}, mean {np.mean([found[r] / n for r in rolls]):.3f}; "
+          f"mean |angle error| {np.mean([e for r in rolls for e in errs[r]]):.1f} deg")
+
+
 def cmd_cost(a):
     """ms per 640x480 frame: val photos (two side by side, turned) pasted on a 640x480 canvas."""
     cfg = make_config(a)
@@ -257,20 +296,37 @@ def cmd_cost(a):
             rot = cv2.resize(rot, (300, int(300 * rot.shape[0] / rot.shape[1])))[:460]
             canvas[10:10 + rot.shape[0], 10 + 320 * j:10 + 320 * j + 300] = rot
         frames.append(canvas)
+    if a.cv2_threads is not None:
+        cv2.setNumThreads(a.cv2_threads)
     det.detect(frames[0])
     t = time.perf_counter()
     n = 0
+    found = []
     for f in frames * a.repeat:
-        det.detect(f)
+        found.append(det.detect(f))
         n += 1
     dt = (time.perf_counter() - t) / n
-    print(f"grid {cfg.angles} max_width {cfg.max_width} sf {cfg.scale_factor}: {dt * 1000:.1f} ms per 640x480 frame "
-          f"({n} frames, cv2 threads {cv2.getNumThreads()})")
+    faces = sum(len(x) for x in found[:len(frames)])
+    print(f"full sweep: grid {cfg.angles} max_width {cfg.max_width} sf {cfg.scale_factor} threads {cfg.threads}: "
+          f"{dt * 1000:.1f} ms per 640x480 frame ({n} frames, {faces} faces in {len(frames)} frames, "
+          f"cv2 threads {cv2.getNumThreads()})")
+    # tracked frames: search only near the faces the full sweep found (as a tracker would pass them)
+    t = time.perf_counter()
+    kept = 0
+    for f, prev in zip(frames * a.repeat, found):
+        kept += len(det.detect(f, regions=prev))
+    dr = (time.perf_counter() - t) / n
+    print(f"region search near {faces / len(frames):.1f} tracked faces per frame: {dr * 1000:.1f} ms per frame "
+          f"({kept / a.repeat:.0f}/{faces} faces found again)")
+    for k in (1, 3, 5, 10):
+        print(f"  full sweep every {k:2d} frames, region search between: {(dt + (k - 1) * dr) / k * 1000:.1f} ms per frame")
+    det.close()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["framing", "accuracy", "cost"])
+    ap.add_argument("what", choices=["framing", "accuracy", "recall", "cost"])
+    ap.add_argument("--split", default="val", help="recall: train or val photos")
     ap.add_argument("--grid", help="comma-separated sweep angles (default: DetectionConfig's)")
     ap.add_argument("--angles", default=",".join(str(x) for x in ACCEPT_ANGLES), help="rolls to test")
     ap.add_argument("--scale-factor", dest="scale_factor", type=float)
@@ -286,6 +342,8 @@ def main():
     ap.add_argument("--verify-cascade", dest="verify_cascade")
     ap.add_argument("--threshold", type=float, default=0.6, help="dlib euclidean distance threshold")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--threads", type=int, help="cost: DetectionConfig.threads (thread pool over angles)")
+    ap.add_argument("--cv2-threads", dest="cv2_threads", type=int, help="cost: cv2.setNumThreads")
     ap.add_argument("--sweep", help="verification rules S:E:V (score, eyes, second opinion) to compare, e.g. 30:2:1,1000:0:1")
     ap.add_argument("--enrol-min-score", dest="enrol_min_score", type=float,
                     help="enrol the largest face among those scoring at least this (default: all the detector returns)")
@@ -293,7 +351,7 @@ def main():
     ap.add_argument("--load", help="accuracy: only run --sweep on records saved by --save")
     ap.add_argument("--verbose", "-v", action="store_true")
     a = ap.parse_args()
-    {"framing": cmd_framing, "accuracy": cmd_accuracy, "cost": cmd_cost}[a.what](a)
+    {"framing": cmd_framing, "accuracy": cmd_accuracy, "recall": cmd_recall, "cost": cmd_cost}[a.what](a)
 
 
 if __name__ == "__main__":
