@@ -106,3 +106,18 @@ def test_thread_pool_sweep_matches_sequential(astronaut_bgr, detector):
         assert pooled.detect(turned) == detector.detect(turned)
     finally:
         pooled.close()
+
+
+def test_sweep_angles_cover_the_grid_round_robin(detector):
+    n = len(detector.cfg.angles)
+    seen = [a for i in range(n) for a in detector.sweep_angles(i, 1)]
+    assert sorted(seen) == sorted(detector.cfg.angles)
+    assert detector.sweep_angles(0, 1) == [0.0]
+    seen2 = {a for i in range((n + 1) // 2) for a in detector.sweep_angles(i, 2)}
+    assert seen2 == set(detector.cfg.angles)
+
+
+def test_region_search_plus_whole_frame_angle_finds_a_new_face(astronaut_bgr, detector, upright):
+    # no tracked face yet: the upright whole-frame pass of a rolling sweep finds her
+    dets = detector.detect(astronaut_bgr, regions=[], angles=[0.0])
+    assert dets and math.hypot(dets[0].cx - upright.cx, dets[0].cy - upright.cy) < 0.15 * upright.size

@@ -73,6 +73,8 @@ def make_config(a) -> DetectionConfig:
     cfg = DetectionConfig()
     if a.grid:
         cfg.angles = [float(x) for x in a.grid.split(",")]
+    if getattr(a, "region_angles", None):
+        cfg.region_angles = [float(x) for x in a.region_angles.split(",")]
     if a.eyes is not None:
         cfg.eyes = [x for x in a.eyes.split(",") if x]
     for key in ("scale_factor", "min_neighbors", "min_size", "max_width", "cascade", "min_score", "merge_distance",
@@ -320,6 +322,15 @@ def cmd_cost(a):
           f"({kept / a.repeat:.0f}/{faces} faces found again)")
     for k in (1, 3, 5, 10):
         print(f"  full sweep every {k:2d} frames, region search between: {(dt + (k - 1) * dr) / k * 1000:.1f} ms per frame")
+    # rolling sweep: region search plus one or two whole-frame angles per frame (bounded cost)
+    for per in (1, 2):
+        t = time.perf_counter()
+        i = 0
+        for f, prev in zip(frames * a.repeat, found):
+            det.detect(f, regions=prev, angles=det.sweep_angles(i, per))
+            i += 1
+        print(f"  region search + {per} whole-frame angle(s) per frame (full sweep every "
+              f"{-(-len(cfg.angles) // per)} frames): {(time.perf_counter() - t) / n * 1000:.1f} ms per frame")
     det.close()
 
 
@@ -343,6 +354,7 @@ def main():
     ap.add_argument("--threshold", type=float, default=0.6, help="dlib euclidean distance threshold")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--threads", type=int, help="cost: DetectionConfig.threads (thread pool over angles)")
+    ap.add_argument("--region-angles", dest="region_angles", help="cost: offsets searched around a tracked face")
     ap.add_argument("--cv2-threads", dest="cv2_threads", type=int, help="cost: cv2.setNumThreads")
     ap.add_argument("--sweep", help="verification rules S:E:V (score, eyes, second opinion) to compare, e.g. 30:2:1,1000:0:1")
     ap.add_argument("--enrol-min-score", dest="enrol_min_score", type=float,
