@@ -1,0 +1,144 @@
+"""Five-point face landmarks (dlib's shape_predictor_5_face_landmarks, converted to numpy) and
+dlib-style aligned face chips from Haar detections.
+
+The embedder was trained on chips framed by dlib's ``get_face_chip(img, shape5, 150, 0.25)``,
+which aligns on five landmarks; chips placed from a Haar box alone lose a lot of verification
+accuracy. ``LandmarkPredictor`` runs dlib's regression-tree cascade (Kazemi & Sullivan) from
+models/landmarks_5pt.npz (written by tools/convert_landmarks.py) with numpy only;
+``chip_transform`` reproduces dlib's ``get_face_chip_details`` placement; ``align_chips`` goes
+from ``HaarDetector`` detections to aligned chips.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+DEFAULT_LANDMARKS_NAME = "landmarks_5pt.npz"
+
+# dlib's 5-point chip template (get_face_chip_details): right eye outer, right eye inner,
+# left eye outer, left eye inner, nose base, in units of the unpadded chip.
+_CHIP_TEMPLATE = np.array([(0.8595674595992, 0.2134981538014), (0.6460604764104, 0.2289674387677),
+                           (0.1205750620789, 0.2137274526848), (0.3340850613712, 0.2290642403242),
+                           (0.4901123135679, 0.6277975316475)], dtype=np.float64)
+
+# dlib HOG rect relative to the Haar box, in the face's upright frame (fitted on five-celebs by
+# tools/convert_landmarks.py --fit-rect): rect side = RECT_SCALE x Haar size; rect centre =
+# Haar centre + (RECT_DX, RECT_DY) x Haar size.
+RECT_SCALE = 0.80
+RECT_DX = 0.0
+RECT_DY = 0.07
+
+
+def default_landmarks_path() -> Path:
+    """The shipped landmark model: inside the installed wheel, else the source tree's models/."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "models", here.parent / "models"):
+        if (folder / DEFAULT_LANDMARKS_NAME).is_file():
+            return folder / DEFAULT_LANDMARKS_NAME
+    return here.parent / "models" / DEFAULT_LANDMARKS_NAME
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(A 2x2, t) least-squares similarity dst ~ A @ src + t (Umeyama, as dlib's
+    find_similarity_transform, reflections excluded)."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    var_s = (s * s).sum() / len(src)
+    cov = d.T @ s / len(src)
+    u, sv, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    det = np.linalg.det(cov)
+    if det < 0 or (det == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
+        sign[1, 1] = -1
+    r = u @ sign @ vt
+    c = (np.diag(sv) @ sign).trace() / var_s if var_s != 0 else 1.0
+    a = c * r
+    return a, mu_d - a @ mu_s
+
+
+class LandmarkPredictor:
+    """dlib's shape predictor cascade; ``predict(grey, rect)`` -> (5, 2) float points.
+
+    Points are unrounded (dlib rounds its output to whole pixels)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_landmarks_path()
+        try:
+            z = np.load(self.path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.path}: landmark model not found "
+                                    f"(write it with tools/convert_landmarks.py)") from None
+        with z:
+            if int(z["format"]) != 1:
+                raise ValueError(f"{self.path}: unknown landmark model format {int(z['format'])}")
+            self.initial_shape = z["initial_shape"].astype(np.float32).reshape(-1, 2)
+            self.levels = []
+            for i in range(int(z["n_levels"])):
+                leaves = z[f"l{i}_leaves"].astype(np.float32)          # (trees, leaves, 2*parts)
+                n_trees, n_leaves = leaves.shape[:2]
+                self.levels.append(dict(
+                    anchor=z[f"l{i}_anchor_idx"].astype(np.intp),
+                    deltas=z[f"l{i}_deltas"].astype(np.float32),
+                    idx1=z[f"l{i}_idx1"].astype(np.intp), idx2=z[f"l{i}_idx2"].astype(np.intp),
+                    thresh=z[f"l{i}_thresh"].astype(np.float32),
+                    leaves=leaves.reshape(n_trees * n_leaves, -1),
+                    leaf_base=np.arange(n_trees, dtype=np.intp) * n_leaves,
+                    depth=int(round(math.log2(n_leaves)))))
+        self.n_parts = len(self.initial_shape)
+
+    def predict(self, grey: np.ndarray, rect: Sequence[float]) -> np.ndarray:
+        """Landmarks for the face in ``rect`` = (left, top, right, bottom), dlib's inclusive
+        rectangle in ``grey`` (uint8, H x W) pixels."""
+        if grey.ndim != 2:
+            raise ValueError(f"predict wants a grey (H, W) image, got shape {grey.shape}")
+        left, top, right, bottom = (float(v) for v in rect)
+        # dlib's unnormalizing_tform: (0,0)->(left,top), (1,0)->(right,top), (1,1)->(right,bottom)
+        sx, sy = right - left, bottom - top
+        h, w = grey.shape
+        flat = grey.reshape(-1)
+        shape = self.initial_shape.copy()
+        ref = self.initial_shape
+        for lev in self.levels:
+            a, _ = similarity_transform(ref, shape)
+            pts = lev["deltas"] @ a.T.astype(np.float32) + shape[lev["anchor"]]
+            # map to pixels and take the nearest pixel (dlib rounds half up); outside = 0
+            px = np.floor(left + pts[:, 0] * sx + 0.5).astype(np.intp)
+            py = np.floor(top + pts[:, 1] * sy + 0.5).astype(np.intp)
+            inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+            feats = np.zeros(len(pts), np.float32)
+            feats[inside] = flat[py[inside] * w + px[inside]]
+            diff = feats[lev["idx1"]] - feats[lev["idx2"]] > lev["thresh"]   # (trees, splits)
+            node = np.zeros(len(diff), np.intp)
+            rows = np.arange(len(diff))
+            for _ in range(lev["depth"]):
+                node = 2 * node + 2 - diff[rows, node]     # left child 2i+1 when the split holds
+            n_splits = diff.shape[1]
+            shape = shape + lev["leaves"][lev["leaf_base"] + node - n_splits].sum(0).reshape(-1, 2)
+        return np.stack([left + shape[:, 0] * sx, top + shape[:, 1] * sy], axis=1).astype(np.float64)
+
+
+def chip_to_image(points5: np.ndarray, size: int = 150, padding: float = 0.25) -> np.ndarray:
+    """2x3 affine taking chip pixels to image pixels, as dlib's get_face_chip_details +
+    extract_image_chip place it: the similarity from dlib's padded template (in chip units) to
+    the five points, with chip pixel centres at +0.5 (measured against dlib.get_face_chip: this
+    placement matches its chips to interpolation rounding; chip pixels 0..size-1 spread over
+    ``size`` template units)."""
+    tmpl = (padding + _CHIP_TEMPLATE) / (2 * padding + 1) * size
+    a, t = similarity_transform(tmpl, np.asarray(points5, np.float64))
+    m = np.empty((2, 3))
+    m[:, :2] = a
+    m[:, 2] = t + a @ (0.5, 0.5)
+    return m
+
+
+def chip_transform(points5: np.ndarray, size: int = 150, padding: float = 0.25) -> np.ndarray:
+    """2x3 affine image -> chip: ``cv2.warpAffine(img, M, (size, size))`` gives dlib's
+    ``get_face_chip(img, shape5, size, padding)`` framing."""
+    return cv2.invertAffineTransform(chip_to_image(points5, size, padding))
