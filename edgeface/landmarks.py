@@ -29,9 +29,9 @@ _CHIP_TEMPLATE = np.array([(0.8595674595992, 0.2134981538014), (0.6460604764104,
 # dlib HOG rect relative to the Haar box, in the face's upright frame (fitted on five-celebs by
 # tools/convert_landmarks.py --fit-rect): rect side = RECT_SCALE x Haar size; rect centre =
 # Haar centre + (RECT_DX, RECT_DY) x Haar size.
-RECT_SCALE = 0.80
-RECT_DX = 0.0
-RECT_DY = 0.07
+RECT_SCALE = 0.87
+RECT_DX = -0.017
+RECT_DY = 0.067
 
 
 def default_landmarks_path() -> Path:
@@ -82,6 +82,8 @@ class LandmarkPredictor:
             self.levels = []
             for i in range(int(z["n_levels"])):
                 leaves = z[f"l{i}_leaves"].astype(np.float32)          # (trees, leaves, 2*parts)
+                if f"l{i}_leaf_scale" in z.files:                         # int16 leaves
+                    leaves *= z[f"l{i}_leaf_scale"].astype(np.float32)
                 n_trees, n_leaves = leaves.shape[:2]
                 self.levels.append(dict(
                     anchor=z[f"l{i}_anchor_idx"].astype(np.intp),
@@ -142,3 +144,102 @@ def chip_transform(points5: np.ndarray, size: int = 150, padding: float = 0.25) 
     """2x3 affine image -> chip: ``cv2.warpAffine(img, M, (size, size))`` gives dlib's
     ``get_face_chip(img, shape5, size, padding)`` framing."""
     return cv2.invertAffineTransform(chip_to_image(points5, size, padding))
+
+
+# Largest face rect side (pixels) the predictor sees; bigger faces are shrunk first, which keeps
+# the crop cheap and changes the landmarks very little (the trees compare pixel pairs).
+_MAX_RECT_SIDE = 240.0
+# Upright crop side around the face, in rect sides: the cascade samples pixels a little
+# outside the rect.
+_CROP_RECT_SIDES = 2.0
+
+
+def haar_rect(det, scale: float = 1.0) -> tuple[float, float, float]:
+    """(centre x, centre y, side) of the dlib-HOG-like rect for a Haar detection, in the face's
+    upright frame centred on the detection, times ``scale`` (frame pixels when scale = 1)."""
+    return (RECT_DX * det.size * scale, RECT_DY * det.size * scale, RECT_SCALE * det.size * scale)
+
+
+def _crop_matrix(det, side: int, scale: float) -> np.ndarray:
+    """2x3 affine taking upright-crop pixels to frame pixels: the crop is centred on the
+    detection, turned upright (undoing det.angle) and scaled by ``scale`` (crop px per frame px)."""
+    c, s = math.cos(math.radians(det.angle)), math.sin(math.radians(det.angle))
+    rot = np.array([[c, s], [-s, c]])          # upright offsets -> frame offsets (OpenCV sign)
+    m = np.empty((2, 3))
+    m[:, :2] = rot / scale
+    half = (side - 1) / 2.0
+    m[:, 2] = (det.cx, det.cy) - m[:, :2] @ (half, half)
+    if det.angle == 0 and scale == 1.0:
+        m[:, 2] = np.round(m[:, 2])           # plain copy: no interpolation of the pixels
+    return m
+
+
+def _grey(bgr: np.ndarray) -> np.ndarray:
+    """dlib's RGB -> grey: the plain channel average, rounded down."""
+    if bgr.ndim == 2:
+        return bgr
+    return (bgr[:, :, :3].sum(axis=2, dtype=np.uint16) // 3).astype(np.uint8)
+
+
+def cut_aligned(frame: np.ndarray, points5: np.ndarray, size: tuple[int, int], padding: float,
+                out: np.ndarray) -> None:
+    """Cut one chip aligned on ``points5`` (frame pixels) into ``out`` (frame's channel order),
+    shrinking through an area average first when the face is much larger than the chip."""
+    from .chip import _cut  # the detection engineer's cutter: warp + dlib-like anti-aliasing
+    w, h = size
+    m = chip_to_image(points5, w, padding)
+    _cut(frame, m, (w, h), out)
+
+
+class Aligner:
+    """Haar detections -> five landmarks -> dlib-framed chips. Holds the predictor."""
+
+    def __init__(self, predictor: LandmarkPredictor | None = None):
+        self.predictor = predictor if predictor is not None else LandmarkPredictor()
+
+    def landmarks(self, frame: np.ndarray, det) -> np.ndarray:
+        """(5, 2) landmarks in frame pixels for one Haar detection."""
+        rect_side = RECT_SCALE * det.size
+        scale = min(1.0, _MAX_RECT_SIDE / max(rect_side, 1.0))
+        side = int(math.ceil(_CROP_RECT_SIDES * rect_side * scale)) | 1
+        m = _crop_matrix(det, side, scale)
+        crop = cv2.warpAffine(frame, m, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        grey = _grey(crop)
+        dx, dy, rs = haar_rect(det, scale)
+        half = (side - 1) / 2.0
+        left, top = half + dx - rs / 2.0, half + dy - rs / 2.0
+        # dlib rects are inclusive integer rectangles: side rs spans left .. left + rs - 1
+        rect = (round(left), round(top), round(left) + round(rs) - 1, round(top) + round(rs) - 1)
+        pts = self.predictor.predict(grey, rect)
+        return pts @ m[:, :2].T + m[:, 2]
+
+    def chips(self, frame_bgr: np.ndarray, detections: Sequence, size: tuple[int, int] = (150, 150),
+              padding: float = 0.25) -> np.ndarray:
+        w, h = int(size[0]), int(size[1])
+        out = np.zeros((len(detections), h, w, 3), dtype=np.uint8)
+        frame = frame_bgr if frame_bgr.ndim == 2 else frame_bgr[:, :, :3]
+        for i, det in enumerate(detections):
+            pts = self.landmarks(frame, det)
+            if frame.ndim == 2:
+                grey = np.empty((h, w), np.uint8)
+                cut_aligned(frame, pts, (w, h), padding, grey)
+                out[i] = grey[:, :, None]
+            else:
+                cut_aligned(frame, pts, (w, h), padding, out[i])
+                cv2.cvtColor(out[i], cv2.COLOR_BGR2RGB, dst=out[i])
+        return out
+
+
+_DEFAULT_ALIGNER: Aligner | None = None
+
+
+def align_chips(frame_bgr: np.ndarray, detections: Sequence, size: tuple[int, int] = (150, 150),
+                padding: float = 0.25) -> np.ndarray:
+    """Upright RGB chips (N, H, W, 3) uint8 aligned on five landmarks like dlib's get_face_chip,
+    one per Haar ``Detection`` (cx, cy, size, angle), in the given order. The shipped landmark
+    model is loaded once, on first use. Outside the frame is black, as in dlib."""
+    global _DEFAULT_ALIGNER
+    if _DEFAULT_ALIGNER is None:
+        _DEFAULT_ALIGNER = Aligner()
+    return _DEFAULT_ALIGNER.chips(frame_bgr, detections, size, padding)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import sys
 import time
 from pathlib import Path
@@ -92,7 +93,10 @@ def parse_shape_predictor(path: Path) -> dict:
     return dict(initial_shape=initial[:, 0].astype(np.float32), levels=levels)
 
 
-def to_npz_arrays(model: dict, leaf_dtype=np.float16) -> dict[str, np.ndarray]:
+def to_npz_arrays(model: dict, leaf_dtype: str = "int16") -> dict[str, np.ndarray]:
+    """Arrays for the .npz. Leaves: "int16" = per level and coordinate scaled integers
+    (l{i}_leaves * l{i}_leaf_scale; ~10x smaller worst error than float16 at the same size),
+    or "float16" / "float32" as is."""
     out = {"format": np.array(1, np.int32), "initial_shape": model["initial_shape"],
            "n_levels": np.array(len(model["levels"]), np.int32)}
     for i, lev in enumerate(model["levels"]):
@@ -103,7 +107,13 @@ def to_npz_arrays(model: dict, leaf_dtype=np.float16) -> dict[str, np.ndarray]:
         out[f"l{i}_idx1"] = lev["idx1"].astype(idx_dtype)
         out[f"l{i}_idx2"] = lev["idx2"].astype(idx_dtype)
         out[f"l{i}_thresh"] = lev["thresh"].astype(np.float32)
-        out[f"l{i}_leaves"] = lev["leaves"].astype(leaf_dtype)
+        leaves = lev["leaves"]
+        if leaf_dtype == "int16":
+            scale = np.maximum(np.abs(leaves).max(axis=(0, 1)), 1e-30).astype(np.float32) / 32767
+            out[f"l{i}_leaves"] = np.round(leaves / scale).astype(np.int16)
+            out[f"l{i}_leaf_scale"] = scale
+        else:
+            out[f"l{i}_leaves"] = leaves.astype(leaf_dtype)
     return out
 
 
@@ -147,13 +157,122 @@ def verify(npz: Path, dat: Path, folders: list[Path], limit: int | None = None) 
                 ms_per_face_median=float(np.median(ms)) if ms else float("nan"))
 
 
+DEFAULT_FOLDERS = [Path("/work/shared/datasets/five-celebs/train"), Path("/work/shared/datasets/five-celebs/val")]
+
+
+def _hog_rects(dlib, hog, rgb):
+    return list(hog(rgb, 1 if max(rgb.shape[:2]) < 1200 else 0))
+
+
+def _matched(dets, rect, dlib_side):
+    """The Haar detection whose centre is nearest the dlib rect's centre, if within half a side."""
+    cx, cy = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
+    best = min(dets, key=lambda d: math.hypot(d.cx - cx, d.cy - cy), default=None)
+    if best is None or math.hypot(best.cx - cx, best.cy - cy) > 0.5 * dlib_side:
+        return None
+    return best
+
+
+def fit_rect(folders: list[Path]) -> dict:
+    """dlib HOG rect relative to the matching Haar detection, in the Haar face's upright frame:
+    medians of side / Haar size and centre offset / Haar size over five-celebs photos."""
+    import cv2
+    import dlib
+
+    from edgeface.detect import HaarDetector
+
+    hog, haar = dlib.get_frontal_face_detector(), HaarDetector()
+    scale, dx, dy = [], [], []
+    for _, p in [x for f in folders for x in list_images(f)]:
+        rgb = load_rgb(p)
+        dets = haar.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        for r in _hog_rects(dlib, hog, rgb):
+            side = r.right() - r.left() + 1
+            d = _matched(dets, r, side)
+            if d is None:
+                continue
+            off = np.array(((r.left() + r.right()) / 2 - d.cx, (r.top() + r.bottom()) / 2 - d.cy))
+            a = math.radians(d.angle)
+            up = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]) @ off  # frame -> upright
+            scale.append(side / d.size); dx.append(up[0] / d.size); dy.append(up[1] / d.size)
+    q = lambda v: [round(float(x), 4) for x in np.percentile(v, (25, 50, 75))]  # noqa: E731
+    return dict(pairs=len(scale), scale_q25_50_75=q(scale), dx_q25_50_75=q(dx), dy_q25_50_75=q(dy))
+
+
+def evaluate(folders: list[Path], npz: Path, dat: Path) -> str:
+    """Embedding cosine and verification of four chip kinds on the largest face per photo:
+    dlib (HOG + dlib landmarks + get_face_chip), HOG rect + our landmarks + chip_transform,
+    Haar + align_chips, Haar + cut_chips (box only)."""
+    import cv2
+    import dlib
+
+    from edgeface.chip import cut_chips
+    from edgeface.detect import HaarDetector, largest
+    from edgeface.embed import Embedder
+    from edgeface.landmarks import Aligner, LandmarkPredictor, _grey, cut_aligned
+    from tools.convert import choose_threshold, cosines, pair_scores, verification_accuracy
+
+    hog, sp, haar = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dat)), HaarDetector()
+    aligner = Aligner(LandmarkPredictor(npz))
+    kinds = ("dlib", "hog+ours", "haar+landmarks", "haar box only")
+    chips: dict[str, dict[str, np.ndarray]] = {k: {} for k in kinds}
+    labels: dict[str, str] = {}
+    ms = []
+    for lab, p in [x for f in folders for x in list_images(f)]:
+        rgb = load_rgb(p)
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        key = str(p)
+        labels[key] = lab
+        rects = _hog_rects(dlib, hog, rgb)
+        if rects:
+            r = max(rects, key=lambda d: d.area())
+            chips["dlib"][key] = np.asarray(dlib.get_face_chip(rgb, sp(rgb, r), size=150, padding=0.25))
+            pts = aligner.predictor.predict(_grey(rgb), (r.left(), r.top(), r.right(), r.bottom()))
+            out = np.empty((150, 150, 3), np.uint8)
+            cut_aligned(rgb, pts, (150, 150), 0.25, out)
+            chips["hog+ours"][key] = out
+        det = largest(haar.detect(bgr))
+        if det is not None:
+            t0 = time.perf_counter()
+            chips["haar+landmarks"][key] = aligner.chips(bgr, [det])[0]
+            ms.append((time.perf_counter() - t0) * 1e3)
+            chips["haar box only"][key] = cut_chips(bgr, [det])[0]
+    emb = Embedder()
+    vecs = {k: dict(zip(v, emb.embed(np.stack(list(v.values()))))) if v else {} for k, v in chips.items()}
+    thr = emb.spec.threshold
+    common = sorted(set.intersection(*(set(v) for v in vecs.values())))
+    rows = [f"photos {len(labels)}; faces: " + ", ".join(f"{k} {len(v)}" for k, v in vecs.items())
+            + f"; in all four: {len(common)}",
+            f"cost per face, Haar detection -> aligned chip (landmarks + cut): median {np.median(ms):.1f} ms, "
+            f"p90 {np.percentile(ms, 90):.1f} ms",
+            f"{'chips':16} {'cos vs dlib chip':>22} {'bal.acc @' + format(thr, '.3f'):>14} {'(all its faces)':>16} "
+            f"{'best-thr bal.acc':>17}"]
+    for k in kinds:
+        if not vecs[k]:
+            continue
+        e_common = np.stack([vecs[k][x] for x in common])
+        cos = cosines(e_common, np.stack([vecs["dlib"][x] for x in common]))
+        sim, same = pair_scores(e_common, [labels[x] for x in common])
+        acc = verification_accuracy(sim, same, thr)["balanced_accuracy"]
+        best = verification_accuracy(sim, same, choose_threshold(sim, same)[0])["balanced_accuracy"]
+        own = list(vecs[k])
+        sim2, same2 = pair_scores(np.stack([vecs[k][x] for x in own]), [labels[x] for x in own])
+        acc_all = verification_accuracy(sim2, same2, thr)["balanced_accuracy"]
+        rows.append(f"{k:16} {cos.mean():>10.4f} / {cos.min():.4f} {acc:>13.2f}% {acc_all:>15.2f}% {best:>16.2f}%")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dat", type=Path, default=None, help=f"dlib {DAT_NAME} (default: face_recognition_models)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--leaf-dtype", choices=("float16", "float32"), default="float16")
+    ap.add_argument("--leaf-dtype", choices=("int16", "float16", "float32"), default="int16")
     ap.add_argument("--verify", type=Path, nargs="*", default=None, help="photo folders to compare with dlib")
     ap.add_argument("--limit", type=int, default=None, help="at most this many photos for --verify")
+    ap.add_argument("--fit-rect", action="store_true",
+                    help="fit the Haar box -> dlib HOG rect mapping on the --verify folders (default five-celebs)")
+    ap.add_argument("--evaluate", action="store_true",
+                    help="embedding cosine and verification of dlib / HOG+ours / Haar+landmarks / Haar-only chips")
     args = ap.parse_args(argv)
     try:
         dat = args.dat or face_models_dir() / DAT_NAME
@@ -163,15 +282,18 @@ def main(argv: list[str] | None = None) -> int:
         lev = model["levels"]
         print(f"{dat}: {len(model['initial_shape']) // 2} parts, {len(lev)} levels x {len(lev[0]['idx1'])} trees, "
               f"depth {int(np.log2(lev[0]['idx1'].shape[1] + 1))}, {len(lev[0]['anchor_idx'])} features per level")
-        size = write_npz(to_npz_arrays(model, np.dtype(args.leaf_dtype)), args.out)
+        size = write_npz(to_npz_arrays(model, args.leaf_dtype), args.out)
         print(f"wrote {args.out} ({size} bytes; source sha256 {sha256_file(dat)})")
+        folders = args.verify or DEFAULT_FOLDERS
+        for f in folders:
+            if not f.is_dir():
+                raise ConvertError(f"{f}: not a folder")
         if args.verify is not None:
-            folders = args.verify or [Path("/work/shared/datasets/five-celebs/train"),
-                                      Path("/work/shared/datasets/five-celebs/val")]
-            for f in folders:
-                if not f.is_dir():
-                    raise ConvertError(f"{f}: not a folder")
             print(verify(args.out, dat, folders, args.limit))
+        if args.fit_rect:
+            print(fit_rect(folders))
+        if args.evaluate:
+            print(evaluate(folders, args.out, dat))
     except (ConvertError, DlibFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
