@@ -122,7 +122,10 @@ class LandmarkPredictor:
             for _ in range(lev["depth"]):
                 node = 2 * node + 2 - diff[rows, node]     # left child 2i+1 when the split holds
             n_splits = diff.shape[1]
-            shape = shape + lev["leaves"][lev["leaf_base"] + node - n_splits].sum(0).reshape(-1, 2)
+            # dlib adds the trees' leaves one after another in float32; cumsum keeps that order
+            # (a pairwise sum rounds differently and can flip a later split)
+            steps = lev["leaves"][lev["leaf_base"] + node - n_splits]
+            shape = np.cumsum(np.vstack([shape.reshape(1, -1), steps]), axis=0, dtype=np.float32)[-1].reshape(-1, 2)
         return np.stack([left + shape[:, 0] * sx, top + shape[:, 1] * sy], axis=1).astype(np.float64)
 
 
