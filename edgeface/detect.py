@@ -47,7 +47,7 @@ class DetectionConfig:
     # found when some grid angle a has |r + a| within the cascade's ~15 degree tolerance.
     angles: list[float] = field(default_factory=lambda: [-60.0, -40.0, -20.0, 0.0, 20.0, 40.0, 60.0])
     scale_factor: float = 1.1
-    min_neighbors: int = 4
+    min_neighbors: int = 3  # 3 vs 4: worst rotated five-celebs angle 0.92 both, mean 0.947 vs 0.938
     min_size: int = 30  # smallest face side, original-frame pixels
     max_size: int = 0  # largest face side, original-frame pixels; 0 = no limit
     max_width: int = 480  # detection resolution: frames wider than this are downscaled first
