@@ -8,10 +8,13 @@ tools/convert.py's ``DlibReader``.
 
 ``--verify`` (needs dlib) compares edgeface.landmarks.LandmarkPredictor with dlib.shape_predictor
 on photos, using dlib's HOG face rectangles, and reports landmark error relative to the
-inter-ocular distance.
+inter-ocular distance. ``--fit-rect`` measures the Haar box -> dlib HOG rect mapping that
+edgeface.landmarks uses (RECT_SCALE, RECT_DX, RECT_DY). ``--evaluate`` compares chips (dlib's,
+HOG rect + ours, Haar + landmarks, Haar box only) through the shipped int8 embedder. The photo
+folders default to five-celebs train and val.
 
     python tools/convert_landmarks.py [--dat PATH] [--out models/landmarks_5pt.npz]
-        [--verify /work/shared/datasets/five-celebs/train /work/shared/datasets/five-celebs/val]
+        [--leaf-dtype int16|float16|float32] [--verify [DIR ...]] [--fit-rect] [--evaluate]
 """
 
 from __future__ import annotations
@@ -160,7 +163,8 @@ def verify(npz: Path, dat: Path, folders: list[Path], limit: int | None = None) 
 DEFAULT_FOLDERS = [Path("/work/shared/datasets/five-celebs/train"), Path("/work/shared/datasets/five-celebs/val")]
 
 
-def _hog_rects(dlib, hog, rgb):
+def _hog_rects(hog, rgb):
+    # upsample small photos once, as tools/convert.py does when it cuts dlib chips
     return list(hog(rgb, 1 if max(rgb.shape[:2]) < 1200 else 0))
 
 
@@ -186,7 +190,7 @@ def fit_rect(folders: list[Path]) -> dict:
     for _, p in [x for f in folders for x in list_images(f)]:
         rgb = load_rgb(p)
         dets = haar.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        for r in _hog_rects(dlib, hog, rgb):
+        for r in _hog_rects(hog, rgb):
             side = r.right() - r.left() + 1
             d = _matched(dets, r, side)
             if d is None:
@@ -223,7 +227,7 @@ def evaluate(folders: list[Path], npz: Path, dat: Path) -> str:
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         key = str(p)
         labels[key] = lab
-        rects = _hog_rects(dlib, hog, rgb)
+        rects = _hog_rects(hog, rgb)
         if rects:
             r = max(rects, key=lambda d: d.area())
             chips["dlib"][key] = np.asarray(dlib.get_face_chip(rgb, sp(rgb, r), size=150, padding=0.25))
