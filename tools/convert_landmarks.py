@@ -185,8 +185,11 @@ def fit_rect(folders: list[Path]) -> dict:
 
     from edgeface.detect import HaarDetector
 
+    from edgeface.landmarks import Aligner
+
     hog, haar = dlib.get_frontal_face_detector(), HaarDetector()
-    scale, dx, dy = [], [], []
+    sp, aligner = dlib.shape_predictor(str(face_models_dir() / DAT_NAME)), Aligner()
+    scale, dx, dy, lm_err = [], [], [], []
     for _, p in [x for f in folders for x in list_images(f)]:
         rgb = load_rgb(p)
         dets = haar.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -199,8 +202,15 @@ def fit_rect(folders: list[Path]) -> dict:
             a = math.radians(d.angle)
             up = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]) @ off  # frame -> upright
             scale.append(side / d.size); dx.append(up[0] / d.size); dy.append(up[1] / d.size)
+            # how far Haar + align's landmarks land from dlib's on its own rect (shipped constants)
+            want = np.array([(q.x, q.y) for q in sp(rgb, r).parts()], np.float64)
+            got = aligner.landmarks(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), d)
+            iod = np.linalg.norm(want[:2].mean(0) - want[2:4].mean(0))
+            lm_err.append(np.linalg.norm(got - want, axis=1).mean() / max(iod, 1.0))
     q = lambda v: [round(float(x), 4) for x in np.percentile(v, (25, 50, 75))]  # noqa: E731
-    return dict(pairs=len(scale), scale_q25_50_75=q(scale), dx_q25_50_75=q(dx), dy_q25_50_75=q(dy))
+    return dict(pairs=len(scale), scale_q25_50_75=q(scale), dx_q25_50_75=q(dx), dy_q25_50_75=q(dy),
+                haar_landmark_err_iod_mean=round(float(np.mean(lm_err)), 4),
+                haar_landmark_err_iod_q50_90=[round(float(x), 4) for x in np.percentile(lm_err, (50, 90))])
 
 
 def evaluate(folders: list[Path], npz: Path, dat: Path) -> str:
