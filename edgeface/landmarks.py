@@ -94,6 +94,21 @@ class LandmarkPredictor:
                     leaf_base=np.arange(n_trees, dtype=np.intp) * n_leaves,
                     depth=int(round(math.log2(n_leaves)))))
         self.n_parts = len(self.initial_shape)
+        ref = self.initial_shape.astype(np.float64)
+        self._ref_centred = ref - ref.mean(0)
+        self._ref_var = float((self._ref_centred ** 2).sum())
+
+    def _to_current(self, shape: np.ndarray) -> np.ndarray:
+        """2x2 (float32) of the similarity from the mean shape to ``shape`` (dlib's
+        find_tform_between_shapes). In 2-D, Umeyama's SVD solution is this closed form: scale x
+        rotation = [[a, -b], [b, a]] with a, b the dot and cross sums over the centred points
+        (a reflected covariance gives the same nearest rotation), at a tenth of the cost."""
+        d = shape.astype(np.float64)
+        d -= d.mean(0)
+        r = self._ref_centred
+        a = float((r * d).sum()) / self._ref_var
+        b = float((r[:, 0] * d[:, 1] - r[:, 1] * d[:, 0]).sum()) / self._ref_var
+        return np.array([[a, -b], [b, a]], np.float32)
 
     def predict(self, grey: np.ndarray, rect: Sequence[float]) -> np.ndarray:
         """Landmarks for the face in ``rect`` = (left, top, right, bottom), dlib's inclusive
@@ -106,10 +121,8 @@ class LandmarkPredictor:
         h, w = grey.shape
         flat = grey.reshape(-1)
         shape = self.initial_shape.copy()
-        ref = self.initial_shape
         for lev in self.levels:
-            a, _ = similarity_transform(ref, shape)
-            pts = lev["deltas"] @ a.T.astype(np.float32) + shape[lev["anchor"]]
+            pts = lev["deltas"] @ self._to_current(shape).T + shape[lev["anchor"]]
             # map to pixels and take the nearest pixel (dlib rounds half up); outside = 0
             px = np.floor(left + pts[:, 0] * sx + 0.5).astype(np.intp)
             py = np.floor(top + pts[:, 1] * sy + 0.5).astype(np.intp)
@@ -158,8 +171,9 @@ _CROP_RECT_SIDES = 2.0
 
 
 def haar_rect(det, scale: float = 1.0) -> tuple[float, float, float]:
-    """(centre x, centre y, side) of the dlib-HOG-like rect for a Haar detection, in the face's
-    upright frame centred on the detection, times ``scale`` (frame pixels when scale = 1)."""
+    """(dx, dy, side) of the dlib-HOG-like rect for a Haar detection: its centre's offset from
+    the detection centre in the face's upright frame, and its side; in frame pixels times
+    ``scale``."""
     return (RECT_DX * det.size * scale, RECT_DY * det.size * scale, RECT_SCALE * det.size * scale)
 
 
