@@ -75,6 +75,8 @@ class RecognitionConfig:
     delegate: Union[str, None] = None
     delegate_options: dict[str, Any] = field(default_factory=dict)
     strict: bool = False  # fail instead of falling back to CPU when the delegate cannot load
+    # landmarks: chips aligned on five landmarks, as the dlib embedder expects; box: from the Haar box only
+    align: Literal["landmarks", "box"] = "landmarks"
 
     def __post_init__(self):
         if self.delegate is not None and self.delegate not in ("xnnpack", "cpu", "edgetpu") and "/" not in self.delegate \

@@ -186,7 +186,8 @@ class Daemon:
 
         for cam in self.cfg.cameras:
             reader = CameraReader(cam)
-            recognizer = Recognizer(HaarDetector(self.cfg.detection), self.embedder, self.matcher)
+            recognizer = Recognizer(HaarDetector(self.cfg.detection), self.embedder, self.matcher,
+                                    align=self.cfg.recognition.align)
             pipeline = FramePipeline(recognizer, Tracker(self.cfg.tracking))
             self.readers.append(reader)
             self.workers.append(CameraWorker(cam.name, reader, pipeline, self.publisher, self.cfg.mqtt.snapshot))

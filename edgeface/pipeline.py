@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeface.chip import cut_chips
+from edgeface.landmarks import Aligner
 from edgeface.detect import Detection, HaarDetector
 from edgeface.embed import Embedder
 from edgeface.match import Match, Matcher
@@ -26,13 +27,27 @@ class Face:
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
+ALIGNMENTS = ("landmarks", "box")
+
+
 class Recognizer:
-    def __init__(self, detector: HaarDetector, embedder: Embedder, matcher: Matcher | None = None):
+    """align: "landmarks" cuts chips on five landmarks found inside each Haar box, as dlib frames
+    the faces its embedder was trained on (closer chips, higher scores for the right person,
+    ~3 ms a face); "box" frames them from the Haar box alone (0.1 ms a face)."""
+
+    def __init__(self, detector: HaarDetector, embedder: Embedder, matcher: Matcher | None = None,
+                 align: str = "landmarks"):
+        if align not in ALIGNMENTS:
+            raise ValueError(f"align must be one of {', '.join(ALIGNMENTS)}, not {align!r}")
         self.detector, self.embedder, self.matcher = detector, embedder, matcher
+        self.aligner = Aligner() if align == "landmarks" else None
 
     def chips(self, frame: np.ndarray, detections: list[Detection]) -> np.ndarray:
         spec = self.embedder.spec
-        chips = cut_chips(frame, detections, size=spec.input_size, padding=spec.padding)
+        if self.aligner is not None:
+            chips = self.aligner.chips(frame, detections, size=spec.input_size, padding=spec.padding)
+        else:
+            chips = cut_chips(frame, detections, size=spec.input_size, padding=spec.padding)
         if spec.color_order == "BGR":
             chips = chips[..., ::-1]
         return chips
@@ -94,7 +109,7 @@ class FramePipeline:
             by_track[tr.id] = m
         events = self.tracker.events(t)
         t5 = clock()
-        stages.update(detect=(t1 - t0) * 1e3, track=(t2 - t1) * 1e3 + 0.0, chip=(t3 - t2) * 1e3,
+        stages.update(detect=(t1 - t0) * 1e3, track=(t2 - t1) * 1e3, chip=(t3 - t2) * 1e3,
                       embed=(t4 - t3) * 1e3, match=(t5 - t4) * 1e3)
         return FrameResult([(tr, by_track.get(tr.id)) for tr in tracks], events, stages)
 
@@ -111,4 +126,5 @@ def recognizer_from_config(cfg, gallery) -> Recognizer:
     rec = cfg.recognition
     embedder = Embedder(cfg.model, num_threads=rec.num_threads, delegate=rec.delegate,
                         delegate_options=rec.delegate_options, strict=rec.strict)
-    return Recognizer(HaarDetector(cfg.detection), embedder, load_matcher(gallery, embedder.spec, rec.threshold))
+    return Recognizer(HaarDetector(cfg.detection), embedder, load_matcher(gallery, embedder.spec, rec.threshold),
+                      align=rec.align)
