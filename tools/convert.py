@@ -861,7 +861,7 @@ def open_set_threshold(emb: np.ndarray, labels) -> dict:
     """The identification threshold: a gallery holds many photos per person and a face takes the
     best of them, so an unknown face gets many chances to look like someone. For every chip,
     its best similarity to any chip of another identity is what it would score if its own
-    person were not enrolled; the threshold is the 95th percentile of those, to 0.005 (the very
+    person were not enrolled; the threshold is the 98th percentile of those, to 0.005 (the very
     top is set by web photos that show someone else beside the named person). Also reports
     how many faces still find their own person above it.
     """
@@ -872,7 +872,7 @@ def open_set_threshold(emb: np.ndarray, labels) -> dict:
     same = labels[:, None] == labels[None, :]
     impostor = np.where(same, -np.inf, sim).max(axis=1)
     genuine = np.where(same, sim, -np.inf).max(axis=1)
-    threshold = round(float(np.percentile(impostor, 95)) * 200) / 200
+    threshold = round(float(np.percentile(impostor, 98)) * 200) / 200
     return {"threshold": threshold, "impostor_best_max": float(impostor.max()),
             "impostor_best_percentiles": {str(q): float(np.percentile(impostor, q)) for q in (90, 95, 98, 99)},
             "genuine_identified_at_threshold": float((genuine >= threshold).mean())}
@@ -1029,7 +1029,7 @@ def evaluate(float_bytes: bytes, int8_bytes: bytes, ref: Reference, eval_set: Ch
         rows.append((f"cosine threshold (chosen on {R} pairs)", f"{threshold:.4f}",
                      f"EER point {v['equal_error_threshold']:.4f}", ""))
         o = fid["identification"]
-        rows.append(("identification threshold (p95 of held-out best)", f"{o['threshold']:.4f}",
+        rows.append(("identification threshold (p98 of held-out best)", f"{o['threshold']:.4f}",
                      f"found own person {o['genuine_identified_at_threshold'] * 100:.1f}%", ""))
     rows += [("model size float32 / int8", f"{len(float_bytes) / 1e6:.2f} MB / {len(int8_bytes) / 1e6:.2f} MB",
               f"ratio {len(float_bytes) / len(int8_bytes):.2f}x", ""),
@@ -1355,7 +1355,7 @@ def main(argv: list[str] | None = None) -> int:
             f"nothing written (use --force to write anyway)")
         return 3
 
-    threshold_method = ("open-set identification: 95th percentile (to 0.005) of each evaluation face's best cosine "
+    threshold_method = ("open-set identification: 98th percentile (to 0.005) of each evaluation face's best cosine "
                         "similarity to other identities, i.e. what it scores when its own person is not enrolled "
                         "(int8 embeddings); see fidelity.identification. The pair verification threshold is "
                         "fidelity.verification.threshold")
