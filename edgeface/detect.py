@@ -74,6 +74,12 @@ class DetectionConfig:
     region_angles: list[float] = field(default_factory=lambda: [0.0])  # [-15, 0, 15] costs 1.5x (measured), for faces turning > ~12 degrees a frame
     region_margin: float = 2.5
     threads: int = 1  # >1: the angles of a full sweep run on a thread pool (cv2 releases the GIL)
+    # Video (the daemon, bench): while faces are tracked, a full sweep of every angle over the whole
+    # frame runs only every full_sweep_every frames; the frames between search near the tracked
+    # faces plus sweep_angles_per_frame whole-frame angles in turn, so a face entering at any roll
+    # is still found within a few frames. 1 = full sweep on every frame.
+    full_sweep_every: int = 7
+    sweep_angles_per_frame: int = 1
     min_score: float = 1000.0  # summed neighbours that verify a face on their own; 0 keeps all
 
     def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:

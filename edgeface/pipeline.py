@@ -88,12 +88,28 @@ class FramePipeline:
 
     def __init__(self, recognizer: Recognizer, tracker):
         self.recognizer, self.tracker = recognizer, tracker
+        self.frame_index = 0
+        self._since_full_sweep = 0
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """Full angle sweep when nothing is tracked or one is due; otherwise only near the
+        tracked faces plus a rolling slice of whole-frame angles (a fraction of the cost)."""
+        detector = self.recognizer.detector
+        cfg = detector.cfg
+        tracked = [tr.detection for tr in self.tracker.tracks]
+        self.frame_index += 1
+        if not tracked or self._since_full_sweep + 1 >= max(1, cfg.full_sweep_every):
+            self._since_full_sweep = 0
+            return detector.detect(frame)
+        self._since_full_sweep += 1
+        return detector.detect(frame, regions=tracked,
+                               angles=detector.sweep_angles(self.frame_index, cfg.sweep_angles_per_frame))
 
     def process(self, frame: np.ndarray, t: float) -> FrameResult:
         stages = {}
         clock = time.perf_counter
         t0 = clock()
-        detections = self.recognizer.detector.detect(frame)
+        detections = self.detect(frame)
         t1 = clock()
         tracks = self.tracker.update(detections, t)
         todo = [tr for tr in tracks if tr.needs_embedding(t)]

@@ -61,6 +61,8 @@ class Track:
     name: str | None = None  # decided identity (None while undecided or unknown)
     score: float = 0.0
     decided: bool = False
+    announced: bool = False  # an event went out for this track (with name `announced_name`)
+    announced_name: str | None = None
     last_embedded: float | None = None
     missed: int = 0  # processed frames in a row without this face
     votes: list = field(default_factory=list, repr=False)  # (name, score) of the first embeddings
@@ -147,7 +149,15 @@ class Tracker:
             if len(track.votes) >= n or count * 2 > n:
                 track.name, track.score = _vote(track.votes)
                 track.decided = True
-                self._announce(track, t)
+                if not track.announced or track.name != track.announced_name:
+                    self._announce(track, t)
+            return
+        if name is not None and name != track.name:
+            # A confident match to someone else: the face in this track may have changed (a cut,
+            # one person stepping in front of another). Vote again, embedding every frame, rather
+            # than wait for a majority of the slow re-embeddings of a decided track.
+            track.decided, track.votes = False, [(name, float(score))]
+            track.recent.clear()
             return
         track.recent.append((name, float(score)))
         while len(track.recent) > n:
@@ -169,6 +179,7 @@ class Tracker:
         if track.name is None and not self.cfg.unknown_events:
             return
         det = track.detection
+        track.announced, track.announced_name = True, track.name
         self._pending.append(IdentityEvent(track.name, round(track.score, 4), track.box(), float(det.angle), track.id, t))
 
     def events(self, t: float) -> list[IdentityEvent]:

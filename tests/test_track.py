@@ -135,3 +135,22 @@ def test_slow_frame_rate_does_not_split_an_appearance():
     events = run_frames(tr, frames, [["ann"], [], ["ann"], ["ann"], ["ann"]], dt=1.0)
     assert [e.name for e in events] == ["ann"]
     assert len(tr.tracks) == 1
+
+
+def test_someone_else_in_the_same_place_is_named_within_a_few_frames():
+    # A cut, or one person stepping in front of another: the box barely moves, the face changes.
+    tr = Tracker(TrackingConfig(vote_count=3, reembed_interval=1.0))
+    frames = [[face(100)] for _ in range(40)]
+    names = [["ann"]] * 20 + [["bob"]] * 20
+    events = run_frames(tr, frames, names)
+    assert [e.name for e in events] == ["ann", "bob"]
+    assert events[1].t <= 2.0 + 1.0 + 0.25  # next re-embedding (<= 1 s) plus the vote, not a majority of slow ones
+
+
+def test_one_confident_odd_match_revotes_but_announces_nothing_new():
+    tr = Tracker(TrackingConfig(vote_count=3, reembed_interval=0.0))
+    frames = [[face(100)] for _ in range(12)]
+    names = [["ann"]] * 5 + [["bob"]] + [["ann"]] * 6
+    events = run_frames(tr, frames, names)
+    assert [e.name for e in events] == ["ann"]
+    assert tr.tracks[0].name == "ann" and tr.tracks[0].decided
