@@ -80,6 +80,9 @@ class DetectionConfig:
     # is still found within a few frames. 1 = full sweep on every frame.
     full_sweep_every: int = 7
     sweep_angles_per_frame: int = 1
+    # ... and a full sweep as soon as the scene changes: mean absolute grey difference (0..255) of
+    # a 64x48 thumbnail against the frame of the last full sweep. 0 disables.
+    scene_change: float = 12.0
     min_score: float = 1000.0  # summed neighbours that verify a face on their own; 0 keeps all
 
     def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from edgeface.chip import cut_chips
@@ -90,6 +91,16 @@ class FramePipeline:
         self.recognizer, self.tracker = recognizer, tracker
         self.frame_index = 0
         self._since_full_sweep = 0
+        self._sweep_thumb: np.ndarray | None = None  # thumbnail of the frame of the last full sweep
+
+    def _scene_changed(self, frame: np.ndarray, threshold: float) -> tuple[bool, np.ndarray | None]:
+        if threshold <= 0:
+            return False, None
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        thumb = cv2.resize(grey, (64, 48), interpolation=cv2.INTER_AREA)
+        if self._sweep_thumb is None:
+            return True, thumb
+        return float(cv2.absdiff(thumb, self._sweep_thumb).mean()) > threshold, thumb
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Full angle sweep when nothing is tracked or one is due; otherwise only near the
@@ -98,8 +109,10 @@ class FramePipeline:
         cfg = detector.cfg
         tracked = [tr.detection for tr in self.tracker.tracks]
         self.frame_index += 1
-        if not tracked or self._since_full_sweep + 1 >= max(1, cfg.full_sweep_every):
+        changed, thumb = self._scene_changed(frame, cfg.scene_change)
+        if not tracked or changed or self._since_full_sweep + 1 >= max(1, cfg.full_sweep_every):
             self._since_full_sweep = 0
+            self._sweep_thumb = thumb
             return detector.detect(frame)
         self._since_full_sweep += 1
         return detector.detect(frame, regions=tracked,
