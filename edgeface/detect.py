@@ -81,8 +81,9 @@ class DetectionConfig:
     full_sweep_every: int = 7
     sweep_angles_per_frame: int = 1
     # ... and a full sweep as soon as the scene changes: mean absolute grey difference (0..255) of
-    # a 64x48 thumbnail against the frame of the last full sweep. 0 disables.
-    scene_change: float = 12.0
+    # a 64x48 thumbnail against the frame of the last full sweep. 0 (default) disables: at 12 it
+    # named 0.840 vs 0.852 of appearances over three five-celebs clips, and cost ~8% frames/s.
+    scene_change: float = 0.0
     min_score: float = 1000.0  # summed neighbours that verify a face on their own; 0 keeps all
 
     def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:
