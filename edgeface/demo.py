@@ -27,6 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeface.geometry import turn_image
+
 log = logging.getLogger(__name__)
 
 CLIP_FPS = 10.0
@@ -54,13 +56,7 @@ def head_and_shoulders(image: np.ndarray) -> np.ndarray:
 
 def turn(image: np.ndarray, degrees: float) -> np.ndarray:
     """Turn about the centre, growing the canvas so nothing is cut off."""
-    h, w = image.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    c, s = abs(m[0, 0]), abs(m[0, 1])
-    nw, nh = int(h * s + w * c), int(h * c + w * s)
-    m[0, 2] += nw / 2 - w / 2
-    m[1, 2] += nh / 2 - h / 2
-    return cv2.warpAffine(image, m, (nw, nh), borderMode=cv2.BORDER_REPLICATE)
+    return turn_image(image, degrees)
 
 
 def make_clip(path: str | os.PathLike, frames_per_sweep: int = 30, size=(320, 240), fps: float = CLIP_FPS) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
+import cv2
 import numpy as np
 
 
@@ -144,3 +145,10 @@ def suppress_nested(faces: Sequence[Sequence[float]], overlap: float = 1.0) -> l
         if ok:
             kept.append(i)
     return kept
+
+
+def turn_image(image: np.ndarray, angle: float, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """``image`` turned by ``angle`` about its centre on a grown canvas (see rotate_grown)."""
+    h, w = image.shape[:2]
+    m, size = rotate_grown(w, h, angle)
+    return cv2.warpAffine(image, m, size, borderMode=border)

@@ -23,20 +23,14 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from edgeface.detect import HaarDetector  # noqa: E402
 from edgeface.embed import Embedder  # noqa: E402
+from edgeface.geometry import turn_image  # noqa: E402
 from edgeface.match import match  # noqa: E402
 from edgeface.pipeline import Recognizer, largest  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def turned(img, deg):
-    h, w = img.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)
-    c, s = abs(m[0, 0]), abs(m[0, 1])
-    nw, nh = int(h * s + w * c), int(h * c + w * s)
-    m[0, 2] += nw / 2 - w / 2
-    m[1, 2] += nh / 2 - h / 2
-    return cv2.warpAffine(img, m, (nw, nh), borderMode=cv2.BORDER_REPLICATE)
+turned = turn_image  # the same pictures as ../shared/acceptance/rotated_five_celebs.py
 
 
 def main():
