@@ -4,7 +4,7 @@ import pytest
 from skimage import data
 
 from edgeface import chip, geometry
-from edgeface.detect import Detection, HaarDetector
+from edgeface.detect import Detection, DetectionConfig, HaarDetector
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,11 @@ def test_padding_grows_the_chip_like_dlib():
 
 @pytest.mark.parametrize("roll", [-60, -35, 20, 45])
 def test_chip_from_turned_face_is_upright(astronaut_bgr, roll):
-    det = HaarDetector()
+    # Box-only chips inherit the Haar box's scale jitter between rolls. With equalisation the
+    # astronaut's boxes agree within 6%, which isolates what this test checks: the chip's own
+    # geometry. (Without it the upright box is 10% smaller; the shipped landmark-aligned chips
+    # absorb that: tests/test_pipeline.py.)
+    det = HaarDetector(DetectionConfig(equalize=True))
     up = det.detect(astronaut_bgr)[0]
     ref = chip.cut_chips(astronaut_bgr, [up])[0]
     m, (w, h) = geometry.rotate_grown(astronaut_bgr.shape[1], astronaut_bgr.shape[0], roll)

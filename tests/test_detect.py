@@ -78,7 +78,11 @@ def test_unknown_cascade_names_the_key():
 
 
 @pytest.mark.parametrize("roll, drift", [(30, 12), (-45, -10), (0, 8)])
-def test_region_search_follows_a_tracked_face(astronaut_bgr, detector, upright, roll, drift):
+def test_region_search_follows_a_tracked_face(astronaut_bgr, roll, drift):
+    # Boxes compared across a full sweep and a region search: equalised, the astronaut's Haar
+    # boxes agree within 6% in size across rolls (unequalised, the upright one is 10% smaller).
+    detector = HaarDetector(DetectionConfig(equalize=True))
+    upright = detector.detect(astronaut_bgr)[0]
     m, (w, h) = geometry.rotate_grown(astronaut_bgr.shape[1], astronaut_bgr.shape[0], roll)
     turned = cv2.warpAffine(astronaut_bgr, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
     expect = geometry.apply_affine(m, [upright.cx, upright.cy])
