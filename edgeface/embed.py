@@ -25,13 +25,18 @@ class ModelError(RuntimeError):
     """The model or its sidecar cannot be used; the message names the file."""
 
 
-def default_model_path() -> Path:
-    """The shipped int8 model: inside the installed wheel, else the source tree's models/."""
+def shipped_file(name: str) -> Path:
+    """A file of models/: inside the installed wheel (edgeface/models/), else the source tree's."""
     here = Path(__file__).resolve().parent
     for folder in (here / "models", here.parent / "models"):
-        if (folder / DEFAULT_MODEL_NAME).is_file():
-            return folder / DEFAULT_MODEL_NAME
-    return here.parent / "models" / DEFAULT_MODEL_NAME
+        if (folder / name).is_file():
+            return folder / name
+    return here.parent / "models" / name
+
+
+def default_model_path() -> Path:
+    """The shipped int8 model."""
+    return shipped_file(DEFAULT_MODEL_NAME)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

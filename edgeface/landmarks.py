@@ -18,6 +18,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from edgeface.embed import shipped_file
+
 DEFAULT_LANDMARKS_NAME = "landmarks_5pt.npz"
 
 # dlib's 5-point chip template (get_face_chip_details): right eye outer, right eye inner,
@@ -35,12 +37,8 @@ RECT_DY = 0.067
 
 
 def default_landmarks_path() -> Path:
-    """The shipped landmark model: inside the installed wheel, else the source tree's models/."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / "models", here.parent / "models"):
-        if (folder / DEFAULT_LANDMARKS_NAME).is_file():
-            return folder / DEFAULT_LANDMARKS_NAME
-    return here.parent / "models" / DEFAULT_LANDMARKS_NAME
+    """The shipped landmark model."""
+    return shipped_file(DEFAULT_LANDMARKS_NAME)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
