@@ -5,19 +5,21 @@ usage: python tools/score_names.py RESULT.json CLIP.json
 
 RESULT.json is what `edgeface bench --json` (or tools/baseline_face_recognition.py) prints;
 CLIP.json is what ../shared/acceptance/make_clip.py writes beside the clip. A (frame, person)
-appearance counts as named right when that person's name is among the frame's names; a name
-not in the frame's truth counts as a wrong name.
+appearance counts as named right when that person's name is among the frame's names (a person
+shown twice needs their name twice); a name beyond the frame's truth counts as a wrong name.
 """
 import argparse
 import json
+from collections import Counter
 
 
 def score(names_per_frame, truth_per_frame):
     appearances = right = wrong = 0
     for names, truth in zip(names_per_frame, truth_per_frame):
         appearances += len(truth)
-        right += sum(1 for person in set(truth) if person in names)
-        wrong += sum(1 for n in names if n not in truth)
+        named = sum((Counter(names) & Counter(truth)).values())
+        right += named
+        wrong += len(names) - named
     frames = min(len(names_per_frame), len(truth_per_frame))
     return {"frames": frames, "appearances": appearances, "named_right": right,
             "named_right_ratio": round(right / appearances, 4) if appearances else 0.0, "wrong_names": wrong}
