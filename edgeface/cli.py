@@ -52,7 +52,7 @@ def _recognizer(args, with_matcher: bool, gallery=None):
 def cmd_enroll(args) -> int:
     from edgeface.gallery import Enrolment, Gallery
     from edgeface.images import ImageError, expand, read_image
-    from edgeface.pipeline import largest
+    from edgeface.detect import largest
 
     files = expand(args.images)
     if not files:

@@ -71,10 +71,6 @@ class Recognizer:
         ]
 
 
-def largest(detections: list[Detection]) -> Detection | None:
-    return max(detections, key=lambda d: d.size, default=None)
-
-
 @dataclass
 class FrameResult:
     faces: list  # list[(Track, Match | None)]: every face in the frame and, if embedded now, its match

@@ -21,11 +21,11 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from edgeface.detect import HaarDetector  # noqa: E402
+from edgeface.detect import HaarDetector, largest  # noqa: E402
 from edgeface.embed import Embedder  # noqa: E402
 from edgeface.geometry import turn_image  # noqa: E402
 from edgeface.match import match  # noqa: E402
-from edgeface.pipeline import Recognizer, largest  # noqa: E402
+from edgeface.pipeline import Recognizer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
