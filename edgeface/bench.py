@@ -84,7 +84,7 @@ def run_bench(pipeline, source: str, limit: int | None = None, progress=None) ->
 
 def main_bench(args) -> int:
     from edgeface import config as config_mod
-    from edgeface.gallery import Gallery, default_gallery_path
+    from edgeface.gallery import Gallery
     from edgeface.pipeline import FramePipeline, recognizer_from_config
     from edgeface.track import Tracker
 
@@ -93,10 +93,10 @@ def main_bench(args) -> int:
     except config_mod.ConfigError as e:
         print(f"edgeface: {e}", file=sys.stderr)
         return 2
-    cfg.gallery = args.gallery or (cfg.gallery if args.config else str(default_gallery_path()))
-    for key in ("model",):
-        if getattr(args, key):
-            setattr(cfg, key, getattr(args, key))
+    if args.gallery:
+        cfg.gallery = args.gallery
+    if args.model:
+        cfg.model = args.model
     if args.threshold is not None:
         cfg.recognition.threshold = args.threshold
     if args.threads:
