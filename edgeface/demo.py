@@ -59,11 +59,27 @@ def turn(image: np.ndarray, degrees: float) -> np.ndarray:
     return turn_image(image, degrees)
 
 
+def clip_background(size=(320, 240)) -> np.ndarray:
+    return np.tile(np.linspace(70, 170, size[0], dtype=np.uint8)[None, :, None], (size[1], 1, 3))
+
+
+def face_frame(head: np.ndarray, degrees: float, background: np.ndarray) -> np.ndarray:
+    """``head`` turned by ``degrees``, fitted to the background's height, centred on a copy of it."""
+    img = turn(head, degrees)
+    h, w = background.shape[:2]
+    s = h / max(img.shape[:2])
+    img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    frame = background.copy()
+    x = (w - img.shape[1]) // 2
+    frame[: img.shape[0], x: x + img.shape[1]] = img
+    return frame
+
+
 def make_clip(path: str | os.PathLike, frames_per_sweep: int = 30, size=(320, 240), fps: float = CLIP_FPS) -> int:
     """Two appearances (-60 -> +60, then +60 -> -60 degrees) separated by a second of empty
     background; MJPG .avi. Returns the number of frames written."""
     head = head_and_shoulders(astronaut_bgr())
-    bg = np.tile(np.linspace(70, 170, size[0], dtype=np.uint8)[None, :, None], (size[1], 1, 3))
+    bg = clip_background(size)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     if not writer.isOpened():
         raise RuntimeError(f"cannot write {path}: OpenCV has no MJPG writer")
@@ -71,13 +87,7 @@ def make_clip(path: str | os.PathLike, frames_per_sweep: int = 30, size=(320, 24
     sweep = [-60 + 120 * k / max(1, frames_per_sweep - 1) for k in range(frames_per_sweep)]
     for angles in (sweep, sweep[::-1]):
         for deg in angles:
-            img = turn(head, deg)
-            s = size[1] / max(img.shape[:2])
-            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-            frame = bg.copy()
-            x = (size[0] - img.shape[1]) // 2
-            frame[: img.shape[0], x: x + img.shape[1]] = img
-            writer.write(frame)
+            writer.write(face_frame(head, deg, bg))
             n += 1
         for _ in range(int(fps)):
             writer.write(bg)

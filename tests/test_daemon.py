@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
+from edgeface.demo import clip_background, face_frame, head_and_shoulders
 from faces import astronaut_bgr, turned
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,21 +46,15 @@ pytestmark = pytest.mark.slow
 
 def astronaut_head() -> np.ndarray:
     """The astronaut's head and shoulders, upright (the enrolment photo)."""
-    return astronaut_bgr()[0:300, 70:370]
+    return head_and_shoulders(astronaut_bgr())
 
 
 def make_clip(path, face_frames=30, blank_frames=10, fps=10.0, size=(320, 240)):
     head = astronaut_head()
-    bg = np.tile(np.linspace(70, 170, size[0], dtype=np.uint8)[None, :, None], (size[1], 1, 3))
+    bg = clip_background(size)
     vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     for k in range(face_frames):
-        img = turned(head, -60 + 120 * k / (face_frames - 1))
-        s = size[1] / max(img.shape[:2])
-        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        frame = bg.copy()
-        x = (size[0] - img.shape[1]) // 2
-        frame[: img.shape[0], x: x + img.shape[1]] = img
-        vw.write(frame)
+        vw.write(face_frame(head, -60 + 120 * k / (face_frames - 1), bg))
     for _ in range(blank_frames):
         vw.write(bg)
     vw.release()
