@@ -86,39 +86,53 @@ class FramePipeline:
     def __init__(self, recognizer: Recognizer, tracker):
         self.recognizer, self.tracker = recognizer, tracker
         self.frame_index = 0
-        self._since_full_sweep = 0
-        self._sweep_thumb: np.ndarray | None = None  # thumbnail of the frame of the last full sweep
+        self._thumb: np.ndarray | None = None  # the previous frame's thumbnail (scene changes)
+        self._steady = True  # the picture has settled since the last scene change
+        self.full_sweeps = 0
 
-    def _scene_changed(self, frame: np.ndarray, threshold: float) -> tuple[bool, np.ndarray | None]:
+    def scene_changed(self, frame: np.ndarray) -> bool:
+        """Whether the picture jumped as a whole between the previous frame and this one:
+        their 64x48 thumbnails' mean absolute difference rose above detection.scene_change.
+        It must fall below half of that before another change counts, so a camera that pans
+        or flickers for a while causes one change, not one per frame (each makes the tracker
+        vote again, which would otherwise never settle)."""
+        threshold = self.recognizer.detector.cfg.scene_change
         if threshold <= 0:
-            return False, None
+            return False
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         thumb = cv2.resize(grey, (64, 48), interpolation=cv2.INTER_AREA)
-        if self._sweep_thumb is None:
-            return True, thumb
-        return float(cv2.absdiff(thumb, self._sweep_thumb).mean()) > threshold, thumb
+        previous, self._thumb = self._thumb, thumb
+        if previous is None:
+            return False
+        difference = float(cv2.absdiff(thumb, previous).mean())
+        if self._steady:
+            changed = difference > threshold
+            self._steady = not changed
+        else:
+            changed = False
+            self._steady = difference < threshold / 2
+        return changed
 
-    def detect(self, frame: np.ndarray) -> list[Detection]:
-        """Full angle sweep when nothing is tracked or one is due; otherwise only near the
-        tracked faces plus a rolling slice of whole-frame angles (a fraction of the cost)."""
+    def detect(self, frame: np.ndarray, changed: bool = False) -> list[Detection]:
+        """A full angle sweep when nothing is tracked or the scene ``changed``; otherwise the
+        region search near the tracked faces plus this frame's share of a rolling sweep."""
         detector = self.recognizer.detector
-        cfg = detector.cfg
         tracked = [tr.detection for tr in self.tracker.tracks]
         self.frame_index += 1
-        changed, thumb = self._scene_changed(frame, cfg.scene_change)
-        if not tracked or changed or self._since_full_sweep + 1 >= max(1, cfg.full_sweep_every):
-            self._since_full_sweep = 0
-            self._sweep_thumb = thumb
+        if not tracked or changed:
+            self.full_sweeps += 1
             return detector.detect(frame)
-        self._since_full_sweep += 1
         return detector.detect(frame, regions=tracked,
-                               angles=detector.sweep_angles(self.frame_index, cfg.sweep_angles_per_frame))
+                               angles=detector.rolling_angles(self.frame_index, detector.cfg.sweep_period))
 
     def process(self, frame: np.ndarray, t: float) -> FrameResult:
         stages = {}
         clock = time.perf_counter
         t0 = clock()
-        detections = self.detect(frame)
+        changed = self.scene_changed(frame)
+        if changed:
+            self.tracker.new_scene()
+        detections = self.detect(frame, changed)
         t1 = clock()
         tracks = self.tracker.update(detections, t)
         todo = [tr for tr in tracks if tr.needs_embedding(t)]

@@ -137,6 +137,14 @@ class Tracker:
                 result[di] = tr
         return result  # type: ignore[return-value]
 
+    def new_scene(self) -> None:
+        """The picture changed all at once (a cut, the camera moved, the lights): a face in a
+        live track may be someone else now, so every track votes again before it shows a name.
+        Its announced name is kept, so the same person is not announced twice."""
+        for tr in self.tracks:
+            tr.name, tr.decided, tr.votes = None, False, []
+            tr.recent.clear()
+
     def observe(self, track: Track, name: str | None, score: float, t: float) -> None:
         """Record one embedding's match for a track (name None: nobody in the gallery)."""
         track.last_embedded = t

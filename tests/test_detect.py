@@ -112,13 +112,14 @@ def test_thread_pool_sweep_matches_sequential(astronaut_bgr, detector):
         pooled.close()
 
 
-def test_sweep_angles_cover_the_grid_round_robin(detector):
+@pytest.mark.parametrize("period", [1, 3, 7, 25])
+def test_rolling_angles_scan_each_angle_once_a_period(detector, period):
+    per_frame = [detector.rolling_angles(i, period) for i in range(period)]
+    assert sorted(a for angles in per_frame for a in angles) == sorted(detector.cfg.angles)
+    assert per_frame[0][0] == 0.0  # upright first
     n = len(detector.cfg.angles)
-    seen = [a for i in range(n) for a in detector.sweep_angles(i, 1)]
-    assert sorted(seen) == sorted(detector.cfg.angles)
-    assert detector.sweep_angles(0, 1) == [0.0]
-    seen2 = {a for i in range((n + 1) // 2) for a in detector.sweep_angles(i, 2)}
-    assert seen2 == set(detector.cfg.angles)
+    assert max(len(angles) for angles in per_frame) == -(-n // period)  # spread evenly
+    assert detector.rolling_angles(period + 2, period) == per_frame[2 % period]
 
 
 def test_region_search_plus_whole_frame_angle_finds_a_new_face(astronaut_bgr, detector, upright):

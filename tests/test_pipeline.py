@@ -45,3 +45,14 @@ def test_recognize_names_a_turned_face_and_frame_pipeline_announces_it_once(reco
         assert result.stages_ms.keys() >= {"detect", "track", "chip", "embed", "match"}
     assert [e.name for e in events] == ["eileen"]
     assert embedded < 21  # a decided track is not embedded on every frame
+
+
+def test_a_cut_is_one_scene_change_and_a_flickering_picture_is_not_one_per_frame(recognizer):
+    pipeline = FramePipeline(recognizer, Tracker())
+    a = np.zeros((480, 640, 3), np.uint8)
+    a[:, :320] = 200  # b is a mirrored: every thumbnail pixel changes by 200
+    b = a[:, ::-1].copy()
+    steady = [a, a, a, b, b, b]  # one cut
+    assert [pipeline.scene_changed(f) for f in steady] == [False, False, False, True, False, False]
+    flicker = [a, b] * 4 + [b, b, a]  # jumps every frame, settles, then one more cut
+    assert [pipeline.scene_changed(f) for f in flicker] == [True] + [False] * 9 + [True]

@@ -154,3 +154,15 @@ def test_one_confident_odd_match_revotes_but_announces_nothing_new():
     events = run_frames(tr, frames, names)
     assert [e.name for e in events] == ["ann"]
     assert tr.tracks[0].name == "ann" and tr.tracks[0].decided
+
+
+def test_new_scene_hides_names_until_each_face_is_voted_on_again():
+    tr = Tracker(TrackingConfig(vote_count=3, reembed_interval=1.0))
+    events = run_frames(tr, [[face(100), face(400)]] * 5, [["ann", "bob"]] * 5)
+    assert sorted(e.name for e in events) == ["ann", "bob"]
+    tr.new_scene()  # a cut: at the left, now carl; at the right, still bob
+    assert [t.name for t in tr.tracks] == [None, None]
+    assert all(t.needs_embedding(0.6) for t in tr.tracks)  # not after the 1 s re-embedding interval
+    events = run_frames(tr, [[face(100), face(400)]] * 2, [["carl", "bob"]] * 2, t0=0.5)
+    assert [e.name for e in events] == ["carl"]  # bob was announced already: not again
+    assert [t.name for t in tr.tracks] == ["carl", "bob"]

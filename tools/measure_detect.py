@@ -322,15 +322,15 @@ def cmd_cost(a):
           f"({kept / a.repeat:.0f}/{faces} faces found again)")
     for k in (1, 3, 5, 10):
         print(f"  full sweep every {k:2d} frames, region search between: {(dt + (k - 1) * dr) / k * 1000:.1f} ms per frame")
-    # rolling sweep: region search plus one or two whole-frame angles per frame (bounded cost)
-    for per in (1, 2):
+    # rolling sweep: region search plus each frame's share of a whole-frame sweep spread over a period
+    for period in (7, 25):
         t = time.perf_counter()
         i = 0
         for f, prev in zip(frames * a.repeat, found):
-            det.detect(f, regions=prev, angles=det.sweep_angles(i, per))
+            det.detect(f, regions=prev, angles=det.rolling_angles(i, period))
             i += 1
-        print(f"  region search + {per} whole-frame angle(s) per frame (full sweep every "
-              f"{-(-len(cfg.angles) // per)} frames): {(time.perf_counter() - t) / n * 1000:.1f} ms per frame")
+        print(f"  region search + rolling sweep over {period} frames: "
+              f"{(time.perf_counter() - t) / n * 1000:.1f} ms per frame")
     det.close()
 
 
