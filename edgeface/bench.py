@@ -78,7 +78,7 @@ def run_bench(pipeline, source: str, limit: int | None = None, progress=None) ->
         "latency_ms": {"p50": round(float(np.percentile(latencies, 50)), 2),
                        "p95": round(float(np.percentile(latencies, 95)), 2)},
         "stages_ms": {k: round(v / n, 3) for k, v in stages.items()},
-        "full_sweeps": getattr(pipeline, "full_sweeps", None),
+        "full_sweeps": pipeline.full_sweeps,
         "names": names,
     }
 
@@ -121,8 +121,7 @@ def main_bench(args) -> int:
     else:
         print(f"{report['frames']} frames in {report['seconds']:.1f} s: {report['fps']:.1f} frames/s, "
               f"latency p50 {report['latency_ms']['p50']:.1f} ms, p95 {report['latency_ms']['p95']:.1f} ms")
-        if report["full_sweeps"] is not None:
-            print(f"  full sweeps: {report['full_sweeps']} (nothing tracked, or the scene changed)")
+        print(f"  full sweeps: {report['full_sweeps']} (nothing tracked, or the scene changed)")
         for stage, ms in report["stages_ms"].items():
             print(f"  {stage:>7}: {ms:7.2f} ms/frame")
     return 0

@@ -361,8 +361,7 @@ class HaarDetector:
         ``regions``: None runs the full angle sweep over the whole frame. A list of
         Detection (e.g. tracked faces' last detections) searches only near those faces, at
         their last angle +- region_angles, in small crops: a fraction of a full sweep's cost,
-        for the frames between full sweeps (faces that newly enter are found only by a full
-        sweep, so run one every few frames).
+        for the frames between full sweeps (it finds no newcomers: add ``angles`` for that).
 
         ``angles``: whole-frame passes at these angles instead of cfg.angles; with
         ``regions``, added to the region search (e.g. rolling_angles(i) spreads one full sweep
