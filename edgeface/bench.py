@@ -9,10 +9,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeface import exitcodes
 from edgeface.images import IMAGE_SUFFIXES, ImageError, read_image
+
+if TYPE_CHECKING:
+    from edgeface.config import Config
 
 PROGRESS_EVERY_S = 5.0
 
@@ -83,40 +88,24 @@ def run_bench(pipeline, source: str, limit: int | None = None, progress=None) ->
     }
 
 
-def main_bench(args) -> int:
-    from edgeface import config as config_mod
+def main_bench(cfg: Config, source: str, frames: int | None = None, as_json: bool = False) -> int:
+    """`edgeface bench`: returns the exit status."""
     from edgeface.gallery import Gallery
-    from edgeface.pipeline import FramePipeline, recognizer_from_config
-    from edgeface.track import Tracker
+    from edgeface.pipeline import build_frame_pipeline, build_recognizer
 
-    try:
-        cfg = config_mod.load(args.config) if args.config else config_mod.Config()
-    except config_mod.ConfigError as e:
-        print(f"edgeface: {e}", file=sys.stderr)
-        return 2
-    if args.gallery:
-        cfg.gallery = args.gallery
-    if args.model:
-        cfg.model = args.model
-    if args.threshold is not None:
-        cfg.recognition.threshold = args.threshold
-    if args.threads:
-        cfg.recognition.num_threads = args.threads
-    if args.delegate:
-        cfg.recognition.delegate, cfg.recognition.strict = args.delegate, args.strict
     with Gallery(cfg.gallery, create=False) as gallery:
-        recognizer = recognizer_from_config(cfg, gallery)
-    pipeline = FramePipeline(recognizer, Tracker(cfg.tracking))
+        recognizer = build_recognizer(cfg, gallery)
+    pipeline = build_frame_pipeline(cfg, recognizer)
 
-    def progress(line):
+    def progress(line: str) -> None:
         print(f"bench: {line}", file=sys.stderr, flush=True)
 
     try:
-        report = run_bench(pipeline, args.source, args.frames, progress)
+        report = run_bench(pipeline, source, frames, progress)
     except ImageError as e:
         print(f"edgeface: {e}", file=sys.stderr)
-        return 1
-    if args.json:
+        return exitcodes.FAIL
+    if as_json:
         print(json.dumps(report))
     else:
         print(f"{report['frames']} frames in {report['seconds']:.1f} s: {report['fps']:.1f} frames/s, "
@@ -124,4 +113,4 @@ def main_bench(args) -> int:
         print(f"  full sweeps: {report['full_sweeps']} (nothing tracked, or the scene changed)")
         for stage, ms in report["stages_ms"].items():
             print(f"  {stage:>7}: {ms:7.2f} ms/frame")
-    return 0
+    return exitcodes.OK

@@ -8,12 +8,15 @@ five-celebs photos (tools/measure_detect.py ``framing``). The chip is cut with o
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
 
 from . import geometry
+
+if TYPE_CHECKING:
+    from edgeface.detect import Detection
 
 # dlib chip (padding 0.25) relative to the Haar box of the same face, in the face's upright
 # frame: chip side = CHIP_SCALE x box size; chip centre = box centre + (dx, dy) x box size.
@@ -25,7 +28,7 @@ CHIP_DY = 0.088
 _REFERENCE_PADDING = 0.25
 
 
-def chip_placement(det, padding: float = 0.25) -> tuple[float, float, float, float]:
+def chip_placement(det: Detection, padding: float = 0.25) -> tuple[float, float, float, float]:
     """(centre x, centre y, side, angle) in frame pixels of the chip for detection ``det``."""
     size = det.size
     side = CHIP_SCALE * size * (1.0 + 2.0 * padding) / (1.0 + 2.0 * _REFERENCE_PADDING)
@@ -37,15 +40,11 @@ def chip_matrix(cx: float, cy: float, side: float, angle: float, size: tuple[int
     """2x3 affine taking chip pixels to frame pixels (dlib's convention: chip pixel 0 and
     size-1 land on the two edges of the chip square of side ``side``)."""
     w, h = size
-    r = geometry.rotation_matrix(angle)
-    a = r @ np.diag((side / max(w - 1, 1), side / max(h - 1, 1)))
-    m = np.empty((2, 3), dtype=np.float64)
-    m[:, :2] = a
-    m[:, 2] = (cx, cy) - a @ ((w - 1) / 2.0, (h - 1) / 2.0)
-    return m
+    return geometry.crop_matrix(cx, cy, angle, (side / max(w - 1, 1), side / max(h - 1, 1)), (w, h))
 
 
-def _cut(frame: np.ndarray, m: np.ndarray, size: tuple[int, int], out: np.ndarray) -> None:
+def cut(frame: np.ndarray, m: np.ndarray, size: tuple[int, int], out: np.ndarray) -> None:
+    """Warp the chip that affine ``m`` (chip -> frame pixels) places into ``out``."""
     w, h = size
     step = max(np.hypot(m[0, 0], m[1, 0]), 1e-9)  # frame pixels per chip pixel
     if step > 2.0:
@@ -73,27 +72,25 @@ def _cut(frame: np.ndarray, m: np.ndarray, size: tuple[int, int], out: np.ndarra
                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def cut_chips(frame_bgr: np.ndarray, detections: Sequence, size: tuple[int, int] = (150, 150),
-              padding: float = 0.25) -> np.ndarray:
-    """Upright RGB chips (N, H, W, 3) uint8, one per detection, in the given order.
-
-    ``size`` is (width, height). Outside the frame is black, as in dlib."""
+def cut_chips_at(frame_bgr: np.ndarray, matrices: Sequence[np.ndarray], size: tuple[int, int] = (150, 150)) -> np.ndarray:
+    """Upright RGB chips (N, H, W, 3) uint8, one per 2x3 chip->frame affine in ``matrices``
+    (chip_matrix, or a landmark alignment). ``size`` is (width, height). Outside the frame is
+    black, as in dlib; a grey frame gives grey chips in all three channels."""
     w, h = int(size[0]), int(size[1])
-    n = len(detections)
-    out = np.zeros((n, h, w, 3), dtype=np.uint8)
-    if n == 0:
-        return out
-    if frame_bgr.ndim == 2:
-        frame = frame_bgr
-    else:
-        frame = frame_bgr[:, :, :3]
-    for i, det in enumerate(detections):
-        m = chip_matrix(*chip_placement(det, padding), (w, h))
-        if frame.ndim == 2:
-            grey = np.empty((h, w), np.uint8)
-            _cut(frame, m, (w, h), grey)
+    out = np.zeros((len(matrices), h, w, 3), dtype=np.uint8)
+    frame = frame_bgr if frame_bgr.ndim == 2 else frame_bgr[:, :, :3]
+    grey = np.empty((h, w), np.uint8) if frame.ndim == 2 else None
+    for i, m in enumerate(matrices):
+        if grey is not None:
+            cut(frame, m, (w, h), grey)
             out[i] = grey[:, :, None]
         else:
-            _cut(frame, m, (w, h), out[i])
+            cut(frame, m, (w, h), out[i])
             cv2.cvtColor(out[i], cv2.COLOR_BGR2RGB, dst=out[i])
     return out
+
+
+def cut_chips(frame_bgr: np.ndarray, detections: Sequence[Detection], size: tuple[int, int] = (150, 150),
+              padding: float = 0.25) -> np.ndarray:
+    """Chips placed from the Haar boxes alone (see cut_chips_at), one per detection, in order."""
+    return cut_chips_at(frame_bgr, [chip_matrix(*chip_placement(d, padding), size) for d in detections], size)

@@ -5,12 +5,13 @@ import argparse
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from edgeface import __version__
+from edgeface import __version__, exitcodes
 
-log = logging.getLogger("edgeface")
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+if TYPE_CHECKING:
+    from edgeface.config import Config
+    from edgeface.pipeline import Face
 
 
 def _err(msg: str) -> None:
@@ -18,7 +19,7 @@ def _err(msg: str) -> None:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model")
+    g = p.add_argument_group("model (override the config's recognition section)")
     g.add_argument("--model", help="TFLite embedder with its .json sidecar beside it (default: the shipped int8 model)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for the embedder (default: all cores)")
     g.add_argument("--delegate", default=None,
@@ -30,77 +31,77 @@ def add_gallery_option(p: argparse.ArgumentParser) -> None:
     from edgeface.gallery import default_gallery_path
 
     p.add_argument("--gallery", metavar="DB", default=None,
-                   help=f"gallery database (default: $EDGEFACE_GALLERY or {default_gallery_path()})")
+                   help=f"gallery database (default: the config's gallery, else $EDGEFACE_GALLERY or {default_gallery_path()})")
 
 
-def _gallery_path(args):
-    from edgeface.gallery import default_gallery_path
-
-    return args.gallery or default_gallery_path()
-
-
-def _recognizer(args, with_matcher: bool, gallery=None):
-    from edgeface.detect import HaarDetector
-    from edgeface.embed import Embedder
-    from edgeface.pipeline import Recognizer, load_matcher
-
-    embedder = Embedder(args.model, num_threads=args.threads, delegate=args.delegate, strict=args.strict)
-    matcher = load_matcher(gallery, embedder.spec, getattr(args, "threshold", None)) if with_matcher else None
-    return Recognizer(HaarDetector(), embedder, matcher)
+def add_config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="YAML config (as `edgeface run` reads it) whose gallery, model, detection and recognition "
+                   "settings to use, so this command sees faces exactly as the daemon does (default: built-in defaults)")
 
 
-def cmd_enroll(args) -> int:
-    from edgeface.gallery import Enrolment, Gallery
-    from edgeface.images import ImageError, expand, read_image
-    from edgeface.detect import largest
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config file named by --config (or the defaults), with the command line's overrides."""
+    from edgeface.config import Config, load
 
+    cfg = load(args.config) if getattr(args, "config", None) else Config()
+    if getattr(args, "gallery", None):
+        cfg.gallery = args.gallery
+    if getattr(args, "model", None):
+        cfg.model = args.model
+    rec = cfg.recognition
+    if getattr(args, "threshold", None) is not None:
+        rec.threshold = args.threshold
+    if getattr(args, "threads", None):
+        rec.num_threads = args.threads
+    if getattr(args, "delegate", None):
+        rec.delegate, rec.strict = args.delegate, args.strict
+    return cfg
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from edgeface.enroll import enroll
+    from edgeface.gallery import Gallery
+    from edgeface.images import expand
+    from edgeface.pipeline import build_recognizer
+
+    cfg = config_from_args(args)
     files = expand(args.images)
     if not files:
         _err("no images found in " + " ".join(args.images))
-        return EXIT_FAIL
-    with Gallery(_gallery_path(args)) as gallery:
-        recognizer = _recognizer(args, with_matcher=False)
-        gallery.check_model(recognizer.embedder.spec.model_id)  # before minutes of work, not after
-        enrolments, failed = [], 0
-        for n, path in enumerate(files, 1):
-            prefix = f"[{n}/{len(files)}] {path}"
-            try:
-                image, sha = read_image(path)
-            except ImageError as e:
-                print(f"{prefix}: skipped: {str(e).split(': ', 1)[-1]}", file=sys.stderr)
-                failed += 1
-                continue
-            detections = recognizer.detector.detect(image)
-            face = largest(detections)
-            if face is None:
-                print(f"{prefix}: skipped: no face found", file=sys.stderr)
-                failed += 1
-                continue
-            if len(detections) > 1:
-                print(f"{prefix}: warning: {len(detections)} faces, using the largest", file=sys.stderr)
-            vector = recognizer.embed(image, [face])[0]
-            enrolments.append(Enrolment(vector, sha, str(path)))
-            print(f"{prefix}: face at {list(face.box())}, angle {face.angle:+.0f}")
-        if not enrolments:
-            _err(f"nothing enrolled for {args.name}: none of {len(files)} file(s) gave a face")
-            return EXIT_FAIL
-        added = gallery.add(args.name, enrolments, recognizer.embedder.spec.model_id)
-    print(f"{args.name}: {added} new face(s) enrolled, {len(enrolments) - added} already there, {failed} file(s) skipped")
-    return EXIT_OK
+        return exitcodes.FAIL
+    with Gallery(cfg.gallery) as gallery:
+        report = enroll(gallery, build_recognizer(cfg), args.name, files, say=print,
+                        warn=lambda line: print(line, file=sys.stderr))
+    if report.faces == 0:
+        _err(f"nothing enrolled for {args.name}: none of {report.files} file(s) gave a face")
+        return exitcodes.FAIL
+    print(f"{args.name}: {report.added} new face(s) enrolled, {report.already} already there, "
+          f"{report.skipped} file(s) skipped")
+    return exitcodes.OK
 
 
-def face_record(face) -> dict:
+def _gallery_path(args: argparse.Namespace) -> str:
+    from edgeface.gallery import default_gallery_path
+
+    return str(args.gallery or default_gallery_path())
+
+
+def face_record(face: Face) -> dict:
     return {"name": face.name, "score": round(float(face.score), 4), "box": list(face.detection.box()),
             "angle": round(float(face.detection.angle), 1)}
 
 
-def cmd_identify(args) -> int:
+def cmd_identify(args: argparse.Namespace) -> int:
     from edgeface.gallery import Gallery
     from edgeface.images import ImageError, read_image
 
-    with Gallery(_gallery_path(args), create=False) as gallery:
-        recognizer = _recognizer(args, with_matcher=True, gallery=gallery)
-    if len(recognizer.matcher) == 0:
+    from edgeface.pipeline import build_recognizer
+
+    cfg = config_from_args(args)
+    with Gallery(cfg.gallery, create=False) as gallery:
+        recognizer = build_recognizer(cfg, gallery)
+    if recognizer.matcher is None or len(recognizer.matcher) == 0:
         print("edgeface: warning: the gallery is empty; every face will be unknown", file=sys.stderr)
     failed = 0
     for path in args.images:
@@ -120,10 +121,10 @@ def cmd_identify(args) -> int:
                 f"{f['name'] or 'unknown'} ({f['score']:.2f}) at {f['box']} angle {f['angle']:+.0f}" for f in faces
             )
             print(f"{path}: {described or 'no face'}", flush=True)
-    return EXIT_FAIL if failed else EXIT_OK
+    return exitcodes.FAIL if failed else exitcodes.OK
 
 
-def cmd_gallery(args) -> int:
+def cmd_gallery(args: argparse.Namespace) -> int:
     from edgeface.gallery import Gallery, dump_export
 
     if args.action == "list":
@@ -136,52 +137,52 @@ def cmd_gallery(args) -> int:
                     print(f"{p.name}\t{p.embeddings} face(s)")
                 if not people:
                     print("(empty)", file=sys.stderr)
-        return EXIT_OK
+        return exitcodes.OK
     if args.action == "remove":
         if not args.arg:
             _err("gallery remove needs a NAME")
-            return EXIT_USAGE
+            return exitcodes.USAGE
         with Gallery(_gallery_path(args), create=False) as gallery:
             count = gallery.remove(args.arg)
         print(f"removed {args.arg} ({count} face(s))")
-        return EXIT_OK
+        return exitcodes.OK
     if not args.arg:
         _err(f"gallery {args.action} needs a FILE")
-        return EXIT_USAGE
+        return exitcodes.USAGE
     if args.action == "export":
         with Gallery(_gallery_path(args), create=False) as gallery:
             data = gallery.export()
         dump_export(data, args.arg)
         print(f"exported {len(data['embeddings'])} face(s) to {args.arg}")
-        return EXIT_OK
+        return exitcodes.OK
     try:
         with open(args.arg) as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
         _err(f"cannot read {args.arg}: {e}")
-        return EXIT_FAIL
+        return exitcodes.FAIL
     with Gallery(_gallery_path(args)) as gallery:
         added = gallery.import_(data)
     print(f"imported {added} new face(s) from {args.arg}")
-    return EXIT_OK
+    return exitcodes.OK
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     from edgeface.daemon import main_run
 
     return main_run(args.config)
 
 
-def cmd_bench(args) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     from edgeface.bench import main_bench
 
-    return main_bench(args)
+    return main_bench(config_from_args(args), args.source, args.frames, args.json)
 
 
-def cmd_demo(args) -> int:
-    from edgeface.demo import main_demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edgeface.demo import run_demo
 
-    return main_demo(args)
+    return run_demo(frames=args.frames, keep=args.keep, model=args.model, broker=args.broker, verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("name", metavar="NAME")
     e.add_argument("images", metavar="IMAGE_OR_DIR", nargs="+")
     add_gallery_option(e)
+    add_config_option(e)
     add_model_options(e)
     e.set_defaults(func=cmd_enroll)
 
@@ -216,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--threshold", type=float, default=None,
                    help="cosine similarity needed to name a face (default: the model's calibrated threshold)")
     add_gallery_option(i)
+    add_config_option(i)
     add_model_options(i)
     i.set_defaults(func=cmd_identify)
 
@@ -241,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=None, help="stop after N frames")
     b.add_argument("--json", action="store_true", help="print one JSON object with the figures and names per frame")
     b.add_argument("--threshold", type=float, default=None, help="override the model's threshold")
-    b.add_argument("--config", default=None, help="YAML config whose detection/recognition/tracking sections to use")
     add_gallery_option(b)
+    add_config_option(b)
     add_model_options(b)
     b.set_defaults(func=cmd_bench)
 
@@ -250,12 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Make a short clip of a public-domain face turned from -60 to +60 degrees, enrol "
                        "it, run the real daemon path with an in-process MQTT broker, and print what a subscriber "
                        "receives. Needs nothing installed beyond edgeface.")
-    try:
-        from edgeface.demo import add_arguments
-    except ImportError:
-        pass
-    else:
-        add_arguments(d)
+    d.add_argument("--frames", type=int, default=30, help="frames per sweep of -60..+60 degrees (default %(default)s)")
+    d.add_argument("--keep", metavar="DIR", default=None,
+                   help="write the clip and gallery into DIR and keep them (default: a temporary folder)")
+    d.add_argument("--model", default=None, help="embedding model (default: the shipped int8 model)")
+    d.add_argument("--broker", choices=["auto", "amqtt", "mosquitto"], default="auto",
+                   help="in-process amqtt, or a mosquitto executable on PATH (default: amqtt if installed)")
     d.set_defaults(func=cmd_demo)
     return p
 
@@ -264,15 +267,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from edgeface.config import ConfigError
     from edgeface.embed import ModelError
     from edgeface.gallery import GalleryError
 
     try:
-        return args.func(args)
+        return int(args.func(args))
+    except ConfigError as e:
+        _err(str(e))
+        return exitcodes.USAGE
     except (ModelError, GalleryError) as e:
         _err(str(e))
-        return EXIT_FAIL
+        return exitcodes.FAIL
     except KeyboardInterrupt:
-        return 130
+        return exitcodes.INTERRUPTED
     except BrokenPipeError:  # `edgeface identify ... | head`
-        return EXIT_OK
+        return exitcodes.OK

@@ -22,12 +22,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from edgeface.detect import DetectionConfig
 from edgeface.track import TrackingConfig
-
-try:  # written by the detection engineer; the config only needs its dataclass
-    from edgeface.detect import DetectionConfig
-except ImportError:  # pragma: no cover - only while detect.py is absent
-    DetectionConfig = dict  # type: ignore[misc,assignment]
 
 DEFAULT_CONFIG_PATH = "/etc/edgeface/edgeface.yaml"
 
@@ -128,7 +124,7 @@ class Config:
     gallery: str = field(default_factory=default_gallery_path)
     model: Union[str, None] = None  # None: the shipped model
     cameras: list[CameraConfig] = field(default_factory=list)
-    detection: DetectionConfig = field(default_factory=DetectionConfig)  # type: ignore[valid-type]
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)

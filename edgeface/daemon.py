@@ -19,15 +19,13 @@ import time
 import cv2
 import numpy as np
 
-from edgeface import sdnotify
+from edgeface import exitcodes, sdnotify
 from edgeface.config import Config, ConfigError, load
 from edgeface.publish import Publisher
 from edgeface.source import CameraReader, describe
-from edgeface.track import Tracker
 
 log = logging.getLogger("edgeface.daemon")
 
-EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 HEARTBEAT_STALE_S = 20.0  # a worker silent this long is stuck: stop feeding the systemd watchdog
 STOP_BUDGET_S = 1.5  # SIGTERM to exit, of the 2 s promised
 
@@ -56,7 +54,6 @@ class CameraWorker:
         self.heartbeat = time.monotonic()
         self.finished = False  # its file ended
         self.errors = 0
-        self.total_events = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._reset_stats()
@@ -125,7 +122,6 @@ class CameraWorker:
                 self._latency_ms.append((done - frame.mono) * 1e3)
                 self._faces += len(result.faces)
                 self._events += len(result.events)
-                self.total_events += len(result.events)
 
     @staticmethod
     def _crop_jpeg(image: np.ndarray, box) -> bytes | None:
@@ -152,13 +148,11 @@ class Daemon:
         self.reload_event = threading.Event()
 
     # -- building ------------------------------------------------------------------------
-    def _load_embedder(self, cfg: Config):
-        from edgeface.embed import Embedder
+    def _load_embedder(self, cfg: Config) -> SharedEmbedder:
+        from edgeface.pipeline import load_embedder
 
-        r = cfg.recognition
-        embedder = Embedder(cfg.model, num_threads=r.num_threads, delegate=r.delegate,
-                            delegate_options=r.delegate_options or None, strict=r.strict)
-        log.info("model %s (%s, %s)", embedder.spec.path, embedder.spec.model_id[:12], getattr(embedder, "delegate", "cpu"))
+        embedder = load_embedder(cfg)
+        log.info("model %s (%s, %s)", embedder.spec.path, embedder.spec.model_id[:12], embedder.delegate)
         return SharedEmbedder(embedder)
 
     def _open_gallery(self, path: str):
@@ -181,14 +175,12 @@ class Daemon:
                  sum(p.embeddings for p in people), reason)
 
     def _build_cameras(self) -> None:
-        from edgeface.detect import HaarDetector
-        from edgeface.pipeline import FramePipeline, Recognizer
+        from edgeface.pipeline import build_frame_pipeline, build_recognizer
 
         for cam in self.cfg.cameras:
             reader = CameraReader(cam)
-            recognizer = Recognizer(HaarDetector(self.cfg.detection), self.embedder, self.matcher,
-                                    align=self.cfg.recognition.align)
-            pipeline = FramePipeline(recognizer, Tracker(self.cfg.tracking))
+            recognizer = build_recognizer(self.cfg, embedder=self.embedder, matcher=self.matcher)
+            pipeline = build_frame_pipeline(self.cfg, recognizer)
             self.readers.append(reader)
             self.workers.append(CameraWorker(cam.name, reader, pipeline, self.publisher, self.cfg.mqtt.snapshot))
         for reader in self.readers:
@@ -251,8 +243,8 @@ class Daemon:
             for w in self.workers:
                 if not w.alive and not w.finished and not self.stop_event.is_set():
                     log.error("camera %s: worker ended unexpectedly", w.name)
-                    return EXIT_FAIL
-        return EXIT_OK
+                    return exitcodes.FAIL
+        return exitcodes.OK
 
     def _poll_gallery(self) -> None:
         try:
@@ -345,7 +337,7 @@ def main_run(config_path: str) -> int:
             raise ConfigError(f"{config_path}: cameras: at least one camera is required")
     except ConfigError as e:
         print(f"edgeface: {e}", file=sys.stderr)
-        return EXIT_CONFIG
+        return exitcodes.USAGE
     setup_logging(cfg.log_level)
     daemon = Daemon(cfg)
 
@@ -368,7 +360,7 @@ def main_run(config_path: str) -> int:
     except (ModelError, GalleryError, OSError) as e:
         print(f"edgeface: {e}", file=sys.stderr)
         daemon.shutdown()
-        return EXIT_FAIL
+        return exitcodes.FAIL
     try:
         rc = daemon.run()
     finally:

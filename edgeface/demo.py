@@ -9,15 +9,10 @@
 """
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,15 +29,6 @@ log = logging.getLogger(__name__)
 CLIP_FPS = 10.0
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--frames", type=int, default=30, help="frames per sweep of -60..+60 degrees (default %(default)s)")
-    parser.add_argument("--keep", metavar="DIR", default=None,
-                        help="write the clip and gallery into DIR and keep them (default: a temporary folder)")
-    parser.add_argument("--model", default=None, help="embedding model (default: the shipped int8 model)")
-    parser.add_argument("--broker", choices=["auto", "amqtt", "mosquitto"], default="auto",
-                        help="in-process amqtt, or a mosquitto executable on PATH (default: amqtt if installed)")
-
-
 # -- the clip ------------------------------------------------------------------------------
 def astronaut_bgr() -> np.ndarray:
     from skimage import data  # scikit-image ships the public-domain NASA portrait
@@ -54,18 +40,13 @@ def head_and_shoulders(image: np.ndarray) -> np.ndarray:
     return image[0:300, 70:370]  # the face a little above the middle, little of the shuttle beside her
 
 
-def turn(image: np.ndarray, degrees: float) -> np.ndarray:
-    """Turn about the centre, growing the canvas so nothing is cut off."""
-    return turn_image(image, degrees)
-
-
 def clip_background(size=(320, 240)) -> np.ndarray:
     return np.tile(np.linspace(70, 170, size[0], dtype=np.uint8)[None, :, None], (size[1], 1, 3))
 
 
 def face_frame(head: np.ndarray, degrees: float, background: np.ndarray) -> np.ndarray:
     """``head`` turned by ``degrees``, fitted to the background's height, centred on a copy of it."""
-    img = turn(head, degrees)
+    img = turn_image(head, degrees)
     h, w = background.shape[:2]
     s = h / max(img.shape[:2])
     img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
@@ -94,105 +75,6 @@ def make_clip(path: str | os.PathLike, frames_per_sweep: int = 30, size=(320, 24
             n += 1
     writer.release()
     return n
-
-
-# -- embedded brokers ------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class AmqttBroker:
-    """amqtt (pure-Python asyncio MQTT 3.1.1 broker) on its own event loop in a thread."""
-
-    name = "amqtt (in-process)"
-
-    def __init__(self):
-        from amqtt.broker import Broker  # noqa: F401  (fail early when it is not installed)
-
-        self.port = free_port()
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="amqtt", daemon=True)
-
-    def _run(self):
-        from amqtt.broker import Broker
-
-        async def serve():
-            broker = Broker({
-                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
-                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-            })
-            await broker.start()
-            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-            self._ready.set()
-            await self._stop.wait()
-            await broker.shutdown()
-
-        try:
-            asyncio.run(serve())
-        except BaseException as e:  # reported to the starting thread
-            self._error = e
-            self._ready.set()
-
-    def start(self):
-        for name in ("amqtt", "transitions"):
-            logging.getLogger(name).setLevel(logging.ERROR)  # its per-connection chatter is not the demo
-        self._thread.start()
-        if not self._ready.wait(15) or self._error:
-            raise RuntimeError(f"amqtt broker did not start: {self._error}")
-        return self
-
-    def stop(self):
-        if self._thread.is_alive() and hasattr(self, "_loop"):
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(5)
-
-
-class MosquittoBroker:
-    """A mosquitto executable, run as a child process on a free loopback port."""
-
-    name = "mosquitto (child process)"
-
-    def __init__(self, workdir: str):
-        exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-        if exe is None:
-            raise ImportError("no mosquitto executable")
-        self.exe, self.port = exe, free_port()
-        self.conf = os.path.join(workdir, "mosquitto.conf")
-        Path(self.conf).write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen([self.exe, "-c", self.conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-
-
-def start_broker(kind: str, workdir: str):
-    if kind in ("auto", "amqtt"):
-        try:
-            return AmqttBroker().start()
-        except ImportError:
-            if kind == "amqtt":
-                raise RuntimeError("amqtt is not installed: pip install 'edgeface[demo]' (or pip install amqtt)") from None
-    try:
-        return MosquittoBroker(workdir).start()
-    except ImportError:
-        raise RuntimeError("no MQTT broker for the demo: pip install 'edgeface[demo]' (amqtt), "
-                           "or install mosquitto") from None
 
 
 # -- the subscriber ----------------------------------------------------------------------------
@@ -229,18 +111,20 @@ class PrintingSubscriber:
 
 
 # -- the demo ------------------------------------------------------------------------------------
-def main_demo(args) -> int:
-    from edgeface.cli import main as cli_main
+def run_demo(frames: int = 30, keep: str | None = None, model: str | None = None, broker: str = "auto",
+             verbose: bool = False) -> int:
+    """`edgeface demo`: returns the exit status (1 when the astronaut was never named)."""
+    from edgeface.broker import start_broker
     from edgeface.config import CameraConfig, Config, MqttConfig
     from edgeface.daemon import Daemon
+    from edgeface.enroll import enroll
+    from edgeface.gallery import Gallery
+    from edgeface.pipeline import build_recognizer
     from edgeface.track import TrackingConfig
 
-    verbose = getattr(args, "verbose", False)
     if not verbose:  # the MQTT messages are the show; the daemon's own log only for -v
         logging.getLogger("edgeface").setLevel(logging.WARNING)
-    frames = max(5, getattr(args, "frames", 30) or 30)
-    model = getattr(args, "model", None)
-    keep = getattr(args, "keep", None)
+    frames = max(5, frames)
     tmp = None
     if keep:
         workdir = Path(keep)
@@ -248,7 +132,7 @@ def main_demo(args) -> int:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="edgeface-demo-")
         workdir = Path(tmp.name)
-    broker = subscriber = daemon = None
+    server = subscriber = daemon = None
     old_sigint = signal.getsignal(signal.SIGINT)
     try:
         clip, photo, gallery = workdir / "astronaut.avi", workdir / "astronaut.jpg", workdir / "gallery.db"
@@ -259,21 +143,20 @@ def main_demo(args) -> int:
         print("2. enrol the upright photo as 'astronaut':", flush=True)
         if gallery.exists():
             gallery.unlink()
-        rc = cli_main(["enroll", "astronaut", str(photo), "--gallery", str(gallery)] + (["--model", model] if model else []))
-        if rc != 0:
+        cfg = Config(gallery=str(gallery), model=model)
+        with Gallery(gallery) as db:
+            report = enroll(db, build_recognizer(cfg), "astronaut", [photo], say=print,
+                            warn=lambda line: print(line, file=sys.stderr))
+        if report.faces == 0:
             print("edgeface demo: enrolment failed", file=sys.stderr)
             return 1
-        broker = start_broker(getattr(args, "broker", "auto"), str(workdir))
-        print(f"3. MQTT broker: {broker.name} on 127.0.0.1:{broker.port}; a subscriber prints what arrives:", flush=True)
-        subscriber = PrintingSubscriber(broker.port)
-        cfg = Config(
-            gallery=str(gallery),
-            model=model,
-            cameras=[CameraConfig(name="demo", source=str(clip))],
-            tracking=TrackingConfig(max_missed=0.5),
-            mqtt=MqttConfig(host="127.0.0.1", port=broker.port, client_id="edgeface-demo", discovery=True),
-            status_interval=5.0,
-        )
+        server = start_broker(broker, str(workdir))
+        print(f"3. MQTT broker: {server.name} on 127.0.0.1:{server.port}; a subscriber prints what arrives:", flush=True)
+        subscriber = PrintingSubscriber(server.port)
+        cfg.cameras = [CameraConfig(name="demo", source=str(clip))]
+        cfg.tracking = TrackingConfig(max_missed=0.5)
+        cfg.mqtt = MqttConfig(host="127.0.0.1", port=server.port, client_id="edgeface-demo", discovery=True)
+        cfg.status_interval = 5.0
         print("4. the daemon runs on the clip as it would on a camera:", flush=True)
         daemon = Daemon(cfg)
         signal.signal(signal.SIGINT, lambda *a: daemon.stop_event.set())
@@ -307,7 +190,7 @@ def main_demo(args) -> int:
             daemon.shutdown()
         if subscriber is not None:
             subscriber.close()
-        if broker is not None:
-            broker.stop()
+        if server is not None:
+            server.stop()
         if tmp is not None:
             tmp.cleanup()

@@ -190,12 +190,6 @@ class HaarDetector:
         return buf, m
 
     # -- detection ----------------------------------------------------------------------
-    def raw_hits(self, frame: np.ndarray, angles=None) -> list[tuple[float, float, float, float, float]]:
-        """Unmerged hits (cx, cy, size, angle, neighbours) in original-frame pixels."""
-        cfg = self.cfg
-        grey, scale = self._prepare(frame)
-        return self._hits(grey, scale, angles)
-
     def _hits(self, grey, scale, angles=None):
         cfg = self.cfg
         min_side = max(1, int(round(cfg.min_size * scale)))

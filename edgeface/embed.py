@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +58,8 @@ class ModelSpec:
     mean: tuple[float, float, float]
     scale: float  # model input = (pixels 0..255 - mean) * scale
     embedding_size: int
-    metric: str
     threshold: float  # cosine similarity at or above which two faces are the same person
     padding: float  # chip framing: dlib's get_face_chip padding
-    raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def sidecar_path(model_path: str | os.PathLike) -> Path:
@@ -103,31 +101,29 @@ def load_spec(model_path: str | os.PathLike) -> ModelSpec:
         mean=mean,
         scale=need("scale", float),
         embedding_size=need("embedding_size", int),
-        metric=str(raw.get("metric", "cosine")),
         threshold=need("threshold", float),
         padding=float(raw.get("padding", 0.25)),
-        raw=raw,
     )
 
 
 def _runtime():
-    """(Interpreter class, load_delegate function, runtime name), preferring the lightest install."""
+    """(Interpreter class, load_delegate function), preferring the lightest install."""
     try:
         from ai_edge_litert.interpreter import Interpreter, load_delegate
 
-        return Interpreter, load_delegate, "ai_edge_litert"
+        return Interpreter, load_delegate
     except ImportError:
         pass
     try:
         from tflite_runtime.interpreter import Interpreter, load_delegate
 
-        return Interpreter, load_delegate, "tflite_runtime"
+        return Interpreter, load_delegate
     except ImportError:
         pass
     try:
         import tensorflow as tf
 
-        return tf.lite.Interpreter, tf.lite.experimental.load_delegate, "tensorflow.lite"
+        return tf.lite.Interpreter, tf.lite.experimental.load_delegate
     except ImportError:
         raise ModelError("no TFLite runtime installed: pip install ai-edge-litert") from None
 
@@ -150,7 +146,7 @@ class Embedder:
 
     def __init__(self, model_path=None, num_threads=None, delegate=None, delegate_options=None, strict=False):
         self.spec = load_spec(model_path or default_model_path())
-        Interpreter, load_delegate, self.runtime = _runtime()
+        Interpreter, load_delegate = _runtime()
         kwargs = {"model_path": str(self.spec.path), "num_threads": num_threads or os.cpu_count() or 1}
         self.delegate = "xnnpack"
         if delegate == "cpu":
@@ -181,10 +177,6 @@ class Embedder:
         self.interpreter.allocate_tensors()
         mean = np.asarray(self.spec.mean, np.float32)
         self._mean, self._scale = mean, np.float32(self.spec.scale)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.spec.input_size
 
     def _to_input(self, chips: np.ndarray) -> np.ndarray:
         dtype = self._input["dtype"]

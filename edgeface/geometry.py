@@ -72,12 +72,18 @@ def rotated_square_bound(cx: float, cy: float, size: float, angle: float) -> tup
     return (cx - half, cy - half, 2.0 * half, 2.0 * half)
 
 
-def square_corners(cx: float, cy: float, size: float, angle: float) -> np.ndarray:
-    """The four corners (4, 2) of the turned square, in the order top-left, top-right,
-    bottom-right, bottom-left of the upright face."""
-    h = 0.5 * size
-    upright = np.array([[-h, -h], [h, -h], [h, h], [-h, h]], dtype=np.float64)
-    return upright @ rotation_matrix(angle).T + (cx, cy)
+def crop_matrix(cx: float, cy: float, angle: float, step: float | tuple[float, float],
+                size: tuple[int, int]) -> np.ndarray:
+    """2x3 affine taking the pixels of an upright crop of ``size`` (w, h) to frame pixels: the
+    crop is centred on (cx, cy), turned by ``angle`` (so a face at that roll comes out upright)
+    and samples ``step`` frame pixels per crop pixel (one number, or x and y). Warp with
+    ``cv2.WARP_INVERSE_MAP``. Every upright crop (chips, landmark crops, detection crops) uses it."""
+    sx, sy = (step, step) if isinstance(step, (int, float)) else step
+    a = rotation_matrix(angle) @ np.diag((float(sx), float(sy)))
+    m = np.empty((2, 3), dtype=np.float64)
+    m[:, :2] = a
+    m[:, 2] = (cx, cy) - a @ ((size[0] - 1) / 2.0, (size[1] - 1) / 2.0)
+    return m
 
 
 def group_hits(hits: Sequence[Sequence[float]], distance: float = 0.5, size_ratio: float = 1.6) -> list[list[int]]:

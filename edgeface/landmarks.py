@@ -5,7 +5,7 @@ The embedder was trained on chips framed by dlib's ``get_face_chip(img, shape5, 
 which aligns on five landmarks; chips placed from a Haar box alone lose a lot of verification
 accuracy. ``LandmarkPredictor`` runs dlib's regression-tree cascade (Kazemi & Sullivan) from
 models/landmarks_5pt.npz (written by tools/convert_landmarks.py) with numpy only;
-``chip_transform`` reproduces dlib's ``get_face_chip_details`` placement; ``align_chips`` goes
+``chip_transform`` reproduces dlib's ``get_face_chip_details`` placement; ``Aligner`` goes
 from ``HaarDetector`` detections to aligned chips.
 """
 
@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
 
+from edgeface import geometry
+from edgeface.chip import cut_chips_at
 from edgeface.embed import shipped_file
+
+if TYPE_CHECKING:
+    from edgeface.detect import Detection
 
 DEFAULT_LANDMARKS_NAME = "landmarks_5pt.npz"
 
@@ -168,24 +173,19 @@ _MAX_RECT_SIDE = 240.0
 _CROP_RECT_SIDES = 2.0
 
 
-def haar_rect(det, scale: float = 1.0) -> tuple[float, float, float]:
+def haar_rect(det: Detection, scale: float = 1.0) -> tuple[float, float, float]:
     """(dx, dy, side) of the dlib-HOG-like rect for a Haar detection: its centre's offset from
     the detection centre in the face's upright frame, and its side; in frame pixels times
     ``scale``."""
     return (RECT_DX * det.size * scale, RECT_DY * det.size * scale, RECT_SCALE * det.size * scale)
 
 
-def _crop_matrix(det, side: int, scale: float) -> np.ndarray:
+def _crop_matrix(det: Detection, side: int, scale: float) -> np.ndarray:
     """2x3 affine taking upright-crop pixels to frame pixels: the crop is centred on the
     detection, turned upright (undoing det.angle) and scaled by ``scale`` (crop px per frame px)."""
-    c, s = math.cos(math.radians(det.angle)), math.sin(math.radians(det.angle))
-    rot = np.array([[c, s], [-s, c]])          # upright offsets -> frame offsets (OpenCV sign)
-    m = np.empty((2, 3))
-    m[:, :2] = rot / scale
-    half = (side - 1) / 2.0
-    m[:, 2] = (det.cx, det.cy) - m[:, :2] @ (half, half)
+    m = geometry.crop_matrix(det.cx, det.cy, det.angle, 1.0 / scale, (side, side))
     if det.angle == 0 and scale == 1.0:
-        m[:, 2] = np.round(m[:, 2])           # plain copy: no interpolation of the pixels
+        m[:, 2] = np.round(m[:, 2])  # plain copy: no interpolation of the pixels
     return m
 
 
@@ -196,23 +196,13 @@ def _grey(bgr: np.ndarray) -> np.ndarray:
     return (bgr[:, :, :3].sum(axis=2, dtype=np.uint16) // 3).astype(np.uint8)
 
 
-def cut_aligned(frame: np.ndarray, points5: np.ndarray, size: tuple[int, int], padding: float,
-                out: np.ndarray) -> None:
-    """Cut one chip aligned on ``points5`` (frame pixels) into ``out`` (frame's channel order),
-    shrinking through an area average first when the face is much larger than the chip."""
-    from .chip import _cut  # the detection engineer's cutter: warp + dlib-like anti-aliasing
-    w, h = size
-    m = chip_to_image(points5, w, padding)
-    _cut(frame, m, (w, h), out)
-
-
 class Aligner:
     """Haar detections -> five landmarks -> dlib-framed chips. Holds the predictor."""
 
     def __init__(self, predictor: LandmarkPredictor | None = None):
         self.predictor = predictor if predictor is not None else LandmarkPredictor()
 
-    def landmarks(self, frame: np.ndarray, det) -> np.ndarray:
+    def landmarks(self, frame: np.ndarray, det: Detection) -> np.ndarray:
         """(5, 2) landmarks in frame pixels for one Haar detection."""
         rect_side = RECT_SCALE * det.size
         scale = min(1.0, _MAX_RECT_SIDE / max(rect_side, 1.0))
@@ -229,32 +219,10 @@ class Aligner:
         pts = self.predictor.predict(grey, rect)
         return pts @ m[:, :2].T + m[:, 2]
 
-    def chips(self, frame_bgr: np.ndarray, detections: Sequence, size: tuple[int, int] = (150, 150),
+    def chips(self, frame_bgr: np.ndarray, detections: Sequence[Detection], size: tuple[int, int] = (150, 150),
               padding: float = 0.25) -> np.ndarray:
-        w, h = int(size[0]), int(size[1])
-        out = np.zeros((len(detections), h, w, 3), dtype=np.uint8)
+        """Upright RGB chips (N, H, W, 3) uint8 framed as dlib's get_face_chip(img, shape5, size,
+        padding) frames them, one per Haar detection, in order. Outside the frame is black."""
         frame = frame_bgr if frame_bgr.ndim == 2 else frame_bgr[:, :, :3]
-        for i, det in enumerate(detections):
-            pts = self.landmarks(frame, det)
-            if frame.ndim == 2:
-                grey = np.empty((h, w), np.uint8)
-                cut_aligned(frame, pts, (w, h), padding, grey)
-                out[i] = grey[:, :, None]
-            else:
-                cut_aligned(frame, pts, (w, h), padding, out[i])
-                cv2.cvtColor(out[i], cv2.COLOR_BGR2RGB, dst=out[i])
-        return out
-
-
-_DEFAULT_ALIGNER: Aligner | None = None
-
-
-def align_chips(frame_bgr: np.ndarray, detections: Sequence, size: tuple[int, int] = (150, 150),
-                padding: float = 0.25) -> np.ndarray:
-    """Upright RGB chips (N, H, W, 3) uint8 aligned on five landmarks like dlib's get_face_chip,
-    one per Haar ``Detection`` (cx, cy, size, angle), in the given order. The shipped landmark
-    model is loaded once, on first use. Outside the frame is black, as in dlib."""
-    global _DEFAULT_ALIGNER
-    if _DEFAULT_ALIGNER is None:
-        _DEFAULT_ALIGNER = Aligner()
-    return _DEFAULT_ALIGNER.chips(frame_bgr, detections, size, padding)
+        return cut_chips_at(frame, [chip_to_image(self.landmarks(frame, d), int(size[0]), padding)
+                                    for d in detections], size)

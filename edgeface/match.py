@@ -7,6 +7,7 @@ clears the threshold, else the face is unknown (None).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -25,53 +26,58 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def person_scores(embeddings: np.ndarray, names: list[str], vectors: np.ndarray, method: str = "nearest"):
-    """(people, scores[N, P]): each face's similarity to each person.
-
-    nearest: the best similarity to any of the person's embeddings (robust to a few odd photos).
-    centroid: similarity to the mean of the person's embeddings.
-    """
-    if method not in METHODS:
-        raise ValueError(f"unknown matching method {method!r}; choose one of {', '.join(METHODS)}")
-    people = sorted(set(names))
-    if not people:
-        return people, np.zeros((len(embeddings), 0), np.float32)
-    owner = np.searchsorted(people, names)
-    vectors = unit_rows(vectors)
-    if method == "centroid":
-        centroids = np.stack([vectors[owner == i].mean(axis=0) for i in range(len(people))])
-        return people, unit_rows(embeddings) @ unit_rows(centroids).T
-    sims = unit_rows(embeddings) @ vectors.T  # (N, M)
-    scores = np.full((len(embeddings), len(people)), -1.0, np.float32)
-    for i in range(len(people)):
-        scores[:, i] = sims[:, owner == i].max(axis=1)
-    return people, scores
-
-
-def match(embeddings: np.ndarray, names: list[str], vectors: np.ndarray, threshold: float, method: str = "nearest") -> list[Match]:
-    embeddings = np.atleast_2d(embeddings)
-    people, scores = person_scores(embeddings, names, vectors, method)
-    if not people:
-        return [Match(None, 0.0, None) for _ in embeddings]
-    best = scores.argmax(axis=1)
-    out = []
-    for row, b in zip(scores, best):
-        score = float(row[b])
-        out.append(Match(people[b] if score >= threshold else None, score, people[b]))
-    return out
-
-
 class Matcher:
-    """A gallery snapshot held in memory for fast repeated matching."""
+    """A gallery snapshot prepared once (unit rows grouped by person, or one centroid each) and
+    matched against many times: the daemon matches every embedding of every camera with it.
 
-    def __init__(self, names: list[str], vectors: np.ndarray, threshold: float, method: str = "nearest"):
+    nearest: a person's score is the best similarity to any of their embeddings (robust to a
+    few odd photos). centroid: the similarity to the mean of their embeddings."""
+
+    def __init__(self, names: Sequence[str], vectors: np.ndarray, threshold: float, method: str = "nearest"):
         if method not in METHODS:
             raise ValueError(f"unknown matching method {method!r}; choose one of {', '.join(METHODS)}")
-        self.names, self.vectors = list(names), unit_rows(vectors) if len(names) else vectors
-        self.threshold, self.method = float(threshold), method
+        self.names, self.threshold, self.method = list(names), float(threshold), method
+        self.people: list[str] = sorted(set(self.names))
+        owner = np.searchsorted(self.people, self.names) if self.names else np.zeros(0, np.intp)
+        order = np.argsort(owner, kind="stable")
+        rows = unit_rows(vectors)[order] if self.names else np.zeros((0, 0), np.float32)
+        # the first row of each person once sorted by person: np.maximum.reduceat takes their maxima
+        self._starts = np.searchsorted(owner[order], np.arange(len(self.people)))
+        if method == "centroid" and self.names:
+            rows = unit_rows(np.add.reduceat(rows, self._starts, axis=0))
+            self._starts = np.arange(len(self.people))
+        self._rows = rows
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.names)
 
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, P) similarity of each face to each of ``people``."""
+        embeddings = np.atleast_2d(embeddings)
+        if not self.people:
+            return np.zeros((len(embeddings), 0), np.float32)
+        sims = unit_rows(embeddings) @ self._rows.T
+        return np.maximum.reduceat(sims, self._starts, axis=1)
+
     def match(self, embeddings: np.ndarray) -> list[Match]:
-        return match(embeddings, self.names, self.vectors, self.threshold, self.method)
+        scores = self.scores(embeddings)
+        if not self.people:
+            return [Match(None, 0.0, None) for _ in range(len(scores))]
+        out = []
+        for row, best in zip(scores, scores.argmax(axis=1)):
+            score = float(row[best])
+            out.append(Match(self.people[best] if score >= self.threshold else None, score, self.people[best]))
+        return out
+
+
+def person_scores(embeddings: np.ndarray, names: Sequence[str], vectors: np.ndarray,
+                  method: str = "nearest") -> tuple[list[str], np.ndarray]:
+    """(people, scores[N, P]): each face's similarity to each person (see Matcher)."""
+    matcher = Matcher(names, vectors, 0.0, method)
+    return matcher.people, matcher.scores(embeddings)
+
+
+def match(embeddings: np.ndarray, names: Sequence[str], vectors: np.ndarray, threshold: float,
+          method: str = "nearest") -> list[Match]:
+    """One-off matching (tools, tests); a daemon keeps a Matcher instead."""
+    return Matcher(names, vectors, threshold, method).match(embeddings)

@@ -3,21 +3,44 @@
 `Recognizer` answers "who is in this picture" for still images (enroll, identify).
 `FramePipeline` adds tracking for video, so a face that stays in view is embedded only as
 often as the tracker asks, and identities come out as events rather than per frame.
-Both the daemon and `edgeface bench` run video through FramePipeline: one code path.
+`build_recognizer` is the one way every command (enroll, identify, bench, the daemon) turns a
+config into a Recognizer, so they cannot disagree about detection, alignment or the model.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import cv2
 import numpy as np
 
 from edgeface.chip import cut_chips
-from edgeface.landmarks import Aligner
 from edgeface.detect import Detection, HaarDetector
-from edgeface.embed import Embedder
+from edgeface.embed import Embedder, ModelSpec
+from edgeface.landmarks import Aligner
 from edgeface.match import Match, Matcher
+from edgeface.track import IdentityEvent, Track, Tracker
+
+if TYPE_CHECKING:
+    from edgeface.config import Config
+    from edgeface.gallery import Gallery
+
+
+class Detector(Protocol):
+    """What a Recognizer needs of a face detector (edgeface.detect.HaarDetector)."""
+
+    def detect(self, frame: np.ndarray, regions: Sequence[Detection] | None = None,
+               angles: Sequence[float] | None = None) -> list[Detection]: ...
+
+
+class FaceEmbedder(Protocol):
+    """What a Recognizer needs of an embedder (edgeface.embed.Embedder, or the daemon's shared one)."""
+
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    def embed(self, chips: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -36,7 +59,7 @@ class Recognizer:
     the faces its embedder was trained on (closer chips, higher scores for the right person,
     ~3 ms a face); "box" frames them from the Haar box alone (0.1 ms a face)."""
 
-    def __init__(self, detector: HaarDetector, embedder: Embedder, matcher: Matcher | None = None,
+    def __init__(self, detector: HaarDetector, embedder: FaceEmbedder, matcher: Matcher | None = None,
                  align: str = "landmarks"):
         if align not in ALIGNMENTS:
             raise ValueError(f"align must be one of {', '.join(ALIGNMENTS)}, not {align!r}")
@@ -73,9 +96,9 @@ class Recognizer:
 
 @dataclass
 class FrameResult:
-    faces: list  # list[(Track, Match | None)]: every face in the frame and, if embedded now, its match
-    events: list  # list[IdentityEvent] decided in this frame
-    stages_ms: dict
+    faces: list[tuple[Track, Match | None]]  # every face in the frame and, if embedded now, its match
+    events: list[IdentityEvent]  # identities decided in this frame
+    stages_ms: dict[str, float]
 
 
 class FramePipeline:
@@ -83,7 +106,7 @@ class FramePipeline:
 
     STAGES = ("detect", "track", "chip", "embed", "match")
 
-    def __init__(self, recognizer: Recognizer, tracker):
+    def __init__(self, recognizer: Recognizer, tracker: Tracker):
         self.recognizer, self.tracker = recognizer, tracker
         self.frame_index = 0
         self._thumb: np.ndarray | None = None  # the previous frame's thumbnail (scene changes)
@@ -153,17 +176,33 @@ class FramePipeline:
         return FrameResult([(tr, by_track.get(tr.id)) for tr in tracks], events, stages)
 
 
-def load_matcher(gallery, spec, threshold: float | None = None, method: str = "nearest") -> Matcher:
+def load_matcher(gallery: Gallery, spec: ModelSpec, threshold: float | None = None) -> Matcher:
     """The gallery's current embeddings, checked against the model, ready to match."""
     gallery.check_model(spec.model_id)
     names, vectors = gallery.vectors()
-    return Matcher(names, vectors, spec.threshold if threshold is None else threshold, method)
+    return Matcher(names, vectors, spec.threshold if threshold is None else threshold)
 
 
-def recognizer_from_config(cfg, gallery) -> Recognizer:
-    """The Recognizer a config describes (edgeface.config.Config): used by the daemon and bench alike."""
+def load_embedder(cfg: Config) -> Embedder:
+    """The embedder cfg.model and cfg.recognition describe (the shipped int8 model by default)."""
     rec = cfg.recognition
-    embedder = Embedder(cfg.model, num_threads=rec.num_threads, delegate=rec.delegate,
-                        delegate_options=rec.delegate_options, strict=rec.strict)
-    return Recognizer(HaarDetector(cfg.detection), embedder, load_matcher(gallery, embedder.spec, rec.threshold),
-                      align=rec.align)
+    return Embedder(cfg.model, num_threads=rec.num_threads, delegate=rec.delegate,
+                    delegate_options=rec.delegate_options or None, strict=rec.strict)
+
+
+def build_recognizer(cfg: Config, gallery: Gallery | None = None, *, embedder: FaceEmbedder | None = None,
+                     matcher: Matcher | None = None) -> Recognizer:
+    """The Recognizer a config describes: its detection settings, alignment, model and threshold.
+
+    Every command builds it here. ``gallery`` loads a matcher (identify, bench); without one
+    (enroll) nothing is named. The daemon passes the ``embedder`` and ``matcher`` that all its
+    cameras share."""
+    embedder = embedder if embedder is not None else load_embedder(cfg)
+    if matcher is None and gallery is not None:
+        matcher = load_matcher(gallery, embedder.spec, cfg.recognition.threshold)
+    return Recognizer(HaarDetector(cfg.detection), embedder, matcher, align=cfg.recognition.align)
+
+
+def build_frame_pipeline(cfg: Config, recognizer: Recognizer) -> FramePipeline:
+    """The video path for one camera (the daemon) or one clip (bench)."""
+    return FramePipeline(recognizer, Tracker(cfg.tracking))

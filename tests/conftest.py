@@ -10,73 +10,21 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
 
 import pytest
 
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Mosquitto:
-    host = "127.0.0.1"
-
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.conf = os.path.join(workdir, "mosquitto.conf")
-        self.log = os.path.join(workdir, "mosquitto.log")
-        with open(self.conf, "w") as f:
-            # Persistence (saved on stop) keeps retained messages and persistent sessions across
-            # stop()/start(), as a broker restarted by its service manager would.
-            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    f"persistence_location {workdir}/\nautosave_interval 0\n"
-                    f"log_dest file {self.log}\nlog_type error\nlog_type warning\nlog_type notice\n")
-        self.proc = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode(errors='replace')}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not listen on {self.port}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+from edgeface.broker import Mosquitto, mosquitto_executable
 
 
 @pytest.fixture
 def mosquitto(tmp_path):
     """A mosquitto broker of its own for this test (skipped where mosquitto is not installed)."""
-    if not MOSQUITTO:
+    if not mosquitto_executable():
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    broker = Mosquitto(str(tmp_path))
+    broker = Mosquitto(str(tmp_path), persistence=True)
     broker.start()
     yield broker
     broker.stop()

@@ -3,6 +3,8 @@ import cv2
 import numpy as np
 from skimage import data
 
+from edgeface.geometry import turn_image
+
 
 def astronaut_bgr() -> np.ndarray:
     """NASA's public-domain portrait of Eileen Collins, 512x512, as OpenCV reads images."""
@@ -11,13 +13,7 @@ def astronaut_bgr() -> np.ndarray:
 
 def turned(image: np.ndarray, degrees: float) -> np.ndarray:
     """Turn about the centre with the canvas grown, as ../shared/acceptance does."""
-    h, w = image.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    c, s = abs(m[0, 0]), abs(m[0, 1])
-    nw, nh = int(h * s + w * c), int(h * c + w * s)
-    m[0, 2] += nw / 2 - w / 2
-    m[1, 2] += nh / 2 - h / 2
-    return cv2.warpAffine(image, m, (nw, nh), borderMode=cv2.BORDER_REPLICATE)
+    return turn_image(image, degrees)
 
 
 def write_jpeg(path, image) -> str:

@@ -124,3 +124,29 @@ def test_help_explains_every_command():
     for command in ("enroll", "identify", "gallery", "run", "bench", "demo"):
         assert command in r.stdout
         assert edgeface(command, "--help").returncode == 0
+
+
+def test_identify_and_enroll_read_the_daemons_config(tmp_path, gallery, photos):
+    """--config gives enroll and identify the daemon's own gallery, detection and recognition settings."""
+    config = tmp_path / "edgeface.yaml"
+    config.write_text(f"gallery: {gallery}\ndetection: {{angles: [0.0]}}\nrecognition: {{threshold: 0.9999}}\n")
+    r = edgeface("identify", photos["upright"], photos[-50], "--config", config, "--json")
+    assert r.returncode == 0, r.stderr
+    upright, turned_50 = (json.loads(line) for line in r.stdout.splitlines())
+    # the config's gallery was opened (no --gallery), its threshold left her unknown, and with only
+    # the upright angle in its sweep the face turned by 50 degrees was not found at all
+    assert [f["name"] for f in upright["faces"]] == [None] and upright["faces"][0]["score"] > 0.9
+    assert turned_50["faces"] == []
+    # the command line still overrides the config
+    r = edgeface("identify", photos["upright"], "--config", config, "--threshold", "0.5", "--json")
+    assert [f["name"] for f in json.loads(r.stdout)["faces"]] == ["eileen"]
+    other = tmp_path / "other.db"
+    r = edgeface("enroll", "eileen", photos[-50], "--config", config, "--gallery", other)
+    assert r.returncode == 1 and "no face found" in r.stderr  # the config's upright-only sweep
+
+
+def test_a_bad_config_is_a_usage_error_naming_the_file(tmp_path, photos):
+    config = tmp_path / "bad.yaml"
+    config.write_text("detection: {angels: [0]}\n")
+    r = edgeface("identify", photos["upright"], "--config", config)
+    assert r.returncode == 2 and "bad.yaml" in r.stderr and "angels" in r.stderr

@@ -15,12 +15,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 import yaml
 
+from edgeface.broker import free_port
 from edgeface.demo import clip_background, face_frame, head_and_shoulders
 from faces import astronaut_bgr, turned
 
@@ -455,8 +457,9 @@ def test_five_celebs_clip_every_person_named_no_wrong_name(tmp_path, mosquitto, 
     print("named per person:", seen)
 
 
-def test_missing_model_exits_1_naming_the_file(tmp_path, mosquitto):
-    cfg = write_config(tmp_path, mosquitto, str(tmp_path / "no_such_model.tflite"),
+def test_missing_model_exits_1_naming_the_file(tmp_path):
+    no_broker = SimpleNamespace(host="127.0.0.1", port=free_port())  # the model fails first; MQTT is never tried
+    cfg = write_config(tmp_path, no_broker, str(tmp_path / "no_such_model.tflite"),
                        cameras=[{"name": "a", "source": 0}])
     r = subprocess.run([sys.executable, "-m", "edgeface", "run", "--config", str(cfg)], cwd=REPO,
                        capture_output=True, text=True, timeout=60)

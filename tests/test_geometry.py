@@ -43,7 +43,8 @@ def test_rotated_square_bound():
     side = 20 * math.sqrt(2)
     assert (x, y, w, h) == pytest.approx((50 - side / 2, 60 - side / 2, side, side))
     # bound agrees with the actual corners at an arbitrary angle
-    corners = geometry.square_corners(10, 20, 30, -27)
+    upright = np.array([[-15, -15], [15, -15], [15, 15], [-15, 15]], dtype=np.float64)
+    corners = upright @ geometry.rotation_matrix(-27).T + (10, 20)
     x, y, w, h = geometry.rotated_square_bound(10, 20, 30, -27)
     assert corners[:, 0].min() == pytest.approx(x) and corners[:, 0].max() == pytest.approx(x + w)
     assert corners[:, 1].min() == pytest.approx(y) and corners[:, 1].max() == pytest.approx(y + h)

@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeface.landmarks import LandmarkPredictor, align_chips, chip_transform, default_landmarks_path
+from edgeface.landmarks import Aligner, LandmarkPredictor, chip_transform, default_landmarks_path
+
+align_chips = Aligner().chips
 from tests.faces import astronaut_bgr, turned
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,12 +20,11 @@ import time
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from edgeface.detect import HaarDetector, largest  # noqa: E402
-from edgeface.embed import Embedder  # noqa: E402
-from edgeface.geometry import turn_image  # noqa: E402
-from edgeface.match import match  # noqa: E402
-from edgeface.pipeline import Recognizer  # noqa: E402
+from edgeface.config import Config
+from edgeface.detect import largest
+from edgeface.geometry import turn_image
+from edgeface.match import match
+from edgeface.pipeline import build_recognizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,7 +41,7 @@ def main():
     ap.add_argument("--model", default=None)
     a = ap.parse_args()
     angles = [int(x) for x in a.angles.split(",")]
-    rec = Recognizer(HaarDetector(), Embedder(a.model))
+    rec = build_recognizer(Config(model=a.model))
     thresholds = [float(x) for x in a.thresholds.split(",")] if a.thresholds else [rec.embedder.spec.threshold]
 
     t0 = time.time()

@@ -28,11 +28,9 @@ import time
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from edgeface import chip as chipmod  # noqa: E402
-from edgeface import geometry  # noqa: E402
-from edgeface.detect import DetectionConfig, HaarDetector, Detection  # noqa: E402
+from edgeface import chip as chipmod
+from edgeface import geometry
+from edgeface.detect import Detection, DetectionConfig, HaarDetector
 
 DATASET = os.environ.get("EDGEFACE_DATASET", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "five-celebs"))
 ACCEPT_ANGLES = [-60, -45, -30, -15, 0, 15, 30, 45, 60]
@@ -58,9 +56,8 @@ def photos(split: str) -> list[tuple[str, str]]:
 
 
 def rotate(img, deg):
-    """As /work/shared/acceptance/rotated_five_celebs.py: grown canvas, BORDER_REPLICATE."""
-    m, (nw, nh) = geometry.rotate_grown(img.shape[1], img.shape[0], deg)
-    return cv2.warpAffine(img, m, (nw, nh), borderMode=cv2.BORDER_REPLICATE), m
+    """The acceptance script's turned picture (geometry.turn_image) and the matrix that made it."""
+    return geometry.turn_image(img, deg), geometry.rotate_grown(img.shape[1], img.shape[0], deg)[0]
 
 
 def dlib_chip_geometry(dlib, cd):

@@ -24,16 +24,17 @@ def main():
 
     from skimage.data import astronaut
 
-    from edgeface.detect import HaarDetector
-    from edgeface.embed import Embedder
-    from edgeface.pipeline import Recognizer
+    from edgeface.config import Config
+    from edgeface.pipeline import build_recognizer
 
     frame = np.ascontiguousarray(astronaut()[..., ::-1])  # BGR, as frames arrive
     print(f"machine: {os.cpu_count()} cpus, 1-min load {os.getloadavg()[0]:.2f}")
     print("| threads | faces per invoke | ms per invoke | ms per face |")
     print("|---|---|---|---|")
     for threads in [int(x) for x in a.threads.split(",")]:
-        rec = Recognizer(HaarDetector(), Embedder(a.model, num_threads=threads))
+        cfg = Config(model=a.model)
+        cfg.recognition.num_threads = threads
+        rec = build_recognizer(cfg)
         chip = rec.chips(frame, rec.detector.detect(frame)[:1])
         for batch in [int(x) for x in a.batches.split(",")]:
             chips = np.repeat(chip, batch, axis=0)
