@@ -149,7 +149,8 @@ def start_broker(kind: str, workdir: str | os.PathLike) -> Broker:
             return AmqttBroker().start()
         except ImportError:
             if kind == "amqtt":
-                raise RuntimeError("amqtt is not installed: pip install 'edgeface[demo]' (or pip install amqtt)") from None
+                raise RuntimeError("amqtt is not installed: pip install 'edgeface[demo]' "
+                                   "(or pip install amqtt)") from None
     try:
         return Mosquitto(workdir).start()
     except FileNotFoundError:

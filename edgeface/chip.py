@@ -8,7 +8,8 @@ five-celebs photos (tools/measure_detect.py ``framing``). The chip is cut with o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -72,7 +73,8 @@ def cut(frame: np.ndarray, m: np.ndarray, size: tuple[int, int], out: np.ndarray
                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def cut_chips_at(frame_bgr: np.ndarray, matrices: Sequence[np.ndarray], size: tuple[int, int] = (150, 150)) -> np.ndarray:
+def cut_chips_at(frame_bgr: np.ndarray, matrices: Sequence[np.ndarray],
+                 size: tuple[int, int] = (150, 150)) -> np.ndarray:
     """Upright RGB chips (N, H, W, 3) uint8, one per 2x3 chip->frame affine in ``matrices``
     (chip_matrix, or a landmark alignment). ``size`` is (width, height). Outside the frame is
     black, as in dlib; a grey frame gives grey chips in all three channels."""

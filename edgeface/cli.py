@@ -24,20 +24,23 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=None, help="CPU threads for the embedder (default: all cores)")
     g.add_argument("--delegate", default=None,
                    help="xnnpack (default CPU), cpu (reference kernels), edgetpu, or a delegate library path")
-    g.add_argument("--strict", action="store_true", help="fail instead of falling back to the CPU when the delegate cannot load")
+    g.add_argument("--strict", action="store_true",
+                   help="fail instead of falling back to the CPU when the delegate cannot load")
 
 
 def add_gallery_option(p: argparse.ArgumentParser) -> None:
     from edgeface.gallery import default_gallery_path
 
     p.add_argument("--gallery", metavar="DB", default=None,
-                   help=f"gallery database (default: the config's gallery, else $EDGEFACE_GALLERY or {default_gallery_path()})")
+                   help="gallery database (default: the config's gallery, else $EDGEFACE_GALLERY or "
+                   f"{default_gallery_path()})")
 
 
 def add_config_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", default=None,
                    help="YAML config (as `edgeface run` reads it) whose gallery, model, detection and recognition "
-                   "settings to use, so this command sees faces exactly as the daemon does (default: built-in defaults)")
+                   "settings to use, so this command sees faces exactly as the daemon does "
+                   "(default: built-in defaults)")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -95,7 +98,6 @@ def face_record(face: Face) -> dict:
 def cmd_identify(args: argparse.Namespace) -> int:
     from edgeface.gallery import Gallery
     from edgeface.images import ImageError, read_image
-
     from edgeface.pipeline import build_recognizer
 
     cfg = config_from_args(args)

@@ -257,7 +257,8 @@ class Daemon:
         parts = []
         for w in self.workers:
             s = w.take_stats()
-            parts.append(f"{w.name} {s['fps']:.1f} fps, latency {s['latency_ms']:.0f} ms (p95 {s['latency_p95_ms']:.0f}), "
+            parts.append(f"{w.name} {s['fps']:.1f} fps, latency {s['latency_ms']:.0f} ms "
+                         f"(p95 {s['latency_p95_ms']:.0f}), "
                          f"faces {s['faces']}, events {s['events']}")
         p = self.publisher
         mqtt_state = (f"mqtt {'connected' if p.connected else 'DISCONNECTED'}, queue {p.queued()}, "

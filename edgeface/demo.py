@@ -151,7 +151,8 @@ def run_demo(frames: int = 30, keep: str | None = None, model: str | None = None
             print("edgeface demo: enrolment failed", file=sys.stderr)
             return 1
         server = start_broker(broker, str(workdir))
-        print(f"3. MQTT broker: {server.name} on 127.0.0.1:{server.port}; a subscriber prints what arrives:", flush=True)
+        print(f"3. MQTT broker: {server.name} on 127.0.0.1:{server.port}; a subscriber prints what arrives:",
+              flush=True)
         subscriber = PrintingSubscriber(server.port)
         cfg.cameras = [CameraConfig(name="demo", source=str(clip))]
         cfg.tracking = TrackingConfig(max_missed=0.5)

@@ -6,8 +6,8 @@ and skipped; the good photos of the same batch still land, all in one transactio
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from edgeface.detect import largest
 from edgeface.gallery import Enrolment, Gallery

@@ -10,7 +10,7 @@ An upright face turned by ``R(+30)`` is reported with ``angle = +30``.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -116,7 +116,8 @@ def group_hits(hits: Sequence[Sequence[float]], distance: float = 0.5, size_rati
     return groups
 
 
-def merge_hits(hits: Iterable[Sequence[float]], distance: float = 0.5, size_ratio: float = 1.6) -> list[tuple[float, float, float, float, float]]:
+def merge_hits(hits: Iterable[Sequence[float]], distance: float = 0.5,
+               size_ratio: float = 1.6) -> list[tuple[float, float, float, float, float]]:
     """Merge duplicate hits (cx, cy, size, angle, score) into one per face.
 
     Position, size and angle are score-weighted means over the group (the angle between

@@ -6,8 +6,8 @@ clears the threshold, else the face is unknown (None).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -9,8 +9,9 @@ config into a Recognizer, so they cannot disagree about detection, alignment or 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np

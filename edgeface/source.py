@@ -60,7 +60,8 @@ def open_capture(source) -> cv2.VideoCapture:
         return cv2.VideoCapture(source, cv2.CAP_V4L2)
     if isinstance(source, str) and "://" in source:
         return cv2.VideoCapture(source, cv2.CAP_FFMPEG,
-                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
+                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+                                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
     return cv2.VideoCapture(source)
 
 
@@ -84,7 +85,7 @@ class CameraReader:
         self._thread = threading.Thread(target=self._run, name=f"camera-{cam.name}", daemon=True)
 
     # -- consumer side -------------------------------------------------------------------
-    def start(self) -> "CameraReader":
+    def start(self) -> CameraReader:
         self._thread.start()
         return self
 

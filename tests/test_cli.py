@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from faces import astronaut_bgr, turned, write_jpeg
 
 

@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from faces import astronaut_bgr, turned
 
 from edgeface.broker import free_port
 from edgeface.demo import clip_background, face_frame, head_and_shoulders
-from faces import astronaut_bgr, turned
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,8 +40,10 @@ def lifecycle_model():
     return os.environ.get("EDGEFACE_TEST_MODEL") or shipped_model()
 
 
-needs_model = pytest.mark.skipif(lifecycle_model() is None, reason="no embedding model yet (models/dlib_resnet_v1_int8.tflite)")
-needs_shipped_model = pytest.mark.skipif(shipped_model() is None, reason="needs the shipped model models/dlib_resnet_v1_int8.tflite")
+needs_model = pytest.mark.skipif(lifecycle_model() is None,
+                                 reason="no embedding model yet (models/dlib_resnet_v1_int8.tflite)")
+needs_shipped_model = pytest.mark.skipif(shipped_model() is None,
+                                         reason="needs the shipped model models/dlib_resnet_v1_int8.tflite")
 
 pytestmark = pytest.mark.slow
 
@@ -166,7 +168,7 @@ def test_sigterm_publishes_offline_and_exits_0_with_sd_notify(tmp_path, mosquitt
     while time.monotonic() < end and not ("READY=1" in "".join(got) and "WATCHDOG=1" in "".join(got)):
         try:
             got.append(notify.recv(4096).decode())
-        except socket.timeout:
+        except TimeoutError:
             pass
     d.signal(signal.SIGTERM)
     assert d.wait(15) == 0, d.log()
@@ -174,7 +176,7 @@ def test_sigterm_publishes_offline_and_exits_0_with_sd_notify(tmp_path, mosquitt
     while True:
         try:
             got.append(notify.recv(4096).decode())
-        except socket.timeout:
+        except TimeoutError:
             break
     notify.close()
     text = "\n".join(got)

@@ -39,6 +39,7 @@ def test_centroid_method_uses_the_mean():
 
 
 def test_empty_gallery_and_bad_method():
-    assert Matcher([], np.zeros((0, 0)), 0.5).match(np.ones((2, 4))) == [match(np.ones(4), [], np.zeros((0, 4)), 0.5)[0]] * 2
+    unknown = match(np.ones(4), [], np.zeros((0, 4)), 0.5)[0]
+    assert Matcher([], np.zeros((0, 0)), 0.5).match(np.ones((2, 4))) == [unknown] * 2
     with pytest.raises(ValueError, match="unknown matching method"):
         Matcher(["a"], np.ones((1, 2)), 0.5, method="svm")

@@ -91,7 +91,8 @@ def main():
                 print(f"{ang:+5d}  {c[0]:3d}/{c[1]:<3d} = {c[0] / c[1]:.2f}   {o[0]:3d}/{o[1]:<3d} = {o[0] / o[1]:.2f}")
             tc = sum(v[0] for v in closed.values()), sum(v[1] for v in closed.values())
             to = sum(v[0] for v in opened.values()), sum(v[1] for v in opened.values())
-            print(f"  all  {tc[0]}/{tc[1]} = {tc[0] / tc[1]:.3f} (worst {min(v[0] / v[1] for v in closed.values()):.2f})"
+            worst = min(v[0] / v[1] for v in closed.values())
+            print(f"  all  {tc[0]}/{tc[1]} = {tc[0] / tc[1]:.3f} (worst {worst:.2f})"
                   f"   {to[0]}/{to[1]} = {to[0] / to[1]:.3f}")
 
 

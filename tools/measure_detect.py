@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import math
 import os
 import sys
@@ -30,9 +29,10 @@ import numpy as np
 
 from edgeface import chip as chipmod
 from edgeface import geometry
-from edgeface.detect import Detection, DetectionConfig, HaarDetector
+from edgeface.detect import DetectionConfig, HaarDetector
 
-DATASET = os.environ.get("EDGEFACE_DATASET", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "five-celebs"))
+DATASET = os.environ.get("EDGEFACE_DATASET",
+                         os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "five-celebs"))
 ACCEPT_ANGLES = [-60, -45, -30, -15, 0, 15, 30, 45, 60]
 
 
@@ -177,7 +177,8 @@ def cmd_accuracy(a):
             if truth is not None:
                 c = geometry.apply_affine(m, [(truth.left() + truth.right()) / 2, (truth.top() + truth.bottom()) / 2])
                 hit = [math.hypot(d.cx - c[0], d.cy - c[1]) < 0.5 * d.size for d in all_ds]
-            records.append((ang, person, [(d.score, h, n, e, s2) for d, h, n, e, s2 in zip(all_ds, hit, all_names, eyes, second)]))
+            evidence = [(d.score, h, n, e, s2) for d, h, n, e, s2 in zip(all_ds, hit, all_names, eyes, second)]
+            records.append((ang, person, evidence))
             all_hit = hit
             # what detect() returns with this config
             chosen = set(det.select(cands))
@@ -197,15 +198,18 @@ def cmd_accuracy(a):
             true_scores.extend(d.score for d, h in zip(ds, hit) if h)
             false_scores.extend((d.score, n is not None) for d, h, n in zip(ds, hit, names) if not h)
             if a.verbose and not ok:
+                cands = [(round(d.size), round(d.angle, 1), d.score, e, s2, h)
+                         for d, e, s2, h in zip(all_ds, eyes, second, all_hit)]
                 print(f"  miss {ang:+d} {person} {os.path.basename(path)[:40]} names={names} dist={dists} "
-                      f"cands(size,angle,score,eyes,second,true)={[(round(d.size), round(d.angle, 1), d.score, e, s2, h) for d, e, s2, h in zip(all_ds, eyes, second, all_hit)]}")
+                      f"cands(size,angle,score,eyes,second,true)={cands}")
     print(f"{'angle':>6} {'acc':>5} {'recall':>6} {'wrong':>5} {'extra':>5} {'ms':>6}")
     worst = 1.0
     for ang in angles:
         s = stats[ang]
         acc = s["ok"] / s["n"]
         worst = min(worst, acc)
-        print(f"{ang:+6d} {acc:5.2f} {s['found'] / s['n']:6.2f} {s['named_wrong']:5d} {s['extra']:5d} {s['ms'] / s['n']:6.1f}")
+        print(f"{ang:+6d} {acc:5.2f} {s['found'] / s['n']:6.2f} {s['named_wrong']:5d} {s['extra']:5d} "
+              f"{s['ms'] / s['n']:6.1f}")
     if true_scores:
         print("true-face scores: percentiles 0,1,5,10,50:", np.percentile(true_scores, [0, 1, 5, 10, 50]).round(1))
     if false_scores:
@@ -318,7 +322,8 @@ def cmd_cost(a):
     print(f"region search near {faces / len(frames):.1f} tracked faces per frame: {dr * 1000:.1f} ms per frame "
           f"({kept / a.repeat:.0f}/{faces} faces found again)")
     for k in (1, 3, 5, 10):
-        print(f"  full sweep every {k:2d} frames, region search between: {(dt + (k - 1) * dr) / k * 1000:.1f} ms per frame")
+        per_frame = (dt + (k - 1) * dr) / k * 1000
+        print(f"  full sweep every {k:2d} frames, region search between: {per_frame:.1f} ms per frame")
     # rolling sweep: region search plus each frame's share of a whole-frame sweep spread over a period
     for period in (7, 25):
         t = time.perf_counter()
@@ -353,7 +358,8 @@ def main():
     ap.add_argument("--threads", type=int, help="cost: DetectionConfig.threads (thread pool over angles)")
     ap.add_argument("--region-angles", dest="region_angles", help="cost: offsets searched around a tracked face")
     ap.add_argument("--cv2-threads", dest="cv2_threads", type=int, help="cost: cv2.setNumThreads")
-    ap.add_argument("--sweep", help="verification rules S:E:V (score, eyes, second opinion) to compare, e.g. 30:2:1,1000:0:1")
+    ap.add_argument("--sweep",
+                    help="verification rules S:E:V (score, eyes, second opinion) to compare, e.g. 30:2:1,1000:0:1")
     ap.add_argument("--enrol-min-score", dest="enrol_min_score", type=float,
                     help="enrol the largest face among those scoring at least this (default: all the detector returns)")
     ap.add_argument("--save", help="accuracy: keep the per-face records in this pickle (for --load)")
