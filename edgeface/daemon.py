@@ -15,12 +15,18 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgeface import exitcodes, sdnotify
 from edgeface.config import Config, ConfigError, load
+from edgeface.embed import Embedder, ModelSpec
+from edgeface.gallery import Gallery, GalleryError
+from edgeface.match import Matcher
+from edgeface.pipeline import FramePipeline, build_frame_pipeline, build_recognizer, load_embedder, load_matcher
 from edgeface.publish import Publisher
 from edgeface.source import CameraReader, describe
 
@@ -33,16 +39,17 @@ STOP_BUDGET_S = 1.5  # SIGTERM to exit, of the 2 s promised
 class SharedEmbedder:
     """One Embedder (one TFLite interpreter) used by every camera's worker, one batch at a time."""
 
-    def __init__(self, embedder):
+    def __init__(self, embedder: Embedder):
         self._embedder = embedder
         self._lock = threading.Lock()
 
-    def embed(self, chips):
+    @property
+    def spec(self) -> ModelSpec:
+        return self._embedder.spec
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
         with self._lock:  # a TFLite interpreter is not re-entrant
             return self._embedder.embed(chips)
-
-    def __getattr__(self, name):
-        return getattr(self._embedder, name)
 
 
 class CameraWorker:
@@ -134,13 +141,50 @@ class CameraWorker:
         return buf.tobytes() if ok else None
 
 
+def _embedder_settings(cfg: Config) -> tuple:
+    """What the TFLite interpreter is built from: a change here loads a new one."""
+    r = cfg.recognition
+    return (cfg.model, r.num_threads, r.delegate, r.delegate_options, r.strict)
+
+
+def _camera_settings(cfg: Config) -> tuple:
+    """What each camera's reader and pipeline are built from: a change here rebuilds the cameras."""
+    return (cfg.cameras, cfg.detection, cfg.tracking, cfg.recognition.align, cfg.mqtt.snapshot)
+
+
+@dataclass
+class ReloadPlan:
+    """Everything a reload changes, built in full before anything running is touched, so that a
+    reload applies completely or not at all. Fields left None keep what is running."""
+
+    cfg: Config
+    embedder: SharedEmbedder | None = None  # the model or its runtime settings changed
+    gallery: Gallery | None = None  # the gallery path or the model changed
+    gallery_missing: bool = False  # ... and the new path does not exist (yet)
+    matcher: Matcher | None = None  # always rebuilt: cheap, and the threshold may have changed
+    publisher: Publisher | None = None  # mqtt settings or camera names changed (not started yet)
+    cameras: list[tuple[CameraReader, FramePipeline]] | None = None  # not started yet
+
+    def discard(self) -> None:
+        """Let go of what was built for a reload that will not happen."""
+        if self.gallery is not None:
+            self.gallery.close()
+        if self.publisher is not None:
+            self.publisher.close(timeout=0.1)
+
+    def changes(self) -> str:
+        parts = [name for name, value in (("model", self.embedder), ("gallery", self.gallery or self.gallery_missing),
+                                          ("mqtt", self.publisher), ("cameras", self.cameras)) if value]
+        return ", ".join(parts) or "matching settings only"
+
+
 class Daemon:
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.embedder = None
-        self.gallery = None
-        self.gallery_version = None
-        self.matcher = None
+        self.embedder: SharedEmbedder | None = None
+        self.gallery: Gallery | None = None  # None while cfg.gallery does not exist
+        self.gallery_version: int | None = None
+        self.matcher: Matcher | None = None
         self.publisher: Publisher | None = None
         self.readers: list[CameraReader] = []
         self.workers: list[CameraWorker] = []
@@ -148,41 +192,61 @@ class Daemon:
         self.reload_event = threading.Event()
 
     # -- building ------------------------------------------------------------------------
-    def _load_embedder(self, cfg: Config) -> SharedEmbedder:
-        from edgeface.pipeline import load_embedder
-
+    @staticmethod
+    def _load_embedder(cfg: Config) -> SharedEmbedder:
         embedder = load_embedder(cfg)
         log.info("model %s (%s, %s)", embedder.spec.path, embedder.spec.model_id[:12], embedder.delegate)
         return SharedEmbedder(embedder)
 
-    def _open_gallery(self, path: str):
-        from edgeface.gallery import Gallery
-
-        gallery = Gallery(path)
-        gallery.check_model(self.embedder.spec.model_id)
+    @staticmethod
+    def _open_gallery(path: str, spec: ModelSpec) -> Gallery | None:
+        """The gallery at ``path``, checked against the model; None (and a warning) while the file
+        does not exist: a typo in the path must not quietly make a new, empty gallery."""
+        if not Path(path).exists():
+            log.warning("gallery %s does not exist: every face is unknown until it appears "
+                        "(enrol someone: EDGEFACE_GALLERY=%s edgeface enroll NAME PHOTO...)", path, path)
+            return None
+        gallery = Gallery(path, create=False)
+        try:
+            gallery.check_model(spec.model_id)
+        except GalleryError:
+            gallery.close()
+            raise
         return gallery
 
-    def _reload_matcher(self, reason: str) -> None:
-        from edgeface.pipeline import load_matcher
+    @staticmethod
+    def _matcher(gallery: Gallery | None, spec: ModelSpec, cfg: Config) -> Matcher:
+        if gallery is None:
+            return Matcher([], np.zeros((0, spec.embedding_size), np.float32),
+                           cfg.recognition.threshold if cfg.recognition.threshold is not None else spec.threshold)
+        return load_matcher(gallery, spec, cfg.recognition.threshold)
 
-        version = self.gallery.version()
-        matcher = load_matcher(self.gallery, self.embedder.spec, self.cfg.recognition.threshold)
-        self.matcher, self.gallery_version = matcher, version
+    def _use_matcher(self, matcher: Matcher, reason: str) -> None:
+        self.matcher = matcher
         for w in self.workers:
             w.pipeline.recognizer.matcher = matcher  # read afresh by the worker on its next frame
+        if self.gallery is None:
+            return
+        self.gallery_version = self.gallery.version()
         people = self.gallery.people()
         log.info("gallery %s: %d people, %d faces (%s)", self.gallery.path, len(people),
                  sum(p.embeddings for p in people), reason)
+        if not people:
+            log.warning("gallery %s is empty: every face is unknown until someone is enrolled", self.gallery.path)
 
-    def _build_cameras(self) -> None:
-        from edgeface.pipeline import build_frame_pipeline, build_recognizer
+    def _build_cameras(self, cfg: Config, embedder: SharedEmbedder,
+                       matcher: Matcher) -> list[tuple[CameraReader, FramePipeline]]:
+        """Readers and pipelines for cfg's cameras, not started: building fails (a cascade file
+        that is missing, say) before anything running is stopped."""
+        return [(CameraReader(cam), build_frame_pipeline(cfg, build_recognizer(cfg, embedder=embedder,
+                                                                                matcher=matcher)))
+                for cam in cfg.cameras]
 
-        for cam in self.cfg.cameras:
-            reader = CameraReader(cam)
-            recognizer = build_recognizer(self.cfg, embedder=self.embedder, matcher=self.matcher)
-            pipeline = build_frame_pipeline(self.cfg, recognizer)
+    def _start_cameras(self, cameras: list[tuple[CameraReader, FramePipeline]]) -> None:
+        assert self.publisher is not None
+        for reader, pipeline in cameras:
             self.readers.append(reader)
-            self.workers.append(CameraWorker(cam.name, reader, pipeline, self.publisher, self.cfg.mqtt.snapshot))
+            self.workers.append(CameraWorker(reader.name, reader, pipeline, self.publisher, self.cfg.mqtt.snapshot))
         for reader in self.readers:
             reader.start()
         for worker in self.workers:
@@ -203,11 +267,13 @@ class Daemon:
     def start(self) -> None:
         """Load model and gallery, connect MQTT in the background, start cameras. Raises on fatal errors."""
         self.embedder = self._load_embedder(self.cfg)
-        self.gallery = self._open_gallery(self.cfg.gallery)
-        self._reload_matcher("loaded")
+        self.gallery = self._open_gallery(self.cfg.gallery, self.embedder.spec)
+        self._use_matcher(self._matcher(self.gallery, self.embedder.spec, self.cfg), "loaded")
+        assert self.matcher is not None
+        cameras = self._build_cameras(self.cfg, self.embedder, self.matcher)
         self.publisher = Publisher(self.cfg.mqtt, [c.name for c in self.cfg.cameras])
         self.publisher.start()
-        self._build_cameras()
+        self._start_cameras(cameras)
 
     # -- running -------------------------------------------------------------------------
     def run(self) -> int:
@@ -247,9 +313,14 @@ class Daemon:
         return exitcodes.OK
 
     def _poll_gallery(self) -> None:
+        assert self.embedder is not None
         try:
-            if self.gallery.version() != self.gallery_version:
-                self._reload_matcher("changed on disk")
+            if self.gallery is None:
+                if Path(self.cfg.gallery).exists():
+                    self.gallery = self._open_gallery(self.cfg.gallery, self.embedder.spec)
+                    self._use_matcher(self._matcher(self.gallery, self.embedder.spec, self.cfg), "appeared")
+            elif self.gallery.version() != self.gallery_version:
+                self._use_matcher(self._matcher(self.gallery, self.embedder.spec, self.cfg), "changed on disk")
         except Exception as e:  # a locked or half-written gallery: keep the old one, try again next poll
             log.warning("gallery %s: cannot reload (%s); keeping the previous one", self.cfg.gallery, e)
 
@@ -261,48 +332,82 @@ class Daemon:
                          f"(p95 {s['latency_p95_ms']:.0f}), "
                          f"faces {s['faces']}, events {s['events']}")
         p = self.publisher
+        assert p is not None
         mqtt_state = (f"mqtt {'connected' if p.connected else 'DISCONNECTED'}, queue {p.queued()}, "
                       f"dropped {p.dropped}")
         line = "; ".join(parts) + " | " + mqtt_state
+        if self.gallery is None:
+            line += f" | gallery MISSING ({self.cfg.gallery}): everyone unknown"
+        elif self.matcher is not None and len(self.matcher) == 0:
+            line += " | gallery EMPTY: everyone unknown"
         log.info("status: %s", line)
         sdnotify.status(line[:200])
 
+    # -- reloading -----------------------------------------------------------------------
     def reload(self) -> None:
-        """SIGHUP: re-read the config file and the gallery; a bad new config keeps the old one."""
+        """SIGHUP: re-read the config file and the gallery. A reload applies completely or changes
+        nothing; only what changed is rebuilt; no reload ever ends the daemon."""
         if not self.cfg.path:
             log.warning("SIGHUP: no config file to reload")
             return
         sdnotify.reloading()
         try:
-            new = load(self.cfg.path)
-            if not new.cameras:
-                raise ConfigError(f"{self.cfg.path}: cameras: at least one camera is required")
-        except ConfigError as e:
+            plan = self._plan_reload(self.cfg.path)
+        except Exception as e:  # a bad file, a model the gallery refuses, a missing TLS file...
             log.error("SIGHUP: %s; keeping the running config", e)
-            sdnotify.ready()
-            return
-        old = self.cfg
-        log.info("SIGHUP: reloading %s", new.path)
-        setup_logging(new.log_level)
-        self._stop_cameras(time.monotonic() + 2.0)
-        try:
-            if (new.model, new.recognition) != (old.model, old.recognition):
-                self.embedder = self._load_embedder(new)
-            if new.gallery != old.gallery or new.model != old.model:
-                gallery = self._open_gallery(new.gallery)
-                self.gallery.close()
-                self.gallery = gallery
-        except Exception as e:
-            log.error("SIGHUP: %s; keeping the previous model and gallery", e)
-            new.model, new.recognition, new.gallery = old.model, old.recognition, old.gallery
-        self.cfg = new
-        if new.mqtt != old.mqtt or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
-            self.publisher.close(timeout=0.5)
-            self.publisher = Publisher(new.mqtt, [c.name for c in new.cameras])
-            self.publisher.start()
-        self._reload_matcher("reloaded on SIGHUP")
-        self._build_cameras()
+        else:
+            log.info("SIGHUP: reloading %s (%s)", plan.cfg.path, plan.changes())
+            self._apply(plan)
         sdnotify.ready()
+
+    def _plan_reload(self, path: str) -> ReloadPlan:
+        new = load(path)
+        if not new.cameras:
+            raise ConfigError(f"{path}: cameras: at least one camera is required")
+        old = self.cfg
+        plan = ReloadPlan(new)
+        try:
+            if _embedder_settings(new) != _embedder_settings(old):
+                plan.embedder = self._load_embedder(new)
+            embedder = plan.embedder or self.embedder
+            assert embedder is not None
+            gallery = self.gallery
+            if plan.embedder is not None or new.gallery != old.gallery:
+                gallery = plan.gallery = self._open_gallery(new.gallery, embedder.spec)
+                plan.gallery_missing = gallery is None
+            plan.matcher = self._matcher(gallery, embedder.spec, new)
+            if new.mqtt != old.mqtt or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
+                plan.publisher = Publisher(new.mqtt, [c.name for c in new.cameras])
+            if plan.embedder is not None or _camera_settings(new) != _camera_settings(old):
+                plan.cameras = self._build_cameras(new, embedder, plan.matcher)
+        except BaseException:
+            plan.discard()
+            raise
+        return plan
+
+    def _apply(self, plan: ReloadPlan) -> None:
+        """Swap in what the plan built; nothing here can fail on the user's input."""
+        setup_logging(plan.cfg.log_level)
+        if plan.cameras is not None:
+            self._stop_cameras(time.monotonic() + 2.0)
+        self.cfg = plan.cfg
+        if plan.embedder is not None:
+            self.embedder = plan.embedder
+        if plan.gallery is not None or plan.gallery_missing:
+            if self.gallery is not None:
+                self.gallery.close()
+            self.gallery = plan.gallery
+        if plan.publisher is not None:
+            assert self.publisher is not None
+            self.publisher.close(timeout=0.5)
+            self.publisher = plan.publisher
+            self.publisher.start()
+            for w in self.workers:
+                w.publisher = self.publisher
+        assert plan.matcher is not None
+        self._use_matcher(plan.matcher, "reloaded on SIGHUP")
+        if plan.cameras is not None:
+            self._start_cameras(plan.cameras)
 
     def shutdown(self) -> None:
         """Publish offline, disconnect, let go of cameras; bounded by STOP_BUDGET_S."""
@@ -358,7 +463,7 @@ def main_run(config_path: str) -> int:
 
     try:
         daemon.start()
-    except (ModelError, GalleryError, OSError) as e:
+    except (ModelError, GalleryError, OSError, ValueError) as e:  # ValueError: a cascade OpenCV cannot load
         print(f"edgeface: {e}", file=sys.stderr)
         daemon.shutdown()
         return exitcodes.FAIL

@@ -305,19 +305,68 @@ def test_identity_events_name_the_astronaut_from_a_video_file(tmp_path, mosquitt
 
 
 @needs_shipped_model
-def test_enrolling_while_running_takes_effect_without_restart(tmp_path, mosquitto, subscriber, run_daemon, media):
+def test_a_missing_gallery_is_reported_and_picked_up_once_someone_is_enrolled(tmp_path, mosquitto, subscriber,
+                                                                               run_daemon, media):
     model = shipped_model()
+    gallery = tmp_path / "gallery.db"
     sub = subscriber("edgeface/front/identity")
     d = run_daemon(write_config(tmp_path, mosquitto, model, media=media))
-    # empty gallery: the astronaut is an unknown face
+    # a typo'd or not yet made gallery: said at start and in the status line, never created empty
+    assert d.wait_log("does not exist", 60), d.log()
+    assert d.wait_log("gallery MISSING", 30), d.log()
     assert sub.wait_for(lambda m: m.json()["name"] is None, 120), d.log()
-    enroll(tmp_path / "gallery.db", media["photo"], model)
-    assert d.wait_log("changed on disk", 30), d.log()
+    assert not gallery.exists()
+    enroll(gallery, media["photo"], model)
+    assert d.wait_log("(appeared)", 30), d.log()
     named = sub.wait_for(lambda m: m.json()["name"] == "astronaut", 120)
     assert named is not None, d.log()
+    enroll(gallery, media["photo"], model, name="eileen")  # a second person: a change on disk
+    assert d.wait_log("changed on disk", 30), d.log()
     assert d.proc.poll() is None  # same process: no restart
     d.signal(signal.SIGTERM)
     assert d.wait(15) == 0
+
+
+@needs_shipped_model
+def test_a_reload_applies_completely_or_changes_nothing_and_never_ends_the_daemon(tmp_path, mosquitto, subscriber,
+                                                                                   run_daemon, media):
+    model = shipped_model()
+    enroll(tmp_path / "gallery.db", media["photo"], model)
+    config = write_config(tmp_path, mosquitto, model, media=media)
+    good = config.read_bytes()
+    sub = subscriber("edgeface/#")
+    d = run_daemon(config)
+    assert sub.wait_for(is_status("online"), 60), d.log()
+    assert sub.wait_for(lambda m: m.topic.endswith("/identity") and m.json()["name"] == "astronaut", 120), d.log()
+    # a copy of the model with one more byte: another model id, which the gallery refuses
+    other = tmp_path / "other_model.tflite"
+    other.write_bytes(Path(model).read_bytes() + b"\0")
+    Path(other).with_suffix(".json").write_bytes(Path(model).with_suffix(".json").read_bytes())
+    bad = {
+        "not UTF-8": good + b"# caf\xe9\n",
+        "python tag": good + b"recognition: {delegate_options: !!python/object/apply:os.system [echo hi]}\n",
+        "keepalive": good.replace(b"mqtt:", b"mqtt:\n  keepalive: -1", 1),
+        "TLS CA": good.replace(b"mqtt:", f"mqtt:\n  tls: {{ca: {tmp_path / 'no-ca.pem'}}}".encode(), 1),
+        "refused model": good.replace(model.encode(), str(other).encode()),
+    }
+    for n, (what, text) in enumerate(bad.items(), 1):
+        config.write_bytes(text)
+        d.signal(signal.SIGHUP)
+        assert d.wait_log("keeping the running config", 30, count=n), (what, d.log())
+        assert d.proc.poll() is None, (what, d.log())
+    assert d.log().count(": model /") == 1, d.log()  # the interpreter was never replaced
+    # the running config still works: a new event for the astronaut after a cut in the clip
+    seen = len(sub.messages)
+    assert sub.wait_for(lambda m: m.topic.endswith("/identity") and m.json()["name"] == "astronaut", 120,
+                        start=seen), d.log()
+    # only the threshold changed: matching settings only, no new interpreter, cameras kept
+    config.write_bytes(good.replace(b"recognition:", b"recognition:\n  threshold: 0.99", 1) if b"recognition:" in good
+                       else good + b"recognition: {threshold: 0.99}\n")
+    d.signal(signal.SIGHUP)
+    assert d.wait_log("(matching settings only)", 30), d.log()
+    assert d.log().count(": model /") == 1 and d.log().count(": cameras: ") == 1, d.log()
+    d.signal(signal.SIGTERM)
+    assert d.wait(15) == 0, d.log()
 
 
 def test_unit_file_verifies(tmp_path):
