@@ -19,6 +19,8 @@ import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from edgeface.detect import Detection
+
 
 @dataclass
 class TrackingConfig:
@@ -45,7 +47,7 @@ class TrackingConfig:
 class IdentityEvent:
     name: str | None  # None: a face that matches nobody in the gallery
     score: float  # cosine similarity of the decided name (best match for unknowns)
-    box: tuple  # x, y, w, h in frame pixels
+    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
     angle: float  # roll in degrees
     track_id: int
     t: float  # frame time, seconds (wall clock: time.time())
@@ -54,7 +56,7 @@ class IdentityEvent:
 @dataclass(eq=False)
 class Track:
     id: int
-    detection: object  # edgeface.detect.Detection: cx, cy, size, angle, box()
+    detection: Detection  # the face's latest detection
     first_seen: float
     last_seen: float
     cfg: TrackingConfig = field(repr=False)
@@ -65,8 +67,8 @@ class Track:
     announced_name: str | None = None
     last_embedded: float | None = None
     missed: int = 0  # processed frames in a row without this face
-    votes: list = field(default_factory=list, repr=False)  # (name, score) of the first embeddings
-    recent: deque = field(default_factory=deque, repr=False)  # (name, score) after the decision
+    votes: list[tuple[str | None, float]] = field(default_factory=list, repr=False)  # the first embeddings
+    recent: deque[tuple[str | None, float]] = field(default_factory=deque, repr=False)  # after the decision
 
     def needs_embedding(self, t: float) -> bool:
         if not self.decided or self.last_embedded is None:
@@ -74,8 +76,8 @@ class Track:
         interval = self.cfg.reembed_interval if self.name is not None else self.cfg.unknown_reembed_interval
         return t - self.last_embedded >= interval
 
-    def box(self) -> tuple:
-        return tuple(int(v) for v in self.detection.box())
+    def box(self) -> tuple[int, int, int, int]:
+        return self.detection.box()
 
 
 def _vote(observations) -> tuple[str | None, float]:
@@ -86,7 +88,7 @@ def _vote(observations) -> tuple[str | None, float]:
     return name, mean[name]
 
 
-def _overlap(a, b) -> tuple[float, float]:
+def _overlap(a: Detection, b: Detection) -> tuple[float, float]:
     """IoU of the two faces' squares and their centre distance in face sizes."""
     ha, hb = a.size / 2, b.size / 2
     w = min(a.cx + ha, b.cx + hb) - max(a.cx - ha, b.cx - hb)
@@ -105,7 +107,7 @@ class Tracker:
         self._next_id = 1
         self._pending: list[IdentityEvent] = []
 
-    def update(self, detections: list, t: float) -> list[Track]:
+    def update(self, detections: list[Detection], t: float) -> list[Track]:
         """Match this frame's detections to live tracks; returns one Track per detection."""
         # (a long stall with no frames at all, e.g. a camera reconnecting, also ends every track)
         self.tracks = [tr for tr in self.tracks if t - tr.last_seen <= self.cfg.max_missed
