@@ -131,13 +131,14 @@ class Tracker:
         for ti, tr in enumerate(self.tracks):
             if ti not in used:
                 tr.missed += 1
-        for di, det in enumerate(detections):
-            if result[di] is None:
-                tr = Track(self._next_id, det, t, t, self.cfg)
+        tracks = []
+        for det, matched in zip(detections, result):
+            if matched is None:  # a face no live track continues: a new track
+                matched = Track(self._next_id, det, t, t, self.cfg)
                 self._next_id += 1
-                self.tracks.append(tr)
-                result[di] = tr
-        return result  # type: ignore[return-value]
+                self.tracks.append(matched)
+            tracks.append(matched)
+        return tracks
 
     def new_scene(self) -> None:
         """The picture changed all at once (a cut, the camera moved, the lights): a face in a
