@@ -184,6 +184,13 @@ def cmd_demo(args) -> int:
     return main_demo(args)
 
 
+def cmd_convert(args) -> int:
+    # TensorFlow and dlib (the `convert` extra) load only now, inside the converter's steps.
+    from edgeface.convert.cli import main as convert_main
+
+    return convert_main(args.convert_args, prog="edgeface convert")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgeface",
@@ -257,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_arguments(d)
     d.set_defaults(func=cmd_demo)
+
+    # Every argument after `convert`, --help included, goes to the converter's own parser: with
+    # "+" as its only prefix, this subparser takes "--dat x" as plain words.
+    c = sub.add_parser("convert", help="convert dlib's ResNet (or a Keras embedder) into a verified int8 TFLite model",
+                       add_help=False, prefix_chars="+")
+    c.add_argument("convert_args", nargs=argparse.REMAINDER, metavar="ARGS",
+                   help="the converter's options; `edgeface convert --help` lists them")
+    c.set_defaults(func=cmd_convert)
     return p
 
 

@@ -2,25 +2,20 @@
 detections, upright and turned."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edgeface.landmarks import LandmarkPredictor, align_chips, chip_transform, default_landmarks_path
+from edgeface.convert.landmarks import parse_shape_predictor, to_npz_arrays, write_npz
+from edgeface.landmarks import Aligner, LandmarkPredictor, chip_transform, default_landmarks_path
 from tests.faces import astronaut_bgr, turned
 
-ROOT = Path(__file__).resolve().parent.parent
-TOOL = ROOT / "tools" / "convert_landmarks.py"
 
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("edgeface_convert_landmarks_tool", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+@pytest.fixture(scope="module")
+def aligner() -> Aligner:
+    return Aligner()
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +40,8 @@ def _ltrb(r):
 
 
 def test_float32_conversion_reproduces_dlib_exactly(dlib_parts, tmp_path):
-    tool = _tool()
     out = tmp_path / "lm32.npz"
-    tool.write_npz(tool.to_npz_arrays(tool.parse_shape_predictor(dlib_parts["dat"]), "float32"), out)
+    write_npz(to_npz_arrays(parse_shape_predictor(dlib_parts["dat"]), "float32"), out)
     d = dlib_parts
     for img in (d["grey"], cv2.resize(d["grey"], None, fx=0.7, fy=0.7)):
         scale = img.shape[0] / d["grey"].shape[0]
@@ -96,10 +90,10 @@ def _haar_face(frame):
     return det
 
 
-def test_align_chips_upright_matches_dlib_chip(dlib_parts):
+def test_aligner_chips_upright_matches_dlib_chip(dlib_parts, aligner):
     bgr = astronaut_bgr()
     det = _haar_face(bgr)
-    chip = align_chips(bgr, [det])[0].astype(np.float64)
+    chip = aligner.chips(bgr, [det])[0].astype(np.float64)
     d = dlib_parts
     ref = np.asarray(d["dlib"].get_face_chip(d["rgb"], d["sp"](d["rgb"], d["rect"]), size=150, padding=0.25))
     # Haar box -> rect -> landmarks lands within a pixel or two of dlib's framing (the box-only
@@ -108,13 +102,13 @@ def test_align_chips_upright_matches_dlib_chip(dlib_parts):
 
 
 @pytest.mark.parametrize("degrees", [35, -50])
-def test_align_chips_turned_face_comes_out_upright(degrees):
+def test_aligner_chips_turned_face_comes_out_upright(degrees, aligner):
     bgr = astronaut_bgr()
-    upright = align_chips(bgr, [_haar_face(bgr)])[0].astype(np.float64)
+    upright = aligner.chips(bgr, [_haar_face(bgr)])[0].astype(np.float64)
     frame = turned(bgr, degrees)
     det = _haar_face(frame)
     assert abs(det.angle - degrees) < 20
-    chip = align_chips(frame, [det])[0].astype(np.float64)
+    chip = aligner.chips(frame, [det])[0].astype(np.float64)
     # the same face, upright and framed the same way: the landmarks, not the detector's
     # coarse angle, set the final rotation
     assert np.abs(chip - upright).mean() < 6
@@ -122,11 +116,11 @@ def test_align_chips_turned_face_comes_out_upright(degrees):
     assert np.abs(chip - upright).mean() < np.abs(off_by_5 - upright).mean()
 
 
-def test_align_chips_no_faces_and_grey():
+def test_aligner_chips_no_faces_and_grey(aligner):
     bgr = astronaut_bgr()
-    assert align_chips(bgr, []).shape == (0, 150, 150, 3)
+    assert aligner.chips(bgr, []).shape == (0, 150, 150, 3)
     det = _haar_face(bgr)
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    chips = align_chips(grey, [det], size=(112, 112))
+    chips = aligner.chips(grey, [det], size=(112, 112))
     assert chips.shape == (1, 112, 112, 3)
     assert np.array_equal(chips[0, :, :, 0], chips[0, :, :, 2])
