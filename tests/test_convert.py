@@ -13,8 +13,13 @@ import pytest
 
 from edgeface.convert.chips import ChipCutter
 from edgeface.convert.dlib_format import DlibFormatError, DlibReader
-from edgeface.convert.fidelity import (TFLiteRunner, choose_threshold, cosines, integer_only_report,
-                                       verification_accuracy)
+from edgeface.convert.fidelity import (
+    TFLiteRunner,
+    choose_threshold,
+    cosines,
+    integer_only_report,
+    verification_accuracy,
+)
 from edgeface.convert.resnet import parse_dlib_resnet
 from edgeface.embed import file_sha256
 from edgeface.match import unit_rows
@@ -28,7 +33,7 @@ SHIPPED = REPO / "models" / "dlib_resnet_v1_int8.tflite"
 def run_tool(*args, timeout=300, command=(str(TOOL),)):
     # The tool imports the installed edgeface; point that at this checkout.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, *command, *map(str, args)], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, *command, *map(str, args)], cwd=REPO, capture_output=True, check=False,
                           text=True, timeout=timeout, env=env)
 
 
@@ -137,7 +142,7 @@ def _bad_files(tmp_path: Path, dat: Path) -> dict[str, Path]:
     for name, n in (("truncated-header", 5000), ("truncated-weights", len(raw) // 2), ("truncated-end", len(raw) - 3)):
         files[name] = tmp_path / f"{name}.dat"
         files[name].write_bytes(raw[:n])
-    ok, jpeg = cv2.imencode(".jpg", data.astronaut())
+    _ok, jpeg = cv2.imencode(".jpg", data.astronaut())
     files["jpeg"] = tmp_path / "photo.dat"
     files["jpeg"].write_bytes(jpeg.tobytes())
     files["empty"] = tmp_path / "empty.dat"

@@ -8,8 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeface.convert.dlib_format import DlibFormatError
 from edgeface.convert.landmarks import parse_shape_predictor, to_npz_arrays, write_npz
-from edgeface.landmarks import Aligner, LandmarkPredictor, chip_transform, default_landmarks_path
+from edgeface.landmarks import (
+    Aligner,
+    LandmarkPredictor,
+    chip_transform,
+    default_landmarks_path,
+)
 from tests.faces import astronaut_bgr, turned
 
 
@@ -28,7 +34,7 @@ def dlib_parts():
     grey = (rgb.sum(axis=2) // 3).astype(np.uint8)
     rect = dlib.get_frontal_face_detector()(rgb, 1)[0]
     sp = dlib.shape_predictor(str(dat))
-    return dict(dlib=dlib, dat=dat, rgb=rgb, grey=grey, rect=rect, sp=sp)
+    return {"dlib": dlib, "dat": dat, "rgb": rgb, "grey": grey, "rect": rect, "sp": sp}
 
 
 def _points(shape) -> np.ndarray:
@@ -45,7 +51,7 @@ def test_float32_conversion_reproduces_dlib_exactly(dlib_parts, tmp_path):
     d = dlib_parts
     for img in (d["grey"], cv2.resize(d["grey"], None, fx=0.7, fy=0.7)):
         scale = img.shape[0] / d["grey"].shape[0]
-        r = d["dlib"].rectangle(*(int(round(v * scale)) for v in _ltrb(d["rect"])))
+        r = d["dlib"].rectangle(*(round(v * scale) for v in _ltrb(d["rect"])))
         want = _points(d["sp"](img, r))
         got = LandmarkPredictor(out).predict(img, _ltrb(r))
         # dlib rounds its points to whole pixels
@@ -124,3 +130,34 @@ def test_aligner_chips_no_faces_and_grey(aligner):
     chips = aligner.chips(grey, [det], size=(112, 112))
     assert chips.shape == (1, 112, 112, 3)
     assert np.array_equal(chips[0, :, :, 0], chips[0, :, :, 2])
+
+
+def test_convert_landmarks_tool_reproduces_the_shipped_file(tmp_path):
+    """tools/convert_landmarks.py (edgeface.convert.landmarks) writes the arrays models/ ships."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("face_recognition_models")
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "lm.npz"
+    env = {**os.environ, "PYTHONPATH": str(repo)}  # this checkout's edgeface, not another install
+    res = subprocess.run([sys.executable, str(repo / "tools" / "convert_landmarks.py"), "--out", str(out)],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "15 levels x 500 trees" in res.stdout
+    shipped, written = np.load(default_landmarks_path()), np.load(out)
+    assert sorted(written.files) == sorted(shipped.files)
+    for key in shipped.files:
+        assert written[key].dtype == shipped[key].dtype and np.array_equal(written[key], shipped[key]), key
+
+
+def test_convert_landmarks_names_a_bad_file(tmp_path):
+    bad = tmp_path / "photo.dat"
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    with pytest.raises(DlibFormatError, match=r"photo\.dat: not a dlib shape predictor, it looks like a JPEG"):
+        parse_shape_predictor(bad)
+    truncated = tmp_path / "cut.dat"
+    truncated.write_bytes(b"\x01\x01\x01")
+    with pytest.raises(DlibFormatError, match=r"cut\.dat: file is truncated"):
+        parse_shape_predictor(truncated)
