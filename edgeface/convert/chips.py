@@ -125,8 +125,8 @@ def runtime_chip_set(folders: list[Path], size: int) -> ChipSet:
     t0 = time.perf_counter()
     for n, (lab, p) in enumerate(images, 1):
         bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        det = largest(detector.detect(bgr)) if bgr is not None else None
-        if det is not None:
+        det = None if bgr is None else largest(detector.detect(bgr))
+        if bgr is not None and det is not None:
             chips.append(aligner.chips(bgr, [det], (size, size), CHIP_PADDING)[0])
             labels.append(lab)
             sources.append(str(p))

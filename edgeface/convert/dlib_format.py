@@ -5,6 +5,7 @@ Shared by the ResNet face descriptor (edgeface.convert.resnet) and the 5-point s
 """
 from __future__ import annotations
 
+import builtins
 import math
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class DlibReader:
         if self.pos + n > len(self.data):
             raise self.fail(f"file is truncated: needed {n} more byte(s) for {what}")
 
+    # The methods int/float/bool shadow the builtins inside this class: annotations say builtins.
     def int(self, what: str = "integer", max_bytes: int = 8, signed: bool = True) -> int:
         start = self.pos
         self._need(1, what)
@@ -71,7 +73,7 @@ class DlibReader:
             return math.nan
         return math.ldexp(mantissa, exponent)
 
-    def string(self, what: str = "string", max_len: int = 256) -> str:
+    def string(self, what: str = "string", max_len: builtins.int = 256) -> str:
         start = self.pos
         n = self.int(what + " length", 8, signed=False)
         if n > max_len:
@@ -84,7 +86,7 @@ class DlibReader:
         except UnicodeDecodeError:
             raise self.fail(f"{what} is not ASCII: {raw[:32]!r}", start) from None
 
-    def bool(self, what: str = "bool") -> bool:
+    def bool(self, what: str = "bool") -> builtins.bool:
         self._need(1, what)
         ch = self.data[self.pos]
         if ch not in (ord("0"), ord("1")):
@@ -92,7 +94,7 @@ class DlibReader:
         self.pos += 1
         return ch == ord("1")
 
-    def version(self, what: str, allowed: tuple[int, ...]) -> int:
+    def version(self, what: str, allowed: tuple[builtins.int, ...]) -> builtins.int:
         start = self.pos
         v = self.int(what + " version", 4)
         if v not in allowed:
@@ -113,7 +115,7 @@ class DlibReader:
         self.pos += 4 * count
         return arr.reshape(dims)
 
-    def alias_tensor(self, what: str = "alias_tensor") -> tuple[int, int, int, int]:
+    def alias_tensor(self, what: str = "alias_tensor") -> tuple[builtins.int, builtins.int, builtins.int, builtins.int]:
         self.version(what, (1,))
         d0, d1, d2, d3 = (self.int(what + " dimension", 8) for _ in range(4))
         return d0, d1, d2, d3

@@ -247,7 +247,7 @@ def _pass(ok: bool) -> str:
 
 def _verification_rows(fid: dict[str, Any], ref: Reference) -> list[tuple[str, ...]]:
     R, v, ok = ref.name, fid["verification"], fid["checks"]["int8_verification_within_1_point"]
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for n, label in (("reference", R), ("float", "float32 TFLite"), ("int8", "int8 TFLite")):
         a = v[n]
         rows.append((f"verification, {label} (balanced acc / acc)",
@@ -301,7 +301,7 @@ def evaluate_runtime_chips(int8_bytes: bytes, ref: Reference, chip_set: ChipSet,
     q_emb = TFLiteRunner(int8_bytes, threads).embed(chip_set.chips)
     cos_q = cosines(q_emb, ref_emb)
     res: dict[str, Any] = {"chips": len(chip_set.chips), "int8_vs_reference_cosine": _stats(cos_q)}
-    rows = [("measure (edgeface runtime chips: Haar + landmark alignment)", "value"),
+    rows: list[tuple[str, ...]] = [("measure (edgeface runtime chips: Haar + landmark alignment)", "value"),
             (f"int8 TFLite vs {ref.name}: mean / min cosine", f"{cos_q.mean():.4f} / {cos_q.min():.4f}")]
     if len(set(chip_set.labels)) >= 2 and not math.isnan(threshold):
         for n, e in (("reference", ref_emb), ("int8", q_emb)):
