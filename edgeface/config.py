@@ -207,10 +207,15 @@ def _is_url(source: str) -> bool:
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source))
 
 
-def _yaml_error(filename: str, e: yaml.YAMLError) -> ConfigError:
+def _yaml_error(filename: str, text: str, e: yaml.YAMLError) -> ConfigError:
+    if isinstance(e, yaml.reader.ReaderError):  # a control character; no mark, a position instead
+        line = text.count("\n", 0, e.position) + 1
+        return ConfigError(f"{filename}:{line}: not valid YAML: control character #x{e.character:04x} "
+                           "(only printable text is allowed)")
     mark = getattr(e, "problem_mark", None)
     where = f":{mark.line + 1}" if mark else ""
-    return ConfigError(f"{filename}{where}: not valid YAML: {getattr(e, 'problem', None) or e}")
+    problem = getattr(e, "problem", None) or " ".join(str(e).split())
+    return ConfigError(f"{filename}{where}: not valid YAML: {problem}")
 
 
 def _parse(text: str, filename: str) -> tuple[Config, dict[str, int]]:
@@ -218,12 +223,12 @@ def _parse(text: str, filename: str) -> tuple[Config, dict[str, int]]:
     try:
         loader = yaml.SafeLoader(text)
     except yaml.YAMLError as e:  # the reader refuses control characters up front
-        raise _yaml_error(filename, e) from None
+        raise _yaml_error(filename, text, e) from None
     try:
         try:
             node = loader.get_single_node()
         except yaml.YAMLError as e:
-            raise _yaml_error(filename, e) from None
+            raise _yaml_error(filename, text, e) from None
         except RecursionError:
             raise ConfigError(f"{filename}: not valid YAML: nested too deeply") from None
         if node is None:
