@@ -26,7 +26,7 @@ import yaml
 
 from edgeface.track import TrackingConfig
 from edgeface.validate import require, within
-from edgeface.yamltree import Builder, ConfigError
+from edgeface.yamltree import Builder, ConfigError, one_line
 
 try:  # written by the detection engineer; the config only needs its dataclass
     from edgeface.detect import DetectionConfig
@@ -160,8 +160,7 @@ class MqttConfig:
                 (within(self.queue_max, 1, 10_000_000), "queue_max must be 1..10000000"),
                 (_topic_ok(self.topic_prefix), "topic_prefix must be non-empty without MQTT wildcards (+, #)"),
                 (_topic_ok(self.discovery_prefix), "discovery_prefix must be non-empty without MQTT wildcards (+, #)"),
-                (self.client_id is None or (self.client_id != "" and _topic_ok(self.client_id)),
-                 "client_id must not be empty (leave it out for the default) nor hold + or #"),
+                (self.client_id != "", "client_id must not be empty (leave it out for the default)"),
                 (len(secrets) <= 1, f"{secrets[-1] if secrets else 'password'} is given with {secrets[0] if secrets else ''}: use only one"),
                 (not secrets or self.username is not None, f"{secrets[0] if secrets else 'password'} needs username"),
                 (self.password_env != "", "password_env must name an environment variable"),
@@ -237,9 +236,8 @@ def _parse(text: str, filename: str) -> tuple[Config, dict[str, int]]:
         ok, cfg = builder.guarded(builder.dataclass, node, Config, "")
         builder.check_camera_names(node)
         error = builder.error()
-        if error is not None:
-            raise error
-        assert ok
+        if error is not None or not ok:
+            raise error or ConfigError(f"{filename}: not a valid config")
         return cfg, builder.lines
     finally:
         loader.dispose()
@@ -334,5 +332,5 @@ def load(path: str | os.PathLike = DEFAULT_CONFIG_PATH) -> Config:
     except ConfigError as e:
         problems.append(str(e))
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError("\n".join(one_line(p) for p in problems))
     return cfg

@@ -74,6 +74,11 @@ def _is_secret(path: str) -> bool:
     return "password" in name or "secret" in name or bool(_SECRET_WORDS & set(re.split(r"[^a-z0-9]+", name)))
 
 
+def one_line(text: str) -> str:
+    """Control characters (a newline in a key, say) escaped: one problem stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _bad_text(value: str) -> bool:
     """NUL or a lone surrogate ("\\ud800"): no path, topic or name can hold one."""
     try:
@@ -101,7 +106,7 @@ class Builder:
     def report(self, node: yaml.Node | None, path: str, msg: str) -> None:
         line = node.start_mark.line + 1 if node is not None else 0
         where = f":{line}" if line else ""
-        self.problems.append((line, f"{self.filename}{where}: {path or '(top level)'}: {msg}"))
+        self.problems.append((line, one_line(f"{self.filename}{where}: {path or '(top level)'}: {msg}")))
 
     def fail(self, node: yaml.Node | None, path: str, msg: str) -> typing.NoReturn:
         self.report(node, path, msg)

@@ -217,3 +217,11 @@ def test_run_with_such_a_config_exits_2_with_the_message_and_no_traceback(tmp_pa
                        check=False, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
     assert where in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_control_characters_in_keys_and_paths_keep_one_problem_per_line(tmp_path):
+    message = load_error(tmp_path, 'cameras:\n  - {"\\x1e\\nfoo": 1}\n')
+    assert len(message.splitlines()) == 3, message  # the unknown key; name and source missing
+    assert "cameras[0].\\x1e\\nfoo: unknown key" in message
+    message = load_error(tmp_path, 'mqtt:\n  tls: {ca: "a\\nb.pem"}\n')
+    assert len(message.splitlines()) == 1 and "a\\nb.pem: No such file" in message, message
