@@ -33,6 +33,14 @@ def add_gallery_option(p: argparse.ArgumentParser) -> None:
                    help=f"gallery database (default: $EDGEFACE_GALLERY or {default_gallery_path()})")
 
 
+def add_max_pixels_option(p: argparse.ArgumentParser) -> None:
+    from edgeface.images import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse photos larger than N pixels, read from the file's header before decoding "
+                   "(default: %(default)s; 0: no limit). Photos over 4096 px a side are decoded reduced.")
+
+
 def _gallery_path(args):
     from edgeface.gallery import default_gallery_path
 
@@ -50,10 +58,17 @@ def _recognizer(args, with_matcher: bool, gallery=None):
 
 
 def cmd_enroll(args) -> int:
-    from edgeface.gallery import Enrolment, Gallery
-    from edgeface.images import ImageError, expand, read_image
-    from edgeface.detect import largest
+    import cv2
 
+    from edgeface.detect import largest
+    from edgeface.gallery import Enrolment, Gallery, GalleryError, check_name
+    from edgeface.images import MAX_SIDE, ImageError, expand, read_photo
+
+    try:
+        name = check_name(args.name)  # before any photo is read
+    except GalleryError as e:
+        _err(str(e))
+        return EXIT_USAGE
     files = expand(args.images)
     if not files:
         _err("no images found in " + " ".join(args.images))
@@ -65,38 +80,42 @@ def cmd_enroll(args) -> int:
         for n, path in enumerate(files, 1):
             prefix = f"[{n}/{len(files)}] {path}"
             try:
-                image, sha = read_image(path)
-            except ImageError as e:
+                photo = read_photo(path, args.max_pixels or None, MAX_SIDE)
+                first = gallery.owner(photo.sha256)
+                if first is not None and first != name:
+                    raise ImageError(f"{path}: this photo is already enrolled as {first!r}")
+                detections = recognizer.detector.detect(photo.image)
+                face = largest(detections)
+                if face is None:
+                    raise ImageError(f"{path}: no face found")
+                vector = recognizer.embed(photo.image, [face])[0]
+            except (ImageError, cv2.error, MemoryError, ValueError) as e:  # one bad photo never costs the rest
                 print(f"{prefix}: skipped: {str(e).split(': ', 1)[-1]}", file=sys.stderr)
-                failed += 1
-                continue
-            detections = recognizer.detector.detect(image)
-            face = largest(detections)
-            if face is None:
-                print(f"{prefix}: skipped: no face found", file=sys.stderr)
                 failed += 1
                 continue
             if len(detections) > 1:
                 print(f"{prefix}: warning: {len(detections)} faces, using the largest", file=sys.stderr)
-            vector = recognizer.embed(image, [face])[0]
-            enrolments.append(Enrolment(vector, sha, str(path)))
-            print(f"{prefix}: face at {list(face.box())}, angle {face.angle:+.0f}")
+            enrolments.append(Enrolment(vector, photo.sha256, str(path)))
+            box = [round(v / photo.scale) for v in face.box()]
+            print(f"{prefix}: face at {box}, angle {face.angle:+.0f}")
         if not enrolments:
-            _err(f"nothing enrolled for {args.name}: none of {len(files)} file(s) gave a face")
+            _err(f"nothing enrolled for {name}: none of {len(files)} file(s) gave a face")
             return EXIT_FAIL
-        added = gallery.add(args.name, enrolments, recognizer.embedder.spec.model_id)
-    print(f"{args.name}: {added} new face(s) enrolled, {len(enrolments) - added} already there, {failed} file(s) skipped")
-    return EXIT_OK
+        added = gallery.add(name, enrolments, recognizer.embedder.spec.model_id)
+    print(f"{name}: {added} new face(s) enrolled, {len(enrolments) - added} already there, {failed} file(s) skipped")
+    return EXIT_FAIL if failed else EXIT_OK
 
 
-def face_record(face) -> dict:
-    return {"name": face.name, "score": round(float(face.score), 4), "box": list(face.detection.box()),
+def face_record(face, scale: float = 1.0) -> dict:
+    """scale: of the decoded image to the original (boxes are reported in original pixels)."""
+    box = [round(v / scale) for v in face.detection.box()]
+    return {"name": face.name, "score": round(float(face.score), 4), "box": box,
             "angle": round(float(face.detection.angle), 1)}
 
 
 def cmd_identify(args) -> int:
     from edgeface.gallery import Gallery
-    from edgeface.images import ImageError, read_image
+    from edgeface.images import MAX_SIDE, ImageError, read_photo
 
     with Gallery(_gallery_path(args), create=False) as gallery:
         recognizer = _recognizer(args, with_matcher=True, gallery=gallery)
@@ -105,16 +124,16 @@ def cmd_identify(args) -> int:
     failed = 0
     for path in args.images:
         try:
-            image, _ = read_image(path)
+            photo = read_photo(path, args.max_pixels or None, MAX_SIDE)
         except ImageError as e:
             failed += 1
             _err(str(e))
             if args.json:
-                print(json.dumps({"image": path, "faces": [], "error": str(e)}), flush=True)
+                print(json.dumps({"image": path, "faces": [], "error": str(e)}, allow_nan=False), flush=True)
             continue
-        faces = [face_record(f) for f in recognizer.recognize(image)]
+        faces = [face_record(f, photo.scale) for f in recognizer.recognize(photo.image)]
         if args.json:
-            print(json.dumps({"image": path, "faces": faces}), flush=True)
+            print(json.dumps({"image": path, "faces": faces}, allow_nan=False), flush=True)
         else:
             described = ", ".join(
                 f"{f['name'] or 'unknown'} ({f['score']:.2f}) at {f['box']} angle {f['angle']:+.0f}" for f in faces
@@ -124,16 +143,16 @@ def cmd_identify(args) -> int:
 
 
 def cmd_gallery(args) -> int:
-    from edgeface.gallery import Gallery, dump_export
+    from edgeface.gallery import Gallery, dump_export, shown_name
 
     if args.action == "list":
         with Gallery(_gallery_path(args), create=False) as gallery:
             people = gallery.people()
             if args.json:
-                print(json.dumps([{"name": p.name, "embeddings": p.embeddings} for p in people]))
+                print(json.dumps([{"name": p.name, "embeddings": p.embeddings} for p in people], allow_nan=False))
             else:
                 for p in people:
-                    print(f"{p.name}\t{p.embeddings} face(s)")
+                    print(f"{shown_name(p.name)}\t{p.embeddings} face(s)")
                 if not people:
                     print("(empty)", file=sys.stderr)
         return EXIT_OK
@@ -160,8 +179,13 @@ def cmd_gallery(args) -> int:
     except (OSError, ValueError) as e:
         _err(f"cannot read {args.arg}: {e}")
         return EXIT_FAIL
+    from edgeface.embed import default_model_path, load_spec
+
+    spec = load_spec(default_model_path())
     with Gallery(_gallery_path(args)) as gallery:
-        added = gallery.import_(data)
+        # The shipped model's size when the export is the shipped model's; else the gallery's own
+        size = spec.embedding_size if isinstance(data, dict) and data.get("model_id") == spec.model_id else None
+        added = gallery.import_(data, embedding_size=size)
     print(f"imported {added} new face(s) from {args.arg}")
     return EXIT_OK
 
@@ -199,10 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("enroll", help="add a person to the gallery from a few photos",
                        description="Add NAME to the gallery from photos (the largest face of each). Folders are "
                        "read for their images. All faces land in one transaction; a photo already enrolled is "
-                       "skipped. Exits 1 when no photo gave a face.")
+                       "skipped, a photo already enrolled as someone else refused. Exits 1 when any photo was skipped "
+                       "(the others are still enrolled) or none gave a face.")
     e.add_argument("name", metavar="NAME")
     e.add_argument("images", metavar="IMAGE_OR_DIR", nargs="+")
     add_gallery_option(e)
+    add_max_pixels_option(e)
     add_model_options(e)
     e.set_defaults(func=cmd_enroll)
 
@@ -216,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--threshold", type=float, default=None,
                    help="cosine similarity needed to name a face (default: the model's calibrated threshold)")
     add_gallery_option(i)
+    add_max_pixels_option(i)
     add_model_options(i)
     i.set_defaults(func=cmd_identify)
 
