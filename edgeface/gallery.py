@@ -310,7 +310,8 @@ class Gallery:
 
     def _check_vector(self, vector: Any, size: int | None, where: str) -> np.ndarray:
         try:
-            v = np.asarray(vector, np.float32)
+            with np.errstate(over="ignore"):  # 1e39 becomes inf in float32: refused just below
+                v = np.asarray(vector, np.float32)
         except (TypeError, ValueError) as e:
             raise GalleryError(f"{where}: the vector is not a list of numbers ({e})") from None
         if v.ndim != 1 or v.size == 0:
