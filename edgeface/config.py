@@ -175,13 +175,17 @@ class Config:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     status_interval: float = 60.0  # seconds between status lines in the log
     gallery_poll_interval: float = 2.0  # seconds between checks for gallery changes (edgeface enroll)
+    # enroll/identify refuse photos whose header claims more pixels than this (0: no cap): a 20000x20000
+    # PNG would need 1.2 GB decoded, more than a Pi can spare
+    max_pixels: int = 50_000_000
     path: str | None = field(default=None, compare=False)  # the file it came from (not a YAML key)
 
     def __post_init__(self):
         require((self.gallery != "", "gallery must be a file path"),
                 (self.model != "", "model must be a file path (null: the shipped model)"),
                 (self.status_interval > 0, "status_interval must be positive (seconds)"),
-                (self.gallery_poll_interval > 0, "gallery_poll_interval must be positive (seconds)"))
+                (self.gallery_poll_interval > 0, "gallery_poll_interval must be positive (seconds)"),
+                (self.max_pixels >= 0, "max_pixels must be 0 (no cap) or a positive number of pixels"))
 
 
 _NOT_KEYS = {"path"}  # Config fields that are bookkeeping, not YAML keys
