@@ -20,7 +20,8 @@ class ImageError(ValueError):
 
 
 def expand(paths: list[str]) -> list[Path]:
-    """Files as given, folders as their images (sorted, not recursive). Missing paths raise."""
+    """Files as given, folders as their images (sorted, not recursive). A missing path is kept as
+    given, so reading it reports "no such file" for that path alone (the rest of a batch goes on)."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():

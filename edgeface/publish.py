@@ -73,7 +73,6 @@ class Publisher:
         self._connected = False
         self._closing = False
         self.dropped = 0  # events lost to a full queue, since start
-        self.published = 0  # messages handed to the broker connection
         self._dropped_in_outage = 0
         self._connect_failures = 0
         self._connected_at = 0.0
@@ -207,7 +206,6 @@ class Publisher:
     # -- publishing -----------------------------------------------------------------------
     def _send(self, topic, payload, qos, retain) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
-        self.published += 1
 
     def _enqueue_or_send(self, topic: str, payload, qos: int, retain: bool) -> None:
         with self._lock:
