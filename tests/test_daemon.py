@@ -320,7 +320,9 @@ def test_a_missing_gallery_is_reported_and_picked_up_once_someone_is_enrolled(tm
     assert d.wait_log("(appeared)", 30), d.log()
     named = sub.wait_for(lambda m: m.json()["name"] == "astronaut", 120)
     assert named is not None, d.log()
-    enroll(gallery, media["photo"], model, name="eileen")  # a second person: a change on disk
+    other = tmp_path / "other.jpg"  # one photo, one person: a second person needs their own photo
+    cv2.imwrite(str(other), turned(astronaut_head(), 20))
+    enroll(gallery, str(other), model, name="eileen")  # a second person: a change on disk
     assert d.wait_log("changed on disk", 30), d.log()
     assert d.proc.poll() is None  # same process: no restart
     d.signal(signal.SIGTERM)
