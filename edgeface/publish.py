@@ -63,6 +63,7 @@ class Publisher:
         self.cfg = cfg
         self.home = home or HomeConfig()
         self._home_people: set[str] = set()  # people whose presence entity this connection announced
+        self._home_states: dict[str, str] = {}  # state topic -> ON/OFF last sent (refreshes send attributes only)
         self._home_lock = threading.Lock()
         self.cameras = list(cameras)
         self.prefix = cfg.topic_prefix.rstrip("/")
@@ -307,6 +308,7 @@ class Publisher:
                     new = not u.removed and u.name not in self._home_people
                     if u.removed:
                         self._home_people.discard(u.name)
+                        self._home_states.pop(f"{topic}/state", None)
                     elif new:
                         self._home_people.add(u.name)
                 if u.removed:  # an empty retained payload removes the entity, its state and attributes
@@ -322,7 +324,12 @@ class Publisher:
                           "last_seen": iso_utc(u.last_seen) if u.last_seen is not None else None,
                           "score": round(u.score, 4) if u.score is not None else None}
             self._enqueue_or_send(f"{topic}/attributes", json.dumps(attributes), 1, True)
-            self._enqueue_or_send(f"{topic}/state", "ON" if u.present else "OFF", 1, True)
+            state = "ON" if u.present else "OFF"
+            with self._home_lock:
+                changed = self._home_states.get(f"{topic}/state") != state
+                self._home_states[f"{topic}/state"] = state
+            if changed:
+                self._enqueue_or_send(f"{topic}/state", state, 1, True)
 
     def publish_home(self, camera: str, event, duration: float) -> None:
         """What one identity event means beyond {prefix}/{camera}/identity: the unknown-visitor
