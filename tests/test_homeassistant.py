@@ -127,7 +127,8 @@ def schema_problems(platform: str, payload: dict) -> list[str]:
 def test_the_encoded_schema_refuses_what_home_assistant_refuses():
     ok = {"name": "x", "stat_t": "a/b", "dev_cla": "presence", "dev": {"ids": ["n"], "mf": "m"}, "ic": "mdi:account"}
     assert schema_problems("binary_sensor", ok) == []
-    assert schema_problems("binary_sensor", {**ok, "dev_cla": "person"}) == ["device_class: 'person' is not a valid choice"]
+    assert schema_problems("binary_sensor", {**ok, "dev_cla": "person"}) \
+        == ["device_class: 'person' is not a valid choice"]
     assert schema_problems("binary_sensor", {"name": "x"}) == ["required key state_topic missing"]
     assert schema_problems("event", {"stat_t": "e"}) == ["required key event_types missing"]
     assert schema_problems("sensor", {"stat_t": "s", "dev": {"name": "no identifiers"}}) \
