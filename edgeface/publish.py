@@ -9,7 +9,7 @@ Topics (prefix = mqtt.topic_prefix):
 
 With home.presence (and mqtt.discovery for the entities; see edgeface.presence):
     {prefix}/presence/<person>/state          retained ON / OFF: seen at any camera within home.presence_timeout
-    {prefix}/presence/<person>/attributes     retained JSON: name, camera, last_seen (ISO UTC), score
+    {prefix}/presence/<person>/attributes     retained JSON: person, camera, last_seen (ISO UTC), score
     {prefix}/unknown_visitor/state|attributes the same for faces that match nobody (home.unknown_timeout)
     {prefix}/unknown_visitor/event            {"event_type": "unknown_visitor", ...} per stranger's appearance
     {discovery_prefix}/binary_sensor/<node>/<person>_presence/config, .../unknown_visitor/config,
@@ -320,7 +320,8 @@ class Publisher:
                 if new and self.cfg.discovery:
                     self._enqueue_or_send(self._presence_config_topic(u.name),
                                           json.dumps(self._presence_config(u.name)), 1, True)
-            attributes = {"name": u.name, "camera": u.camera,
+            # "person", not "name": Home Assistant drops an MQTT attribute called name (MQTT_ATTRIBUTES_BLOCKED)
+            attributes = {"person": u.name, "camera": u.camera,
                           "last_seen": iso_utc(u.last_seen) if u.last_seen is not None else None,
                           "score": round(u.score, 4) if u.score is not None else None}
             self._enqueue_or_send(f"{topic}/attributes", json.dumps(attributes), 1, True)

@@ -57,6 +57,11 @@ SENSOR_DEVICE_CLASSES = set(
     "sulphur_dioxide temperature volatile_organic_compounds volatile_organic_compounds_parts voltage volume "
     "volume_storage volume_flow_rate water weight wind_speed".split())
 EVENT_DEVICE_CLASSES = {"doorbell", "button", "motion"}
+# mixins.py: JSON attributes Home Assistant drops without a word
+MQTT_ATTRIBUTES_BLOCKED = {"assumed_state", "available", "device_class", "device_info", "entity_category",
+                           "entity_picture", "entity_registry_enabled_default", "extra_state_attributes",
+                           "force_update", "icon", "name", "should_poll", "state", "supported_features", "unique_id",
+                           "unit_of_measurement"}
 
 STR, OPT_STR, POS_INT = "string", "string or null", "positive integer"
 COMMON = {  # mixins.py MQTT_ENTITY_COMMON_SCHEMA + MQTT_AVAILABILITY_SINGLE_SCHEMA + MQTT_BASE_SCHEMA
@@ -239,8 +244,9 @@ def test_presence_goes_on_and_off_with_the_clock(mosquitto, subscriber):
         late = subscriber("edgeface/presence/alice/state")  # Home Assistant starting later sees it too
         assert late.wait_for(lambda m: m.retain and m.text == "ON", 10) is not None
         attributes = sub.wait_for(lambda m: m.topic == "edgeface/presence/alice/attributes", 10, mark).json()
-        assert attributes == {"name": "alice", "camera": "door", "last_seen": "2023-11-14T22:13:20.000Z",
+        assert attributes == {"person": "alice", "camera": "door", "last_seen": "2023-11-14T22:13:20.000Z",
                               "score": 0.71}
+        assert not set(attributes) & MQTT_ATTRIBUTES_BLOCKED  # Home Assistant would drop those silently
         pub.publish_presence(presence.expire(T0 + 599.0))
         pub.publish_presence(presence.seen("alice", "garden", 0.69, T0 + 300))  # moved: attributes follow
         assert sub.wait_for(lambda m: m.topic.endswith("alice/attributes") and m.json()["camera"] == "garden", 10)
