@@ -5,7 +5,7 @@ home.double_take are switched on.
 
 Frigate (0.16+, face recognition), on ``{prefix}/tracked_object_update``::
 
-    {"type": "face", "id": "<event id>", "name": "<name>" or null, "score": 0.0-1.0,
+    {"type": "face", "id": "<epoch>-<camera>-<track id>", "name": "<name>" or null, "score": 0.0-1.0,
      "camera": "<camera>", "timestamp": <epoch seconds>}
 
 Double Take (jakowenko/double-take, api/src/util/mqtt.util.js ``recognize``), on
@@ -43,8 +43,10 @@ DOUBLE_TAKE_TYPE = "latest"
 
 
 def event_id(camera: str, event: Event) -> str:
-    """One id per appearance: track ids count per camera, so the camera is part of it."""
-    return f"{camera}-{int(event.track_id)}"
+    """Unique per event, in Frigate's "<epoch>-<suffix>" form: track ids count from 1 per camera
+    and start over when the daemon or its cameras restart, and automations that drop repeats by
+    id (a common Frigate recipe) must not drop tomorrow's "door-3" as a repeat of today's."""
+    return f"{float(event.t):.3f}-{camera}-{int(event.track_id)}"
 
 
 def unit_score(score: float) -> float:

@@ -18,7 +18,7 @@ def event(name="Alice", score=0.8123, box=(40, 30, 100, 120), track_id=7):
 
 def test_frigate_face_update_has_frigates_fields_and_types():
     body = frigate_face_update(event(), "door")
-    assert body == {"type": "face", "id": "door-7", "name": "Alice", "score": 0.8123, "camera": "door",
+    assert body == {"type": "face", "id": "1700000123.457-door-7", "name": "Alice", "score": 0.8123, "camera": "door",
                     "timestamp": round(T, 3)}
     assert isinstance(body["id"], str) and isinstance(body["timestamp"], float)
     stranger = frigate_face_update(event(name=None, score=-0.2), "door")
@@ -40,7 +40,7 @@ def test_double_take_topic_follows_double_take(name, level):
 def test_double_take_match_payload():
     body = double_take_payload(event(), "Front_Door", duration=0.1234)
     assert set(body) == {"id", "duration", "timestamp", "attempts", "camera", "zones", "match"}
-    assert body["id"] == "Front_Door-7" and body["camera"] == "front_door"  # Double Take lower-cases cameras
+    assert body["id"] == "1700000123.457-Front_Door-7" and body["camera"] == "front_door"  # Double Take lower-cases cameras
     assert body["attempts"] == 1 and body["zones"] == [] and body["duration"] == 0.12
     assert datetime.fromisoformat(body["timestamp"]).timestamp() == pytest.approx(T, abs=1e-3)
     assert body["timestamp"][-6] in "+-"  # ISO 8601 with the local offset, as luxon writes it
