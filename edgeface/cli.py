@@ -187,6 +187,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(frames=args.frames, keep=args.keep, model=args.model, broker=args.broker, verbose=args.verbose)
 
 
+def cmd_convert(args) -> int:
+    # TensorFlow and dlib (the `convert` extra) load only now, inside the converter's steps.
+    from edgeface.convert.cli import main as convert_main
+
+    return convert_main(args.convert_args, prog="edgeface convert")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgeface",
@@ -262,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--broker", choices=["auto", "amqtt", "mosquitto"], default="auto",
                    help="in-process amqtt, or a mosquitto executable on PATH (default: amqtt if installed)")
     d.set_defaults(func=cmd_demo)
+
+    # Every argument after `convert`, --help included, goes to the converter's own parser: with
+    # "+" as its only prefix, this subparser takes "--dat x" as plain words.
+    c = sub.add_parser("convert", help="convert dlib's ResNet (or a Keras embedder) into a verified int8 TFLite model",
+                       add_help=False, prefix_chars="+")
+    c.add_argument("convert_args", nargs=argparse.REMAINDER, metavar="ARGS",
+                   help="the converter's options; `edgeface convert --help` lists them")
+    c.set_defaults(func=cmd_convert)
     return p
 
 

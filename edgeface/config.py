@@ -1,44 +1,36 @@
 """The daemon's configuration: one typed tree of dataclasses loaded from YAML.
 
 Every section has defaults, so an empty file (plus a camera) is a working config. The loader
-walks YAML *nodes* rather than plain dicts so that an unknown key or a wrong type is reported
-with its key path and the line it sits on, e.g.
+(edgeface.yamltree) walks YAML *nodes* rather than plain dicts so that an unknown key, a wrong
+type or a value out of range is reported with its key path and line, every problem at once, e.g.
 
-    /etc/edgeface/edgeface.yaml:7: cameras[0].fps: expected a number, got 'fast'
+    /etc/edgeface/edgeface.yaml:7: cameras[0].fps: expected a number or null, got 'fast'
+    /etc/edgeface/edgeface.yaml:12: mqtt.hots: unknown key; did you mean `host`?
 
 Relative paths (gallery, model, file sources, password/TLS files) are taken relative to the
 config file's folder, so a config and its files can travel together.
 """
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import math
 import os
 import re
-import types
+import socket
 import typing
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
 from edgeface.detect import DetectionConfig
 from edgeface.track import TrackingConfig
+from edgeface.validate import require, within
+from edgeface.yamltree import Builder, ConfigError, one_line
 
 DEFAULT_CONFIG_PATH = "/etc/edgeface/edgeface.yaml"
-
-
-class ConfigError(ValueError):
-    """A config problem; the message names the file, line and key path."""
-
-
-class _Mismatch(ConfigError):
-    """The node itself has the wrong shape or type (a union may try its next option)."""
-
-    def __init__(self, msg, node):
-        super().__init__(msg)
-        self.node = node
 
 
 def default_gallery_path() -> str:
@@ -49,27 +41,62 @@ def default_gallery_path() -> str:
     return str(gallery_default())
 
 
+_MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+
+
+def _machine_id() -> str:
+    for name in _MACHINE_ID_FILES:
+        try:
+            text = Path(name).read_text(encoding="ascii").strip()
+        except (OSError, ValueError):
+            continue
+        if text:
+            return text
+    # No machine id (some containers): the hostname and a MAC address stand in for it.
+    return f"{socket.gethostname()}-{uuid.getnode():012x}"
+
+
+def default_client_id(config_path: str | os.PathLike | None = None) -> str:
+    """edgeface-<hostname>-<8 hex>, the hex from this machine's id and the config file's resolved path.
+
+    Two boards (even both called raspberrypi) or two configs on one board get different ids, so
+    the broker does not kick one off for the other; one installation keeps its id, and with it
+    its Home Assistant device, across restarts. Camera names are left out on purpose: adding a
+    camera must not turn the board into a new Home Assistant device.
+    """
+    where = ""
+    if config_path:
+        try:
+            where = str(Path(config_path).resolve())
+        except (OSError, RuntimeError, ValueError):
+            where = os.path.abspath(config_path)
+    digest = hashlib.sha256(f"{_machine_id()}\n{where}".encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:32] or "host"
+    return f"edgeface-{host}-{digest}"
+
+
 @dataclass
 class CameraConfig:
     name: str
     # int: V4L2 index; str: /dev/videoN, a file path, rtsp://..., http(s)://... (MJPEG)
-    source: Union[int, str]
+    source: int | str
     loop: bool = False  # files: start over at the end instead of finishing
-    fps: Union[float, None] = None  # cap on frames taken per second
+    fps: float | None = None  # cap on frames taken per second
 
     def __post_init__(self):
         if not self.name or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
             raise ValueError(f"camera name {self.name!r} must be letters, digits, '_' or '-' (it is an MQTT topic level)")
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError("fps must be positive")
+        require((self.source != "" and (not isinstance(self.source, int) or self.source >= 0),
+                 "source must be a V4L2 index >= 0, a device, a file path or a URL"),
+                (self.fps is None or self.fps > 0, "fps must be positive"))
 
 
 @dataclass
 class RecognitionConfig:
-    threshold: Union[float, None] = None  # None: the model sidecar's threshold
-    num_threads: Union[int, None] = None
+    threshold: float | None = None  # None: the model sidecar's threshold
+    num_threads: int | None = None
     # None / "xnnpack" (CPU, the default), "cpu" (reference kernels), "edgetpu", or a delegate library path
-    delegate: Union[str, None] = None
+    delegate: str | None = None
     delegate_options: dict[str, Any] = field(default_factory=dict)
     strict: bool = False  # fail instead of falling back to CPU when the delegate cannot load
     # landmarks: chips aligned on five landmarks, as the dlib embedder expects; box: from the Haar box only
@@ -79,16 +106,26 @@ class RecognitionConfig:
         if self.delegate is not None and self.delegate not in ("xnnpack", "cpu", "edgetpu") and "/" not in self.delegate \
                 and not self.delegate.endswith((".so", ".dylib", ".dll")) and ".so." not in self.delegate:
             raise ValueError(f"delegate {self.delegate!r}: use xnnpack, cpu, edgetpu or a library path")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError("num_threads must be at least 1")
+        require((self.threshold is None or within(self.threshold, -1.0, 1.0),
+                 "threshold must be a cosine similarity, -1..1 (null: the model's own)"),
+                (self.num_threads is None or within(self.num_threads, 1, 1024), "num_threads must be 1..1024 (null: all cores)"))
 
 
 @dataclass
 class TlsConfig:
-    ca: Union[str, None] = None  # CA bundle; None: the system's
-    cert: Union[str, None] = None  # client certificate (mutual TLS)
-    key: Union[str, None] = None
+    ca: str | None = None  # CA bundle; None: the system's
+    cert: str | None = None  # client certificate (mutual TLS)
+    key: str | None = None
     insecure: bool = False  # skip hostname check (self-signed lab brokers only)
+
+    def __post_init__(self):
+        require(*((value != "", f"{name} must not be empty (leave it out instead)")
+                  for name, value in (("ca", self.ca), ("cert", self.cert), ("key", self.key))),
+                (self.key is None or self.cert is not None, "key needs cert (the client certificate it belongs to)"))
+
+
+def _topic_ok(value: str) -> bool:
+    return bool(value) and not any(c in value for c in "+#")
 
 
 @dataclass
@@ -96,13 +133,15 @@ class MqttConfig:
     host: str = "localhost"
     port: int = 1883
     topic_prefix: str = "edgeface"
-    client_id: Union[str, None] = None  # None: edgeface-<hostname>
-    username: Union[str, None] = None
-    password: Union[str, None] = field(default=None, repr=False)
-    password_env: Union[str, None] = None  # name of an environment variable holding the password
-    password_file: Union[str, None] = None  # file whose first line is the password
-    tls: Union[bool, TlsConfig] = False
+    # None: edgeface-<hostname>-<8 hex from the machine id and config path> (see default_client_id)
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_env: str | None = None  # name of an environment variable holding the password
+    password_file: str | None = None  # file whose first line is the password
+    tls: bool | TlsConfig = False
     qos: int = 1
+    # seconds; 0 (no keepalive) is refused: a half-open link to the broker would never be noticed
     keepalive: int = 60
     queue_max: int = 1000  # events held while the broker is away; oldest dropped beyond this
     discovery: bool = True  # Home Assistant MQTT discovery
@@ -110,14 +149,19 @@ class MqttConfig:
     snapshot: bool = False  # publish face crops (JPEG) to {prefix}/{camera}/snapshot
 
     def __post_init__(self):
-        if self.qos not in (0, 1, 2):
-            raise ValueError("qos must be 0, 1 or 2")
-        if not (0 < self.port < 65536):
-            raise ValueError("port must be 1..65535")
-        if self.queue_max < 1:
-            raise ValueError("queue_max must be at least 1")
-        if not self.topic_prefix or any(c in self.topic_prefix for c in "+#"):
-            raise ValueError("topic_prefix must be non-empty without MQTT wildcards")
+        secrets = [n for n in ("password", "password_env", "password_file") if getattr(self, n) is not None]
+        require((self.qos in (0, 1, 2), "qos must be 0, 1 or 2"),
+                (0 < self.port < 65536, "port must be 1..65535"),
+                (bool(self.host) and not any(c.isspace() for c in self.host), "host must be a host name or address"),
+                (within(self.keepalive, 5, 65535), "keepalive must be 5..65535 seconds"),
+                (within(self.queue_max, 1, 10_000_000), "queue_max must be 1..10000000"),
+                (_topic_ok(self.topic_prefix), "topic_prefix must be non-empty without MQTT wildcards (+, #)"),
+                (_topic_ok(self.discovery_prefix), "discovery_prefix must be non-empty without MQTT wildcards (+, #)"),
+                (self.client_id != "", "client_id must not be empty (leave it out for the default)"),
+                (len(secrets) <= 1, f"{secrets[-1] if secrets else 'password'} is given with {secrets[0] if secrets else ''}: use only one"),
+                (not secrets or self.username is not None, f"{secrets[0] if secrets else 'password'} needs username"),
+                (self.password_env != "", "password_env must name an environment variable"),
+                (self.password_file != "", "password_file must not be empty"))
 
 
 @dataclass
@@ -128,25 +172,26 @@ class HomeConfig:
     presence_timeout: float = 600.0  # seconds after a person's last sighting before their presence turns off
     unknown_timeout: float = 60.0  # ... and before "unknown visitor" turns off again
     frigate: bool = False  # Frigate-style face updates on {frigate_prefix}/tracked_object_update
-    frigate_prefix: Union[str, None] = None  # None: mqtt.topic_prefix
+    frigate_prefix: str | None = None  # None: mqtt.topic_prefix
     double_take: bool = False  # Double Take-style matches on {double_take_prefix}/matches/<name>
     double_take_prefix: str = "double-take"
 
     def __post_init__(self):
-        for key in ("presence_timeout", "unknown_timeout"):
-            value = getattr(self, key)
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{key} must be a finite number of seconds above 0, got {value}")
-        for key in ("frigate_prefix", "double_take_prefix"):
-            value = getattr(self, key)
-            if value is not None and (not value.strip("/") or any(c in value for c in "+#")):
-                raise ValueError(f"{key} must be non-empty without MQTT wildcards")
+        def seconds(value: float) -> bool:
+            return math.isfinite(value) and value > 0
+
+        require((seconds(self.presence_timeout), "presence_timeout must be a finite number of seconds above 0"),
+                (seconds(self.unknown_timeout), "unknown_timeout must be a finite number of seconds above 0"),
+                (self.frigate_prefix is None or _topic_ok(self.frigate_prefix.strip("/")),
+                 "frigate_prefix must be non-empty without MQTT wildcards (+, #)"),
+                (_topic_ok(self.double_take_prefix.strip("/")),
+                 "double_take_prefix must be non-empty without MQTT wildcards (+, #)"))
 
 
 @dataclass
 class Config:
     gallery: str = field(default_factory=default_gallery_path)
-    model: Union[str, None] = None  # None: the shipped model
+    model: str | None = None  # None: the shipped model
     cameras: list[CameraConfig] = field(default_factory=list)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
@@ -156,139 +201,22 @@ class Config:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     status_interval: float = 60.0  # seconds between status lines in the log
     gallery_poll_interval: float = 2.0  # seconds between checks for gallery changes (edgeface enroll)
-    path: Union[str, None] = field(default=None, compare=False)  # the file it came from (not a YAML key)
+    path: str | None = field(default=None, compare=False)  # the file it came from (not a YAML key)
 
     def __post_init__(self):
-        if self.status_interval <= 0 or self.gallery_poll_interval <= 0:
-            raise ValueError("intervals must be positive")
+        require((self.gallery != "", "gallery must be a file path"),
+                (self.model != "", "model must be a file path (null: the shipped model)"),
+                (self.status_interval > 0, "status_interval must be positive (seconds)"),
+                (self.gallery_poll_interval > 0, "gallery_poll_interval must be positive (seconds)"))
 
 
 _NOT_KEYS = {"path"}  # Config fields that are bookkeeping, not YAML keys
 
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
 
-
-def _describe(tp) -> str:
-    if tp in _TYPE_WORDS:
-        return _TYPE_WORDS[tp]
-    if dataclasses.is_dataclass(tp) or tp is dict or typing.get_origin(tp) is dict:
-        return "a mapping"
-    if typing.get_origin(tp) in (list, tuple):
-        return "a list"
-    if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if _is_union(tp):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
-def _is_union(tp) -> bool:
-    return typing.get_origin(tp) is Union or isinstance(tp, types.UnionType)
-
-
-class _Builder:
-    """Turns a composed YAML node tree into dataclasses, naming the key path on any error."""
-
-    def __init__(self, loader: yaml.SafeLoader, filename: str):
-        self.loader = loader
-        self.filename = filename
-
-    def fail(self, node, path: str, msg: str) -> typing.NoReturn:
-        raise ConfigError(self._where(node, path, msg))
-
-    def mismatch(self, node, path: str, tp) -> typing.NoReturn:
-        raise _Mismatch(self._where(node, path, f"expected {_describe(tp)}, got {self._shown(node)}"), node)
-
-    def _where(self, node, path, msg) -> str:
-        line = f":{node.start_mark.line + 1}" if node is not None else ""
-        return f"{self.filename}{line}: {path or '(top level)'}: {msg}"
-
-    def scalar(self, node):
-        return self.loader.construct_object(node, deep=True)
-
-    def build(self, node, tp, path: str):
-        if tp is Any:
-            return self.loader.construct_object(node, deep=True)
-        if _is_union(tp):
-            options = typing.get_args(tp)
-            # Try the options in order; a value fitting none reports the whole union.
-            for option in options:
-                try:
-                    return self.build(node, option, path)
-                except _Mismatch as e:
-                    if e.node is not node:
-                        raise  # a problem deeper inside a value of the right shape: report that one
-            self.mismatch(node, path, tp)
-        if dataclasses.is_dataclass(tp):
-            return self.dataclass(node, tp, path)
-        origin = typing.get_origin(tp)
-        if origin in (list, tuple):
-            if not isinstance(node, yaml.SequenceNode):
-                self.mismatch(node, path, tp)
-            args = typing.get_args(tp)
-            if origin is tuple and args and args[-1] is not Ellipsis:
-                if len(args) != len(node.value):
-                    self.fail(node, path, f"expected a list of {len(args)} items, got {len(node.value)}")
-                return tuple(self.build(n, a, f"{path}[{i}]") for i, (n, a) in enumerate(zip(node.value, args)))
-            item = args[0] if args else Any
-            items = [self.build(n, item, f"{path}[{i}]") for i, n in enumerate(node.value)]
-            return tuple(items) if origin is tuple else items
-        if origin is dict or tp is dict:
-            if not isinstance(node, yaml.MappingNode):
-                self.mismatch(node, path, tp)
-            value_tp = typing.get_args(tp)[1] if typing.get_args(tp) else Any
-            return {str(self.scalar(k)): self.build(v, value_tp, f"{path}.{self.scalar(k)}") for k, v in node.value}
-        if origin is Literal:
-            value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-            choices = typing.get_args(tp)
-            if isinstance(value, str):  # log levels and the like: case does not matter
-                value = next((c for c in choices if isinstance(c, str) and c.lower() == value.lower()), value)
-            if value not in choices:
-                self.mismatch(node, path, tp)
-            return value
-        if tp in (int, float, str, bool, type(None)):
-            if not isinstance(node, yaml.ScalarNode):
-                self.mismatch(node, path, tp)
-            value = self.scalar(node)
-            ok = (type(value) is tp) or (tp is float and type(value) is int)
-            if not ok:
-                self.mismatch(node, path, tp)
-            return float(value) if tp is float else value
-        self.fail(node, path, f"unsupported config type {tp!r} (a bug in the config schema)")
-
-    def dataclass(self, node, cls, path: str):
-        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
-            node_items = []
-        elif not isinstance(node, yaml.MappingNode):
-            self.mismatch(node, path, cls)
-        else:
-            node_items = node.value
-        hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not (cls is Config and f.name in _NOT_KEYS)}
-        kwargs = {}
-        for key_node, value_node in node_items:
-            key = self.scalar(key_node)
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in fields:
-                self.fail(key_node, sub, f"unknown key (allowed: {', '.join(sorted(fields))})")
-            if key in kwargs:
-                self.fail(key_node, sub, "key given twice")
-            kwargs[key] = self.build(value_node, hints[key], sub)
-        for name, f in fields.items():
-            if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                self.fail(node, f"{path}.{name}" if path else name, "required key is missing")
-        try:
-            return cls(**kwargs)
-        except (ValueError, TypeError) as e:
-            self.fail(node, path, str(e))
-
-    @staticmethod
-    def _shown(node) -> str:
-        if isinstance(node, yaml.ScalarNode):
-            return repr(node.value) if node.tag != "tag:yaml.org,2002:null" else "null"
-        return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
-
-
+@typing.overload
+def _relative_to(base: Path, value: str) -> str: ...
+@typing.overload
+def _relative_to(base: Path, value: str | None) -> str | None: ...
 def _relative_to(base: Path, value: str | None) -> str | None:
     if value is None or value == "":
         return value
@@ -300,26 +228,46 @@ def _is_url(source: str) -> bool:
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source))
 
 
-def parse(text: str, filename: str = "<config>") -> Config:
-    """Build a Config from YAML text; relative paths are kept as written."""
-    loader = yaml.SafeLoader(text)
+def _yaml_error(filename: str, text: str, e: yaml.YAMLError) -> ConfigError:
+    if isinstance(e, yaml.reader.ReaderError):  # a control character; no mark, a position instead
+        line = text.count("\n", 0, e.position) + 1
+        return ConfigError(f"{filename}:{line}: not valid YAML: control character #x{e.character:04x} "
+                           "(only printable text is allowed)")
+    mark = getattr(e, "problem_mark", None)
+    where = f":{mark.line + 1}" if mark else ""
+    problem = getattr(e, "problem", None) or " ".join(str(e).split())
+    return ConfigError(f"{filename}{where}: not valid YAML: {problem}")
+
+
+def _parse(text: str, filename: str) -> tuple[Config, dict[str, int]]:
+    """The Config and the line of every key path given (for checks made later, such as files)."""
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as e:  # the reader refuses control characters up front
+        raise _yaml_error(filename, text, e) from None
     try:
         try:
             node = loader.get_single_node()
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{filename}{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
-        builder = _Builder(loader, filename)
-        cfg = builder.dataclass(node, Config, "") if node is not None else Config()
-        names = [c.name for c in cfg.cameras]
-        for i, name in enumerate(names):
-            if names.index(name) != i:
-                cam_node = node.value[[k.value for k, _ in node.value].index("cameras")][1].value[i]
-                builder.fail(cam_node, f"cameras[{i}].name", f"camera name {name!r} used twice")
-        return cfg
+            raise _yaml_error(filename, text, e) from None
+        except RecursionError:
+            raise ConfigError(f"{filename}: not valid YAML: nested too deeply") from None
+        if node is None:
+            return Config(), {}
+        builder = Builder(loader, filename, {Config: _NOT_KEYS})
+        ok, cfg = builder.guarded(builder.dataclass, node, Config, "")
+        builder.check_camera_names(node)
+        error = builder.error()
+        if error is not None or not ok:
+            raise error or ConfigError(f"{filename}: not a valid config")
+        return cfg, builder.lines
     finally:
         loader.dispose()
+
+
+def parse(text: str, filename: str = "<config>") -> Config:
+    """Build a Config from YAML text; relative paths are kept as written."""
+    return _parse(text, filename)[0]
 
 
 def resolve_secrets(mqtt: MqttConfig, filename: str = "<config>") -> None:
@@ -335,16 +283,49 @@ def resolve_secrets(mqtt: MqttConfig, filename: str = "<config>") -> None:
                 mqtt.password = f.readline().rstrip("\r\n")
         except OSError as e:
             raise ConfigError(f"{filename}: mqtt.password_file: cannot read {mqtt.password_file}: {e.strerror}") from None
+        except ValueError:  # not UTF-8 text; the content (a secret) is not shown
+            raise ConfigError(f"{filename}: mqtt.password_file: {mqtt.password_file} is not UTF-8 text") from None
+
+
+def _unreadable(path: str) -> str | None:
+    """Why a file named in the config cannot be read, or None."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        return "not a regular file"
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as e:
+        return e.strerror or str(e)
+
+
+def _missing_cascades(det: DetectionConfig, filename: str, lines: dict[str, int]) -> list[str]:
+    """Cascade names that are neither a file nor one of OpenCV's (found now, not at the first frame)."""
+    named = [("detection.cascade", det.cascade)] + [(f"detection.eyes[{i}]", e) for i, e in enumerate(det.eyes)]
+    if det.verify_cascade:
+        named.append(("detection.verify_cascade", det.verify_cascade))
+    problems = []
+    for key, name in named:
+        try:
+            det.cascade_path(name, key)
+        except FileNotFoundError as e:
+            line = lines.get(key.split("[")[0], 0)
+            problems.append(f"{filename}{f':{line}' if line else ''}: {e}")
+    return problems
 
 
 def load(path: str | os.PathLike = DEFAULT_CONFIG_PATH) -> Config:
-    """Read, type-check and complete a config file; raises ConfigError naming the problem."""
+    """Read, type-check and complete a config file; raises ConfigError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
-    cfg = parse(text, str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8") from None
+    cfg, lines = _parse(text, str(path))
     cfg.path = str(path)
     base = path.resolve().parent
     cfg.gallery = _relative_to(base, cfg.gallery)
@@ -355,8 +336,23 @@ def load(path: str | os.PathLike = DEFAULT_CONFIG_PATH) -> Config:
         elif isinstance(cam.source, str) and not _is_url(cam.source):
             cam.source = _relative_to(base, cam.source)
     m = cfg.mqtt
+    if m.client_id is None:
+        m.client_id = default_client_id(path)
     m.password_file = _relative_to(base, m.password_file)
+    problems = []
     if isinstance(m.tls, TlsConfig):
         m.tls.ca, m.tls.cert, m.tls.key = (_relative_to(base, v) for v in (m.tls.ca, m.tls.cert, m.tls.key))
-    resolve_secrets(m, str(path))
+        for name in ("ca", "cert", "key"):
+            file = getattr(m.tls, name)
+            why = _unreadable(file) if file else None
+            if why:  # found now rather than as a TLS error in the background, retried forever
+                key = f"mqtt.tls.{name}"
+                problems.append(f"{path}:{lines.get(key, lines.get('mqtt.tls', 0))}: {key}: cannot read {file}: {why}")
+    problems += _missing_cascades(cfg.detection, str(path), lines)
+    try:
+        resolve_secrets(m, str(path))
+    except ConfigError as e:
+        problems.append(str(e))
+    if problems:
+        raise ConfigError("\n".join(one_line(p) for p in problems))
     return cfg

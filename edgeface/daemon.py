@@ -293,7 +293,7 @@ class Daemon:
         self._use_matcher(self._matcher(self.gallery, self.embedder.spec, self.cfg), "loaded")
         assert self.matcher is not None
         cameras = self._build_cameras(self.cfg, self.embedder, self.matcher)
-        self.publisher = Publisher(self.cfg.mqtt, [c.name for c in self.cfg.cameras], self.cfg.home)
+        self.publisher = Publisher(self.cfg.mqtt, [c.name for c in self.cfg.cameras], home=self.cfg.home)
         self.publisher.publish_presence(self.presence.states())
         self.publisher.start()
         self._start_cameras(cameras)
@@ -403,7 +403,7 @@ class Daemon:
             plan.matcher = self._matcher(gallery, embedder.spec, new)
             if new.mqtt != old.mqtt or new.home != old.home \
                     or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
-                plan.publisher = Publisher(new.mqtt, [c.name for c in new.cameras], new.home)
+                plan.publisher = Publisher(new.mqtt, [c.name for c in new.cameras], home=new.home)
             if plan.embedder is not None or _camera_settings(new) != _camera_settings(old):
                 plan.cameras = self._build_cameras(new, embedder, plan.matcher)
         except BaseException:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from . import geometry
+from .validate import require, within
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,30 @@ class DetectionConfig:
     # On five-celebs clips cuts score >= 34 and faces moving and turning <= 4.4. 0 disables.
     scene_change: float = 12.0
     min_score: float = 1000.0  # summed neighbours that verify a face on their own; 0 keeps all
+
+    def __post_init__(self) -> None:
+        # Each of these, out of range, gives a detector that runs and never finds a face (or
+        # fails in cv2 on the first frame): refused up front, every broken rule at once.
+        require((len(self.angles) > 0, "angles must list at least one roll angle"),
+                (all(within(a, -180.0, 180.0) for a in self.angles), "angles must be degrees within -180..180"),
+                (self.scale_factor > 1.0 and self.scale_factor <= 3.0, "scale_factor must be above 1 (up to 3); 1.1 is usual"),
+                (self.min_neighbors >= 0, "min_neighbors must not be negative"),
+                (self.min_size >= 0, "min_size must not be negative (pixels)"),
+                (self.max_size == 0 or self.max_size >= max(self.min_size, 1),
+                 "max_size must be 0 (no limit) or at least min_size"),
+                (self.max_width == 0 or self.max_width >= 64, "max_width must be 0 (no downscaling) or at least 64 pixels"),
+                (self.merge_distance > 0, "merge_distance must be positive"),
+                (self.eye_min_neighbors >= 0, "eye_min_neighbors must not be negative"),
+                (within(self.min_eyes, 0, 2), "min_eyes must be 0, 1 or 2"),
+                (self.verify_min_neighbors >= 0, "verify_min_neighbors must not be negative"),
+                (len(self.region_angles) > 0, "region_angles must list at least one angle"),
+                (all(within(a, -90.0, 90.0) for a in self.region_angles), "region_angles must be degrees within -90..90"),
+                (self.region_margin >= 1.0, "region_margin must be at least 1 (the crop holds the face)"),
+                (self.region_size_ratio >= 1.0, "region_size_ratio must be at least 1"),
+                (within(self.threads, 1, 64), "threads must be 1..64"),
+                (self.sweep_period >= 1, "sweep_period must be at least 1 frame (1: a full sweep every frame)"),
+                (within(self.scene_change, 0.0, 255.0), "scene_change must be 0..255 (0 disables)"),
+                (self.min_score >= 0, "min_score must not be negative"))
 
     def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:
         name = self.cascade if name is None else name

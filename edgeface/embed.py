@@ -47,6 +47,21 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def quantize(real: np.ndarray, quantization: tuple[float, int], dtype) -> np.ndarray:
+    """Real values -> a TFLite integer tensor of dtype, given its (scale, zero_point)."""
+    quant_scale, zero_point = quantization
+    info = np.iinfo(dtype)
+    return np.clip(np.round(real / quant_scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def dequantize(raw: np.ndarray, quantization: tuple[float, int]) -> np.ndarray:
+    """A TFLite output tensor -> float32 real values (float tensors pass through)."""
+    quant_scale, zero_point = quantization
+    if raw.dtype == np.float32 or not quant_scale:
+        return raw.astype(np.float32)
+    return (raw.astype(np.float32) - zero_point) * np.float32(quant_scale)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What the runtime needs to know about a model, read from its JSON sidecar."""
@@ -186,14 +201,10 @@ class Embedder:
         if quant_scale == 1.0 and zero_point == 0 and dtype == np.uint8 and not self._mean.any() and self._scale == 1:
             return chips  # raw pixels are already the model's input: no arithmetic at all
         real = (chips.astype(np.float32) - self._mean) * self._scale
-        info = np.iinfo(dtype)
-        return np.clip(np.round(real / quant_scale + zero_point), info.min, info.max).astype(dtype)
+        return quantize(real, (quant_scale, zero_point), dtype)
 
     def _from_output(self, raw: np.ndarray) -> np.ndarray:
-        quant_scale, zero_point = self._output["quantization"]
-        if raw.dtype == np.float32 or not quant_scale:
-            return raw.astype(np.float32)
-        return (raw.astype(np.float32) - zero_point) * np.float32(quant_scale)
+        return dequantize(raw, self._output["quantization"])
 
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
         if batch.shape[0] != self._input["shape"][0]:

@@ -19,6 +19,11 @@ With home.frigate / home.double_take: edgeface.compat's payloads on their topics
 paho's network thread reconnects on its own (backoff 1..30 s). While the broker is away, events
 wait in our own bounded queue (oldest dropped first, drops counted) and go out on reconnect;
 once handed to paho, QoS>0 messages are re-sent by paho itself if the link drops mid-flight.
+
+Client id: mqtt.client_id, else edgeface-<hostname>-<8 hex of machine id + config path>
+(config.default_client_id). A broker keeps one connection per id and drops the older one, so two
+clients sharing an id kick each other off on every reconnect; when the broker drops us within
+seconds of connecting, twice running, we say so once and back off (up to 60 s) instead of flapping.
 """
 from __future__ import annotations
 
@@ -26,7 +31,6 @@ import collections
 import json
 import logging
 import re
-import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -34,12 +38,19 @@ from datetime import datetime, timezone
 import paho.mqtt.client as mqtt
 
 from edgeface import __version__, compat
-from edgeface.config import HomeConfig, MqttConfig, TlsConfig
+from edgeface.config import HomeConfig, MqttConfig, TlsConfig, default_client_id
 from edgeface.presence import PresenceUpdate, entity_key
 
 log = logging.getLogger(__name__)
 
 ONLINE, OFFLINE = "online", "offline"
+
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30  # paho's backoff after a lost connection
+QUICK_DROP_S = 10.0  # a drop this soon after connecting looks like another client taking our id
+CLASH_DROPS = 2  # ... and this many such drops in a row make us say so and back off:
+CLASH_BACKOFF_S = (5, 15, 45, 60)  # reconnect delays, one step further at each further early drop
+CLASH_BACKOFF_MAX_S = CLASH_BACKOFF_S[-1]
+STABLE_S = 2 * CLASH_BACKOFF_MAX_S  # a connection this long ends the back-off (the other one is gone)
 
 
 def iso_utc(t: float) -> str:
@@ -59,7 +70,8 @@ def identity_payload(event, camera: str) -> dict:
 
 
 class Publisher:
-    def __init__(self, cfg: MqttConfig, cameras: list[str], home: HomeConfig | None = None):
+    def __init__(self, cfg: MqttConfig, cameras: list[str], config_path: str | None = None,
+                 home: HomeConfig | None = None):
         self.cfg = cfg
         self.home = home or HomeConfig()
         self._home_people: set[str] = set()  # people whose presence entity this connection announced
@@ -67,7 +79,8 @@ class Publisher:
         self._home_lock = threading.Lock()
         self.cameras = list(cameras)
         self.prefix = cfg.topic_prefix.rstrip("/")
-        self.client_id = cfg.client_id or f"edgeface-{socket.gethostname()}"
+        # config.load() fills client_id in; built by hand, the MqttConfig may leave it to us
+        self.client_id = cfg.client_id or default_client_id(config_path)
         self.node_id = re.sub(r"[^A-Za-z0-9_-]", "_", self.client_id)
         self.status_topic = f"{self.prefix}/status"
         self._lock = threading.Lock()
@@ -78,6 +91,10 @@ class Publisher:
         self.published = 0  # messages handed to the broker connection
         self._dropped_in_outage = 0
         self._connect_failures = 0
+        self._connected_at = 0.0
+        self._quick_drops = 0  # drops within QUICK_DROP_S of connecting, in a row
+        self._backoff_s = 0  # >0: reconnect delay raised because another client seems to use our id
+        self.id_clash_warned = False
         self.client = self._make_client()
 
     # -- setup ---------------------------------------------------------------------------
@@ -92,7 +109,7 @@ class Publisher:
             c.tls_set(ca_certs=tls.ca, certfile=tls.cert, keyfile=tls.key)
             if tls.insecure:
                 c.tls_insecure_set(True)
-        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        c.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._on_connect_fail
@@ -129,6 +146,7 @@ class Publisher:
             log_fn("MQTT: %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
             return
         self._connect_failures = 0
+        self._connected_at = time.monotonic()
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         if self.cfg.discovery:
             for camera in self.cameras:
@@ -147,9 +165,37 @@ class Publisher:
         with self._lock:
             was = self._connected
             self._connected = False
-        if was and not self._closing:
-            log.warning("MQTT: lost the broker at %s:%d (%s); reconnecting, queueing up to %d events",
-                        self.cfg.host, self.cfg.port, reason_code, self.cfg.queue_max)
+        if not was or self._closing:
+            return
+        lasted = time.monotonic() - self._connected_at
+        self._quick_drops = self._quick_drops + 1 if lasted < QUICK_DROP_S else 0
+        # Once backing off, the other client reconnects later too, so our connections last longer
+        # before each kick: any drop short of STABLE_S keeps the back-off going.
+        if self._quick_drops >= CLASH_DROPS or (self._backoff_s and lasted < STABLE_S):
+            self._back_off(client, reason_code)
+            return
+        if lasted >= STABLE_S and self._backoff_s:
+            self._backoff_s = 0
+            client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
+        (log.debug if self._backoff_s else log.warning)(
+            "MQTT: lost the broker at %s:%d (%s); reconnecting, queueing up to %d events",
+            self.cfg.host, self.cfg.port, reason_code, self.cfg.queue_max)
+
+    def _back_off(self, client, reason_code) -> None:
+        """Dropped right after connecting, again: most likely another client with our id (the broker
+        keeps the newer connection), so each reconnect kicks the other one off. Wait longer each time."""
+        self._backoff_s = next((s for s in CLASH_BACKOFF_S if s > self._backoff_s), CLASH_BACKOFF_MAX_S)
+        # paho restarts its own backoff at min_delay after each successful connect: raise the minimum
+        client.reconnect_delay_set(min_delay=self._backoff_s, max_delay=CLASH_BACKOFF_MAX_S)
+        if not self.id_clash_warned:
+            self.id_clash_warned = True
+            log.warning("MQTT: %s:%d dropped us within %.0f s of connecting, %d times running (%s): another "
+                        "client probably uses the same client id %r (a second edgeface with this config, or "
+                        "a board with the same name); give each its own mqtt.client_id. Reconnecting with "
+                        "back-off up to %d s", self.cfg.host, self.cfg.port, QUICK_DROP_S, self._quick_drops,
+                        reason_code, self.client_id, CLASH_BACKOFF_MAX_S)
+        else:
+            log.debug("MQTT: dropped again right after connecting; next try in %d s", self._backoff_s)
 
     def _on_connect_fail(self, client, userdata):
         self._connect_failures += 1

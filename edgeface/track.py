@@ -20,6 +20,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from edgeface.detect import Detection
+from edgeface.validate import require, within
 
 
 @dataclass
@@ -36,11 +37,15 @@ class TrackingConfig:
     unknown_reembed_interval: float = 0.25
     unknown_events: bool = True  # announce faces that match nobody (name null)
 
-    def __post_init__(self):
-        if self.vote_count < 1 or self.min_missed_frames < 1:
-            raise ValueError("vote_count and min_missed_frames must be at least 1")
-        if min(self.max_missed, self.reembed_interval, self.unknown_reembed_interval, self.iou_min, self.centre_max) < 0:
-            raise ValueError("tracking values must not be negative")
+    def __post_init__(self) -> None:
+        # iou_min 0 would let any detection anywhere continue any track
+        require((0 < self.iou_min <= 1, "iou_min must be above 0, up to 1 (box overlap)"),
+                (self.centre_max >= 0, "centre_max must not be negative"),
+                (self.max_missed >= 0, "max_missed must not be negative (seconds)"),
+                (self.min_missed_frames >= 1, "min_missed_frames must be at least 1"),
+                (within(self.vote_count, 1, 1000), "vote_count must be 1..1000"),
+                (self.reembed_interval >= 0, "reembed_interval must not be negative (seconds)"),
+                (self.unknown_reembed_interval >= 0, "unknown_reembed_interval must not be negative (seconds)"))
 
 
 @dataclass

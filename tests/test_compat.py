@@ -40,7 +40,8 @@ def test_double_take_topic_follows_double_take(name, level):
 def test_double_take_match_payload():
     body = double_take_payload(event(), "Front_Door", duration=0.1234)
     assert set(body) == {"id", "duration", "timestamp", "attempts", "camera", "zones", "match"}
-    assert body["id"] == "1700000123.457-Front_Door-7" and body["camera"] == "front_door"  # Double Take lower-cases cameras
+    assert body["id"] == "1700000123.457-Front_Door-7"
+    assert body["camera"] == "front_door"  # Double Take lower-cases cameras
     assert body["attempts"] == 1 and body["zones"] == [] and body["duration"] == 0.12
     assert datetime.fromisoformat(body["timestamp"]).timestamp() == pytest.approx(T, abs=1e-3)
     assert body["timestamp"][-6] in "+-"  # ISO 8601 with the local offset, as luxon writes it
@@ -65,7 +66,7 @@ def test_outputs_are_off_by_default_and_on_when_configured(mosquitto, subscriber
                     ["door"])
     on = Publisher(MqttConfig(host=mosquitto.host, port=mosquitto.port, client_id="compat-on", discovery=False,
                               topic_prefix="cam"),
-                   ["door"], HomeConfig(frigate=True, frigate_prefix="frigate", double_take=True))
+                   ["door"], home=HomeConfig(frigate=True, frigate_prefix="frigate", double_take=True))
     try:
         for p in (off, on):
             p.start()

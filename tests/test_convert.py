@@ -1,7 +1,7 @@
-"""tools/convert.py: dlib .dat parser, Keras rebuild, --keras quantisation, bad inputs, shipped model."""
+"""edgeface.convert (tools/convert.py, `edgeface convert`): dlib .dat parser, Keras rebuild,
+--keras quantisation, bad inputs, shipped model; and that the runtime never loads TF or dlib."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,25 +11,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeface.convert.chips import ChipCutter
+from edgeface.convert.dlib_format import DlibFormatError, DlibReader
+from edgeface.convert.fidelity import (
+    TFLiteRunner,
+    choose_threshold,
+    cosines,
+    integer_only_report,
+    verification_accuracy,
+)
+from edgeface.convert.resnet import parse_dlib_resnet
+from edgeface.embed import file_sha256
+from edgeface.match import unit_rows
+from tests.dlib_reference import dlib_forward_numpy
+
 REPO = Path(__file__).resolve().parent.parent
 TOOL = REPO / "tools" / "convert.py"
 SHIPPED = REPO / "models" / "dlib_resnet_v1_int8.tflite"
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("edgeface_convert_tool", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up by name
-    spec.loader.exec_module(mod)
-    return mod
-
-
-convert = load_tool()
-
-
-def run_tool(*args, timeout=300):
-    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+def run_tool(*args, timeout=300, command=(str(TOOL),)):
+    # The tool imports the installed edgeface; point that at this checkout.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, *command, *map(str, args)], cwd=REPO, capture_output=True, check=False,
+                          text=True, timeout=timeout, env=env)
 
 
 def models_dir() -> Path:
@@ -50,7 +55,7 @@ def astronaut_chips():
     from skimage import data
 
     img = data.astronaut()
-    cutter = convert.ChipCutter(150)
+    cutter = ChipCutter(150)
     chips = cutter.chips(img) + cutter.chips(np.ascontiguousarray(img[:, ::-1]))
     assert len(chips) == 2, "dlib should find the astronaut's face"
     return np.stack(chips)
@@ -74,21 +79,21 @@ def test_reader_decodes_dlib_integers_floats_strings_and_tensors():
             b"\x01\x00\x02\x00\x7d"                          # float_details is_inf (exponent 32000)
             b"\x01\x03abc" b"1"                                # string, bool
             b"\x01\x02\x01\x01\x01\x02\x01\x01\x01\x01" + values)  # tensor v2, shape 1x2x1x1
-    r = convert.DlibReader(data, Path("x.dat"))
+    r = DlibReader(data, Path("x.dat"))
     assert [r.int(), r.int(), r.int()] == [5, -5, 256]
     assert r.float() == 1.5 and r.float() == float("inf")
     assert r.string() == "abc" and r.bool() is True
     t = r.tensor()
     assert t.shape == (1, 2, 1, 1) and t.ravel().tolist() == [0.5, -2.25]
     assert r.pos == len(data)
-    with pytest.raises(convert.DlibFormatError, match=r"x\.dat: invalid dlib integer control byte 0x75"):
-        convert.DlibReader(b"\x75", Path("x.dat")).int()
-    with pytest.raises(convert.DlibFormatError, match="truncated"):
-        convert.DlibReader(b"\x01\x02\x01\x01\x01\x02\x01\x01\x01\x01\x00", Path("x.dat")).tensor()
+    with pytest.raises(DlibFormatError, match=r"x\.dat: invalid dlib integer control byte 0x75"):
+        DlibReader(b"\x75", Path("x.dat")).int()
+    with pytest.raises(DlibFormatError, match="truncated"):
+        DlibReader(b"\x01\x02\x01\x01\x01\x02\x01\x01\x01\x01\x00", Path("x.dat")).tensor()
 
 
 def test_parser_reads_the_real_dat_as_the_known_architecture(dat):
-    net = convert.parse_dlib_resnet(dat)
+    net = parse_dlib_resnet(dat)
     kinds = [l.kind for l in net.layers]
     assert kinds.count("con") == 29 and kinds.count("affine") == 29 and kinds.count("add_prev") == 14
     assert [l.describe() for l in net.layers[:4]] == ["con<32,7,7,2,2>", "affine", "relu", "max_pool<3,3,2,2>"]
@@ -104,23 +109,25 @@ def test_parser_reads_the_real_dat_as_the_known_architecture(dat):
 
 def test_numpy_reference_and_keras_rebuild_match_dlib(dat, astronaut_chips, dlib_descriptors):
     pytest.importorskip("tensorflow")
-    net = convert.parse_dlib_resnet(dat)
+    net = parse_dlib_resnet(dat)
     # The direct NCHW re-implementation pins down dlib's semantics (padding, zero-padded adds).
-    ref = convert.dlib_forward_numpy(net, astronaut_chips)
+    ref = dlib_forward_numpy(net, astronaut_chips)
     np.testing.assert_allclose(ref, dlib_descriptors, atol=1e-4)
-    model = convert.build_keras_from_dlib(net)
+    from edgeface.convert.keras_model import build_keras_from_dlib
+
+    model = build_keras_from_dlib(net)
     assert model.input_shape == (None, 150, 150, 3) and model.output_shape == (None, 128)
     out = model.predict(astronaut_chips.astype(np.float32), verbose=0)
     np.testing.assert_allclose(out, dlib_descriptors, atol=1e-4)
-    assert convert.cosines(out, dlib_descriptors).min() > 0.99999
+    assert cosines(out, dlib_descriptors).min() > 0.99999
 
 
 def test_threshold_is_the_middle_of_the_best_plateau():
     sim = np.array([0.95, 0.9, 0.85, 0.5, 0.4, 0.3])
     same = np.array([True, True, True, False, False, False])
-    threshold, (lo, hi) = convert.choose_threshold(sim, same)
+    threshold, (lo, hi) = choose_threshold(sim, same)
     assert 0.5 < lo <= threshold <= hi < 0.85
-    assert convert.verification_accuracy(sim, same, threshold)["balanced_accuracy"] == 100.0
+    assert verification_accuracy(sim, same, threshold)["balanced_accuracy"] == 100.0
 
 
 # ------------------------------------------------------------------------------ bad input files
@@ -135,7 +142,7 @@ def _bad_files(tmp_path: Path, dat: Path) -> dict[str, Path]:
     for name, n in (("truncated-header", 5000), ("truncated-weights", len(raw) // 2), ("truncated-end", len(raw) - 3)):
         files[name] = tmp_path / f"{name}.dat"
         files[name].write_bytes(raw[:n])
-    ok, jpeg = cv2.imencode(".jpg", data.astronaut())
+    _ok, jpeg = cv2.imencode(".jpg", data.astronaut())
     files["jpeg"] = tmp_path / "photo.dat"
     files["jpeg"].write_bytes(jpeg.tobytes())
     files["empty"] = tmp_path / "empty.dat"
@@ -175,8 +182,8 @@ def test_parser_error_names_the_layer_for_a_corrupted_layer_record(tmp_path, dat
     raw[at:at + 10] = b"avg_pool_2"  # a different layer where max_pool belongs
     bad = tmp_path / "swapped.dat"
     bad.write_bytes(bytes(raw))
-    with pytest.raises(convert.DlibFormatError, match=r"swapped\.dat.*expected max_pool<3,3,2,2>.*avg_pool_2"):
-        convert.parse_dlib_resnet(bad)
+    with pytest.raises(DlibFormatError, match=r"swapped\.dat.*expected max_pool<3,3,2,2>.*avg_pool_2"):
+        parse_dlib_resnet(bad)
 
 
 def test_help_explains_the_options():
@@ -233,9 +240,9 @@ def test_tiny_keras_embedder_goes_through_quantisation(tmp_path):
     assert meta["color_order"] == "RGB" and meta["metric"] == "cosine" and meta["padding"] == 0.25
     assert meta["fidelity"]["int8_vs_reference_cosine"]["mean"] >= 0.99
     assert meta["dtype"]["input"] == "uint8" and meta["dtype"]["output"] == "int8"
-    assert meta["sha256"] == convert.sha256_file(tflite)
+    assert meta["sha256"] == file_sha256(tflite)
 
-    info = convert.integer_only_report(tflite.read_bytes())
+    info = integer_only_report(tflite.read_bytes())
     assert "float32" not in info["tensor_dtypes"]
 
     try:
@@ -244,12 +251,12 @@ def test_tiny_keras_embedder_goes_through_quantisation(tmp_path):
         return
     spec = load_spec(tflite)
     assert spec.input_size == (64, 64) and spec.embedding_size == 32
-    chips = convert.ChipCutter(64).chips(data.astronaut())
+    chips = ChipCutter(64).chips(data.astronaut())
     emb = Embedder(tflite, num_threads=1).embed(np.stack(chips))
     assert emb.shape == (1, 32)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     ref = model.predict(((np.stack(chips).astype(np.float32) - 127.5) * 0.0078125), verbose=0)
-    assert convert.cosines(emb, ref).min() > 0.99
+    assert cosines(emb, ref).min() > 0.99
 
 
 # ------------------------------------------------------------------------------ the shipped model
@@ -258,9 +265,9 @@ def test_tiny_keras_embedder_goes_through_quantisation(tmp_path):
 def test_shipped_int8_model_gives_unit_norm_128d_embeddings_close_to_dlib(astronaut_chips, dlib_descriptors):
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
     assert meta["input_size"] == [150, 150] and meta["embedding_size"] == 128
-    assert meta["sha256"] == convert.sha256_file(SHIPPED)
+    assert meta["sha256"] == file_sha256(SHIPPED)
     assert 0 < meta["threshold"] < 1
-    info = convert.integer_only_report(SHIPPED.read_bytes())
+    info = integer_only_report(SHIPPED.read_bytes())
     assert info["input_dtype"] == "uint8" and info["output_dtype"] == "int8"
     assert "float32" not in info["tensor_dtypes"], info
 
@@ -271,10 +278,10 @@ def test_shipped_int8_model_gives_unit_norm_128d_embeddings_close_to_dlib(astron
     if Embedder is not None:
         emb = Embedder(SHIPPED, num_threads=1).embed(astronaut_chips)
     else:
-        emb = convert.unit(convert.TFLiteRunner(SHIPPED.read_bytes()).embed(astronaut_chips))
+        emb = unit_rows(TFLiteRunner(SHIPPED.read_bytes()).embed(astronaut_chips))
     assert emb.shape == (2, 128) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-    assert convert.cosines(emb, dlib_descriptors).min() > 0.99
+    assert cosines(emb, dlib_descriptors).min() > 0.99
     # The same face (and its mirror image) matches itself under the sidecar threshold.
     assert float(emb[0] @ emb[1]) >= meta["threshold"]
 
@@ -311,12 +318,14 @@ def test_dlib_conversion_end_to_end_on_a_few_photos(tmp_path, dat):
     res = run_tool("--calib", tmp_path / "train", "--out-dir", out, "--force", timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "int8 TFLite vs dlib: mean cosine" in res.stdout
+    steps = [line.split("]")[0] + "]" for line in res.stderr.splitlines() if line.startswith("[") and "/" in line[:6]]
+    assert steps == [f"[{k}/6]" for k in range(1, 7)], steps
     meta = json.loads((out / "dlib_resnet_v1_int8.json").read_text())
     checks = meta["fidelity"]["checks"]
     assert checks["float_mean_cosine"] and checks["int8_mean_cosine"] and checks["int8_min_cosine"], checks
     assert meta["fidelity"]["verification"]["identities"] == 3
     assert meta["fidelity"]["int8_vs_reference_cosine"]["min"] >= 0.97
-    assert meta["source"]["sha256"] == convert.sha256_file(dat)
+    assert meta["source"]["sha256"] == file_sha256(dat)
     try:
         from edgeface.embed import load_spec
     except ImportError:
@@ -324,3 +333,32 @@ def test_dlib_conversion_end_to_end_on_a_few_photos(tmp_path, dat):
     spec = load_spec(out / "dlib_resnet_v1_int8.tflite")
     assert spec.input_size == (150, 150) and spec.embedding_size == 128 and spec.mean == (0.0, 0.0, 0.0)
     assert spec.threshold == meta["threshold"]
+
+
+# ------------------------------------------------------------------------------ the package boundary
+
+
+def test_runtime_modules_never_import_tensorflow_or_dlib():
+    """The daemon's import graph stays free of the `convert` extra; so does the converter's CLI
+    module until a conversion actually runs."""
+    code = ("import sys\n"
+            "import edgeface, edgeface.cli, edgeface.daemon, edgeface.pipeline, edgeface.convert.cli\n"
+            "edgeface.cli.build_parser()\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'dlib'))\n"
+            "print(edgeface.__file__)\n"
+            "print(','.join(heavy) or 'none')\n")
+    res = run_tool("-c", code, command=(), timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    where, heavy = res.stdout.split()
+    assert Path(where).resolve().parent.parent == REPO  # this checkout's package was the one imported
+    assert heavy == "none"
+
+
+def test_edgeface_convert_subcommand_forwards_every_argument():
+    res = run_tool("--help", command=("-m", "edgeface", "convert"), timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "usage: edgeface convert" in res.stdout
+    for option in ("--dat", "--keras", "--calib", "--out-dir", "exit status"):
+        assert option in res.stdout
+    res = run_tool("--mean", "127.5", command=("-m", "edgeface", "convert"), timeout=60)
+    assert res.returncode == 2 and "--keras" in res.stderr

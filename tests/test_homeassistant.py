@@ -151,7 +151,7 @@ def mqtt_cfg(mosquitto, client_id="edgeface-ha", **kw) -> MqttConfig:
 def start_publisher(mosquitto, presence: Presence, cameras=("door",), client_id="edgeface-ha",
                     home: HomeConfig | None = None) -> Publisher:
     """As the daemon does it: everyone's state queued first, then the connection."""
-    p = Publisher(mqtt_cfg(mosquitto, client_id), list(cameras), home)
+    p = Publisher(mqtt_cfg(mosquitto, client_id), list(cameras), home=home)
     p.publish_presence(presence.states())
     p.start()
     assert p.wait_connected(10)

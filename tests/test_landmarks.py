@@ -2,27 +2,26 @@
 detections, upright and turned."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edgeface.landmarks import Aligner, LandmarkPredictor, chip_transform, default_landmarks_path
-
-align_chips = Aligner().chips
+from edgeface.convert.dlib_format import DlibFormatError
+from edgeface.convert.landmarks import parse_shape_predictor, to_npz_arrays, write_npz
+from edgeface.landmarks import (
+    Aligner,
+    LandmarkPredictor,
+    chip_transform,
+    default_landmarks_path,
+)
 from tests.faces import astronaut_bgr, turned
 
-ROOT = Path(__file__).resolve().parent.parent
-TOOL = ROOT / "tools" / "convert_landmarks.py"
 
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("edgeface_convert_landmarks_tool", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+@pytest.fixture(scope="module")
+def aligner() -> Aligner:
+    return Aligner()
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def dlib_parts():
     grey = (rgb.sum(axis=2) // 3).astype(np.uint8)
     rect = dlib.get_frontal_face_detector()(rgb, 1)[0]
     sp = dlib.shape_predictor(str(dat))
-    return dict(dlib=dlib, dat=dat, rgb=rgb, grey=grey, rect=rect, sp=sp)
+    return {"dlib": dlib, "dat": dat, "rgb": rgb, "grey": grey, "rect": rect, "sp": sp}
 
 
 def _points(shape) -> np.ndarray:
@@ -47,13 +46,12 @@ def _ltrb(r):
 
 
 def test_float32_conversion_reproduces_dlib_exactly(dlib_parts, tmp_path):
-    tool = _tool()
     out = tmp_path / "lm32.npz"
-    tool.write_npz(tool.to_npz_arrays(tool.parse_shape_predictor(dlib_parts["dat"]), "float32"), out)
+    write_npz(to_npz_arrays(parse_shape_predictor(dlib_parts["dat"]), "float32"), out)
     d = dlib_parts
     for img in (d["grey"], cv2.resize(d["grey"], None, fx=0.7, fy=0.7)):
         scale = img.shape[0] / d["grey"].shape[0]
-        r = d["dlib"].rectangle(*(int(round(v * scale)) for v in _ltrb(d["rect"])))
+        r = d["dlib"].rectangle(*(round(v * scale) for v in _ltrb(d["rect"])))
         want = _points(d["sp"](img, r))
         got = LandmarkPredictor(out).predict(img, _ltrb(r))
         # dlib rounds its points to whole pixels
@@ -98,10 +96,10 @@ def _haar_face(frame):
     return det
 
 
-def test_align_chips_upright_matches_dlib_chip(dlib_parts):
+def test_aligner_chips_upright_matches_dlib_chip(dlib_parts, aligner):
     bgr = astronaut_bgr()
     det = _haar_face(bgr)
-    chip = align_chips(bgr, [det])[0].astype(np.float64)
+    chip = aligner.chips(bgr, [det])[0].astype(np.float64)
     d = dlib_parts
     ref = np.asarray(d["dlib"].get_face_chip(d["rgb"], d["sp"](d["rgb"], d["rect"]), size=150, padding=0.25))
     # Haar box -> rect -> landmarks lands within a pixel or two of dlib's framing (the box-only
@@ -110,13 +108,13 @@ def test_align_chips_upright_matches_dlib_chip(dlib_parts):
 
 
 @pytest.mark.parametrize("degrees", [35, -50])
-def test_align_chips_turned_face_comes_out_upright(degrees):
+def test_aligner_chips_turned_face_comes_out_upright(degrees, aligner):
     bgr = astronaut_bgr()
-    upright = align_chips(bgr, [_haar_face(bgr)])[0].astype(np.float64)
+    upright = aligner.chips(bgr, [_haar_face(bgr)])[0].astype(np.float64)
     frame = turned(bgr, degrees)
     det = _haar_face(frame)
     assert abs(det.angle - degrees) < 20
-    chip = align_chips(frame, [det])[0].astype(np.float64)
+    chip = aligner.chips(frame, [det])[0].astype(np.float64)
     # the same face, upright and framed the same way: the landmarks, not the detector's
     # coarse angle, set the final rotation
     assert np.abs(chip - upright).mean() < 6
@@ -124,11 +122,42 @@ def test_align_chips_turned_face_comes_out_upright(degrees):
     assert np.abs(chip - upright).mean() < np.abs(off_by_5 - upright).mean()
 
 
-def test_align_chips_no_faces_and_grey():
+def test_aligner_chips_no_faces_and_grey(aligner):
     bgr = astronaut_bgr()
-    assert align_chips(bgr, []).shape == (0, 150, 150, 3)
+    assert aligner.chips(bgr, []).shape == (0, 150, 150, 3)
     det = _haar_face(bgr)
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    chips = align_chips(grey, [det], size=(112, 112))
+    chips = aligner.chips(grey, [det], size=(112, 112))
     assert chips.shape == (1, 112, 112, 3)
     assert np.array_equal(chips[0, :, :, 0], chips[0, :, :, 2])
+
+
+def test_convert_landmarks_tool_reproduces_the_shipped_file(tmp_path):
+    """tools/convert_landmarks.py (edgeface.convert.landmarks) writes the arrays models/ ships."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("face_recognition_models")
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "lm.npz"
+    env = {**os.environ, "PYTHONPATH": str(repo)}  # this checkout's edgeface, not another install
+    res = subprocess.run([sys.executable, str(repo / "tools" / "convert_landmarks.py"), "--out", str(out)],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "15 levels x 500 trees" in res.stdout
+    shipped, written = np.load(default_landmarks_path()), np.load(out)
+    assert sorted(written.files) == sorted(shipped.files)
+    for key in shipped.files:
+        assert written[key].dtype == shipped[key].dtype and np.array_equal(written[key], shipped[key]), key
+
+
+def test_convert_landmarks_names_a_bad_file(tmp_path):
+    bad = tmp_path / "photo.dat"
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    with pytest.raises(DlibFormatError, match=r"photo\.dat: not a dlib shape predictor, it looks like a JPEG"):
+        parse_shape_predictor(bad)
+    truncated = tmp_path / "cut.dat"
+    truncated.write_bytes(b"\x01\x01\x01")
+    with pytest.raises(DlibFormatError, match=r"cut\.dat: file is truncated"):
+        parse_shape_predictor(truncated)

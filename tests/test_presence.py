@@ -1,5 +1,6 @@
 """edgeface.presence: the pure state machine behind the per-person presence entities (no I/O, no sleeping)."""
 import math
+import re
 import threading
 
 import pytest
@@ -113,15 +114,17 @@ def test_entity_key_is_stable_distinct_and_topic_safe():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("home: {presence_timeout: .nan}", "presence_timeout must be a finite number"),
-    ("home: {presence_timeout: 0}", "presence_timeout must be a finite number"),
-    ("home: {unknown_timeout: .inf}", "unknown_timeout must be a finite number"),
+    ("home: {presence_timeout: .nan}", "home.presence_timeout: must be a finite number"),
+    ("home: {presence_timeout: 0}", "home.presence_timeout: must be a finite number of seconds above 0"),
+    ("home: {presence_timeout: -5}", "home.presence_timeout: must be a finite number of seconds above 0"),
+    ("home: {unknown_timeout: .inf}", "home.unknown_timeout: must be a finite number"),
     ("home: {presence_timeout: soon}", "home.presence_timeout: expected a number"),
-    ("home: {double_take_prefix: 'a/+'}", "double_take_prefix must be non-empty without MQTT wildcards"),
+    ("home: {double_take_prefix: 'a/+'}", "home.double_take_prefix: must be non-empty without MQTT wildcards"),
+    ("home: {frigate_prefix: ''}", "home.frigate_prefix: must be non-empty without MQTT wildcards"),
     ("home: {presence: maybe}", "home.presence: expected true or false"),
 ])
 def test_home_config_is_validated_with_the_key_named(text, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match="^edgeface.yaml:1: " + re.escape(message)):
         parse(text, "edgeface.yaml")
 
 
