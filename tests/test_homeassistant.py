@@ -25,7 +25,7 @@ import cv2
 import pytest
 
 from edgeface.config import HomeConfig, MqttConfig
-from edgeface.presence import Presence
+from edgeface.presence import Presence, entity_key
 from edgeface.publish import Publisher
 
 T0 = 1_700_000_000.0
@@ -362,3 +362,37 @@ def test_daemon_a_stranger_fires_the_unknown_visitor(tmp_path, mosquitto, subscr
     states = [m.text for m in sub.on("edgeface/unknown_visitor/state")]
     assert states[:3] == ["OFF", "ON", "OFF"], (states, log)
     assert not [m for m in sub.messages if m.topic.startswith("edgeface/presence/")]
+
+
+@pytest.mark.slow
+@needs_shipped_model
+def test_daemon_entities_follow_enrol_and_remove_without_a_restart(tmp_path, mosquitto, subscriber):
+    model = shipped_model()
+    photo = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(photo), astronaut_head())
+    gallery = tmp_path / "gallery.db"
+    enroll(gallery, str(photo), model)
+    clip = face_then_empty_clip(tmp_path / "door.avi", face_s=1.0, empty_s=1.0)
+    sub = subscriber(f"{DP}/binary_sensor/#")
+    config = write_config(tmp_path, mosquitto, model, cameras=[{"name": "door", "source": clip, "loop": True}],
+                          mqtt={"discovery": True})
+    d = Daemon(config)
+    try:
+        def config_of(object_id: str, empty: bool):
+            return sub.wait_for(lambda m: m.topic.endswith(f"/{object_id}/config") and (m.payload == b"") == empty, 60)
+
+        assert config_of("astronaut_presence", empty=False) is not None, d.log()
+        enroll(gallery, str(photo), model, name="Eileen Collins")  # a second person, while it runs
+        added = config_of(entity_key("Eileen Collins") + "_presence", empty=False)
+        assert added is not None and added.json()["name"] == "Eileen Collins", d.log()
+        r = subprocess.run([sys.executable, "-m", "edgeface", "gallery", "remove", "astronaut", "--gallery",
+                            str(gallery)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert config_of("astronaut_presence", empty=True) is not None, d.log()  # Home Assistant removes it
+        assert d.proc.poll() is None and d.log().count("changed on disk") == 2
+    finally:
+        d.close()
+    late = subscriber(f"{DP}/binary_sensor/#")  # what a Home Assistant starting now would find
+    late.wait_for(lambda m: False, 1.0)
+    assert sorted(m.topic.split("/")[3] for m in late.messages if m.retain and m.payload) \
+        == sorted([entity_key("Eileen Collins") + "_presence", "unknown_visitor"])
