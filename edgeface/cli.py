@@ -43,6 +43,15 @@ def add_config_option(p: argparse.ArgumentParser) -> None:
                    "(default: built-in defaults)")
 
 
+def add_max_pixels_option(p: argparse.ArgumentParser) -> None:
+    from edgeface.images import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse photos larger than N pixels, read from the file's header before decoding "
+                   f"(default: the config's max_pixels, {DEFAULT_MAX_PIXELS}; 0: no limit). Photos over 4096 px "
+                   "a side are decoded reduced.")
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config file named by --config (or the defaults), with the command line's overrides."""
     from edgeface.config import Config, load
@@ -59,29 +68,36 @@ def config_from_args(args: argparse.Namespace) -> Config:
         rec.num_threads = args.threads
     if getattr(args, "delegate", None):
         rec.delegate, rec.strict = args.delegate, args.strict
+    if getattr(args, "max_pixels", None) is not None:
+        cfg.max_pixels = args.max_pixels
     return cfg
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     from edgeface.enroll import enroll
-    from edgeface.gallery import Gallery
+    from edgeface.gallery import Gallery, GalleryError, check_name
     from edgeface.images import expand
     from edgeface.pipeline import build_recognizer
 
+    try:
+        name = check_name(args.name)  # before any photo is read
+    except GalleryError as e:
+        _err(str(e))
+        return exitcodes.USAGE
     cfg = config_from_args(args)
     files = expand(args.images)
     if not files:
         _err("no images found in " + " ".join(args.images))
         return exitcodes.FAIL
     with Gallery(cfg.gallery) as gallery:
-        report = enroll(gallery, build_recognizer(cfg), args.name, files, say=print,
+        report = enroll(gallery, build_recognizer(cfg), name, files, max_pixels=cfg.max_pixels, say=print,
                         warn=lambda line: print(line, file=sys.stderr))
     if report.faces == 0:
-        _err(f"nothing enrolled for {args.name}: none of {report.files} file(s) gave a face")
+        _err(f"nothing enrolled for {name}: none of {report.files} file(s) gave a face")
         return exitcodes.FAIL
-    print(f"{args.name}: {report.added} new face(s) enrolled, {report.already} already there, "
+    print(f"{name}: {report.added} new face(s) enrolled, {report.already} already there, "
           f"{report.skipped} file(s) skipped")
-    return exitcodes.OK
+    return exitcodes.FAIL if report.skipped else exitcodes.OK
 
 
 def _gallery_path(args: argparse.Namespace) -> str:
@@ -90,14 +106,16 @@ def _gallery_path(args: argparse.Namespace) -> str:
     return str(args.gallery or default_gallery_path())
 
 
-def face_record(face: Face) -> dict:
-    return {"name": face.name, "score": round(float(face.score), 4), "box": list(face.detection.box()),
+def face_record(face: Face, scale: float = 1.0) -> dict:
+    """scale: of the decoded image to the original (boxes are reported in original pixels)."""
+    box = [round(v / scale) for v in face.detection.box()]
+    return {"name": face.name, "score": round(float(face.score), 4), "box": box,
             "angle": round(float(face.detection.angle), 1)}
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
     from edgeface.gallery import Gallery
-    from edgeface.images import ImageError, read_image
+    from edgeface.images import MAX_SIDE, ImageError, read_photo
     from edgeface.pipeline import build_recognizer
 
     cfg = config_from_args(args)
@@ -108,16 +126,16 @@ def cmd_identify(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.images:
         try:
-            image, _ = read_image(path)
+            photo = read_photo(path, cfg.max_pixels or None, MAX_SIDE)
         except ImageError as e:
             failed += 1
             _err(str(e))
             if args.json:
-                print(json.dumps({"image": path, "faces": [], "error": str(e)}), flush=True)
+                print(json.dumps({"image": path, "faces": [], "error": str(e)}, allow_nan=False), flush=True)
             continue
-        faces = [face_record(f) for f in recognizer.recognize(image)]
+        faces = [face_record(f, photo.scale) for f in recognizer.recognize(photo.image)]
         if args.json:
-            print(json.dumps({"image": path, "faces": faces}), flush=True)
+            print(json.dumps({"image": path, "faces": faces}, allow_nan=False), flush=True)
         else:
             described = ", ".join(
                 f"{f['name'] or 'unknown'} ({f['score']:.2f}) at {f['box']} angle {f['angle']:+.0f}" for f in faces
@@ -127,16 +145,16 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
-    from edgeface.gallery import Gallery, dump_export
+    from edgeface.gallery import Gallery, dump_export, shown_name
 
     if args.action == "list":
         with Gallery(_gallery_path(args), create=False) as gallery:
             people = gallery.people()
             if args.json:
-                print(json.dumps([{"name": p.name, "embeddings": p.embeddings} for p in people]))
+                print(json.dumps([{"name": p.name, "embeddings": p.embeddings} for p in people], allow_nan=False))
             else:
                 for p in people:
-                    print(f"{p.name}\t{p.embeddings} face(s)")
+                    print(f"{shown_name(p.name)}\t{p.embeddings} face(s)")
                 if not people:
                     print("(empty)", file=sys.stderr)
         return exitcodes.OK
@@ -163,8 +181,13 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         _err(f"cannot read {args.arg}: {e}")
         return exitcodes.FAIL
+    from edgeface.embed import default_model_path, load_spec
+
+    spec = load_spec(default_model_path())
     with Gallery(_gallery_path(args)) as gallery:
-        added = gallery.import_(data)
+        # The shipped model's size when the export is the shipped model's; else the gallery's own
+        size = spec.embedding_size if isinstance(data, dict) and data.get("model_id") == spec.model_id else None
+        added = gallery.import_(data, embedding_size=size)
     print(f"imported {added} new face(s) from {args.arg}")
     return exitcodes.OK
 
@@ -209,11 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("enroll", help="add a person to the gallery from a few photos",
                        description="Add NAME to the gallery from photos (the largest face of each). Folders are "
                        "read for their images. All faces land in one transaction; a photo already enrolled is "
-                       "skipped. Exits 1 when no photo gave a face.")
+                       "skipped, a photo already enrolled as someone else refused. Exits 1 when any photo was "
+                       "skipped (the others are still enrolled) or none gave a face; 2 for a name that cannot be "
+                       "used.")
     e.add_argument("name", metavar="NAME")
     e.add_argument("images", metavar="IMAGE_OR_DIR", nargs="+")
     add_gallery_option(e)
     add_config_option(e)
+    add_max_pixels_option(e)
     add_model_options(e)
     e.set_defaults(func=cmd_enroll)
 
@@ -228,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cosine similarity needed to name a face (default: the model's calibrated threshold)")
     add_gallery_option(i)
     add_config_option(i)
+    add_max_pixels_option(i)
     add_model_options(i)
     i.set_defaults(func=cmd_identify)
 

@@ -85,7 +85,8 @@ class CameraConfig:
 
     def __post_init__(self):
         if not self.name or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
-            raise ValueError(f"camera name {self.name!r} must be letters, digits, '_' or '-' (it is an MQTT topic level)")
+            raise ValueError(f"camera name {self.name!r} must be letters, digits, '_' or '-' "
+                             "(it is an MQTT topic level)")
         require((self.source != "" and (not isinstance(self.source, int) or self.source >= 0),
                  "source must be a V4L2 index >= 0, a device, a file path or a URL"),
                 (self.fps is None or self.fps > 0, "fps must be positive"))
@@ -103,12 +104,14 @@ class RecognitionConfig:
     align: Literal["landmarks", "box"] = "landmarks"
 
     def __post_init__(self):
-        if self.delegate is not None and self.delegate not in ("xnnpack", "cpu", "edgetpu") and "/" not in self.delegate \
-                and not self.delegate.endswith((".so", ".dylib", ".dll")) and ".so." not in self.delegate:
+        d = self.delegate
+        if d is not None and d not in ("xnnpack", "cpu", "edgetpu") and "/" not in d \
+                and not d.endswith((".so", ".dylib", ".dll")) and ".so." not in d:
             raise ValueError(f"delegate {self.delegate!r}: use xnnpack, cpu, edgetpu or a library path")
         require((self.threshold is None or within(self.threshold, -1.0, 1.0),
                  "threshold must be a cosine similarity, -1..1 (null: the model's own)"),
-                (self.num_threads is None or within(self.num_threads, 1, 1024), "num_threads must be 1..1024 (null: all cores)"))
+                (self.num_threads is None or within(self.num_threads, 1, 1024),
+                 "num_threads must be 1..1024 (null: all cores)"))
 
 
 @dataclass
@@ -158,7 +161,9 @@ class MqttConfig:
                 (_topic_ok(self.topic_prefix), "topic_prefix must be non-empty without MQTT wildcards (+, #)"),
                 (_topic_ok(self.discovery_prefix), "discovery_prefix must be non-empty without MQTT wildcards (+, #)"),
                 (self.client_id != "", "client_id must not be empty (leave it out for the default)"),
-                (len(secrets) <= 1, f"{secrets[-1] if secrets else 'password'} is given with {secrets[0] if secrets else ''}: use only one"),
+                (len(secrets) <= 1,
+                 f"{secrets[-1] if secrets else 'password'} is given with "
+                 f"{secrets[0] if secrets else ''}: use only one"),
                 (not secrets or self.username is not None, f"{secrets[0] if secrets else 'password'} needs username"),
                 (self.password_env != "", "password_env must name an environment variable"),
                 (self.password_file != "", "password_file must not be empty"))
@@ -201,13 +206,17 @@ class Config:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     status_interval: float = 60.0  # seconds between status lines in the log
     gallery_poll_interval: float = 2.0  # seconds between checks for gallery changes (edgeface enroll)
+    # enroll/identify refuse photos whose header claims more pixels than this (0: no cap): a 20000x20000
+    # PNG would need 1.2 GB decoded, more than a Pi can spare
+    max_pixels: int = 50_000_000
     path: str | None = field(default=None, compare=False)  # the file it came from (not a YAML key)
 
     def __post_init__(self):
         require((self.gallery != "", "gallery must be a file path"),
                 (self.model != "", "model must be a file path (null: the shipped model)"),
                 (self.status_interval > 0, "status_interval must be positive (seconds)"),
-                (self.gallery_poll_interval > 0, "gallery_poll_interval must be positive (seconds)"))
+                (self.gallery_poll_interval > 0, "gallery_poll_interval must be positive (seconds)"),
+                (self.max_pixels >= 0, "max_pixels must be 0 (no cap) or a positive number of pixels"))
 
 
 _NOT_KEYS = {"path"}  # Config fields that are bookkeeping, not YAML keys
@@ -282,7 +291,8 @@ def resolve_secrets(mqtt: MqttConfig, filename: str = "<config>") -> None:
             with open(mqtt.password_file, encoding="utf-8") as f:
                 mqtt.password = f.readline().rstrip("\r\n")
         except OSError as e:
-            raise ConfigError(f"{filename}: mqtt.password_file: cannot read {mqtt.password_file}: {e.strerror}") from None
+            raise ConfigError(f"{filename}: mqtt.password_file: cannot read {mqtt.password_file}: "
+                              f"{e.strerror}") from None
         except ValueError:  # not UTF-8 text; the content (a secret) is not shown
             raise ConfigError(f"{filename}: mqtt.password_file: {mqtt.password_file} is not UTF-8 text") from None
 
@@ -324,7 +334,8 @@ def load(path: str | os.PathLike = DEFAULT_CONFIG_PATH) -> Config:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8") from None
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); "
+                          "save the file as UTF-8") from None
     cfg, lines = _parse(text, str(path))
     cfg.path = str(path)
     base = path.resolve().parent

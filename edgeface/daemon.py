@@ -48,6 +48,10 @@ class SharedEmbedder:
     def spec(self) -> ModelSpec:
         return self._embedder.spec
 
+    @property
+    def delegate(self) -> str:
+        return self._embedder.delegate
+
     def embed(self, chips: np.ndarray) -> np.ndarray:
         with self._lock:  # a TFLite interpreter is not re-entrant
             return self._embedder.embed(chips)
@@ -209,11 +213,9 @@ class Daemon:
         self.reload_event = threading.Event()
 
     # -- building ------------------------------------------------------------------------
-    @staticmethod
-    def _load_embedder(cfg: Config) -> SharedEmbedder:
-        embedder = load_embedder(cfg)
+    def _use_embedder(self, embedder: SharedEmbedder) -> None:
+        self.embedder = embedder
         log.info("model %s (%s, %s)", embedder.spec.path, embedder.spec.model_id[:12], embedder.delegate)
-        return SharedEmbedder(embedder)
 
     @staticmethod
     def _open_gallery(path: str, spec: ModelSpec) -> Gallery | None:
@@ -288,7 +290,8 @@ class Daemon:
 
     def start(self) -> None:
         """Load model and gallery, connect MQTT in the background, start cameras. Raises on fatal errors."""
-        self.embedder = self._load_embedder(self.cfg)
+        self._use_embedder(SharedEmbedder(load_embedder(self.cfg)))
+        assert self.embedder is not None
         self.gallery = self._open_gallery(self.cfg.gallery, self.embedder.spec)
         self._use_matcher(self._matcher(self.gallery, self.embedder.spec, self.cfg), "loaded")
         assert self.matcher is not None
@@ -393,7 +396,7 @@ class Daemon:
         plan = ReloadPlan(new)
         try:
             if _embedder_settings(new) != _embedder_settings(old):
-                plan.embedder = self._load_embedder(new)
+                plan.embedder = SharedEmbedder(load_embedder(new))
             embedder = plan.embedder or self.embedder
             assert embedder is not None
             gallery = self.gallery
@@ -418,7 +421,7 @@ class Daemon:
             self._stop_cameras(time.monotonic() + 2.0)
         self.cfg = plan.cfg
         if plan.embedder is not None:
-            self.embedder = plan.embedder
+            self._use_embedder(plan.embedder)
         if plan.gallery is not None or plan.gallery_missing:
             if self.gallery is not None:
                 self.gallery.close()

@@ -61,7 +61,7 @@ def make_clip(path: str | os.PathLike, frames_per_sweep: int = 30, size=(320, 24
     background; MJPG .avi. Returns the number of frames written."""
     head = head_and_shoulders(astronaut_bgr())
     bg = clip_background(size)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
     if not writer.isOpened():
         raise RuntimeError(f"cannot write {path}: OpenCV has no MJPG writer")
     n = 0
@@ -160,7 +160,8 @@ def run_demo(frames: int = 30, keep: str | None = None, model: str | None = None
         cfg.status_interval = 5.0
         print("4. the daemon runs on the clip as it would on a camera:", flush=True)
         daemon = Daemon(cfg)
-        signal.signal(signal.SIGINT, lambda *a: daemon.stop_event.set())
+        stop = daemon.stop_event
+        signal.signal(signal.SIGINT, lambda *a: stop.set())
         started = time.monotonic()
         daemon.start()
         daemon.run()  # returns when the clip has ended (or Ctrl-C)

@@ -9,9 +9,11 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import cv2
+
 from edgeface.detect import largest
 from edgeface.gallery import Enrolment, Gallery
-from edgeface.images import ImageError, read_image
+from edgeface.images import DEFAULT_MAX_PIXELS, MAX_SIDE, ImageError, read_photo
 from edgeface.pipeline import Recognizer
 
 Say = Callable[[str], None]
@@ -34,9 +36,11 @@ class EnrolReport:
 
 
 def enroll(gallery: Gallery, recognizer: Recognizer, name: str, files: Sequence[str | os.PathLike],
-           say: Say = _quiet, warn: Say = _quiet) -> EnrolReport:
-    """Add ``name``'s largest face from each of ``files``. ``say`` hears one line per photo
-    used, ``warn`` one per photo skipped or doubtful. Nothing is written when no photo gave a face."""
+           max_pixels: int | None = DEFAULT_MAX_PIXELS, say: Say = _quiet, warn: Say = _quiet) -> EnrolReport:
+    """Add ``name``'s largest face from each of ``files`` (``name`` already checked by
+    gallery.check_name). ``say`` hears one line per photo used, ``warn`` one per photo skipped
+    or doubtful. A photo already enrolled as someone else, larger than ``max_pixels`` (0/None:
+    no cap), unreadable or without a face is skipped; nothing is written when no photo gave a face."""
     spec = recognizer.embedder.spec
     gallery.check_model(spec.model_id)  # before minutes of work, not after
     enrolments: list[Enrolment] = []
@@ -44,21 +48,23 @@ def enroll(gallery: Gallery, recognizer: Recognizer, name: str, files: Sequence[
     for n, path in enumerate(files, 1):
         prefix = f"[{n}/{len(files)}] {path}"
         try:
-            image, sha = read_image(path)
-        except ImageError as e:
+            photo = read_photo(path, max_pixels or None, MAX_SIDE)
+            first = gallery.owner(photo.sha256)
+            if first is not None and first != name:
+                raise ImageError(f"{path}: this photo is already enrolled as {first!r}")
+            detections = recognizer.detector.detect(photo.image)
+            face = largest(detections)
+            if face is None:
+                raise ImageError(f"{path}: no face found")
+            vector = recognizer.embed(photo.image, [face])[0]
+        except (ImageError, cv2.error, MemoryError, ValueError) as e:  # one bad photo never costs the rest
             warn(f"{prefix}: skipped: {str(e).split(': ', 1)[-1]}")
-            skipped += 1
-            continue
-        detections = recognizer.detector.detect(image)
-        face = largest(detections)
-        if face is None:
-            warn(f"{prefix}: skipped: no face found")
             skipped += 1
             continue
         if len(detections) > 1:
             warn(f"{prefix}: warning: {len(detections)} faces, using the largest")
-        vector = recognizer.embed(image, [face])[0]
-        enrolments.append(Enrolment(vector, sha, str(path)))
-        say(f"{prefix}: face at {list(face.box())}, angle {face.angle:+.0f}")
+        enrolments.append(Enrolment(vector, photo.sha256, str(path)))
+        box = [round(v / photo.scale) for v in face.box()]
+        say(f"{prefix}: face at {box}, angle {face.angle:+.0f}")
     added = gallery.add(name, enrolments, spec.model_id) if enrolments else 0
     return EnrolReport(len(files), len(enrolments), added, skipped)

@@ -6,13 +6,19 @@ comparable, so a gallery refuses to mix them.
 """
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import re
 import sqlite3
 import time
+import unicodedata
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +48,77 @@ class GalleryError(RuntimeError):
     """The gallery cannot be used as asked; the message says why and what to do."""
 
 
+class GalleryMissing(GalleryError):
+    """Gallery(path, create=False) on a path with no file: the daemon waits for it to appear."""
+
+
+APPLICATION_ID = 0x45444746  # "EDGF" in PRAGMA application_id: marks a file as an edgeface gallery
+TABLES = {"meta", "people", "embeddings"}
+NAME_MAX = 64  # characters; names go into logs, MQTT payloads and Home Assistant states
+_NAME_FORMAT_OK = {"\u200c", "\u200d"}  # zero-width (non-)joiners: needed to spell names in some scripts
+log = logging.getLogger(__name__)
+
+
+def check_name(name: object) -> str:
+    """The one rule for a person's name: returns it trimmed (NFC), or raises GalleryError saying why."""
+    if not isinstance(name, str):
+        raise GalleryError(f"a person's name must be text, got {type(name).__name__}")
+    name = unicodedata.normalize("NFC", name.strip())
+    if not name:
+        raise GalleryError("a person's name cannot be empty")
+    if len(name) > NAME_MAX:
+        raise GalleryError(f"a person's name can have at most {NAME_MAX} characters, got {len(name)} "
+                           f"({name[:20]!r}...)")
+    for ch in name:
+        category = unicodedata.category(ch)
+        if category in ("Zl", "Zp") or (category[0] == "C" and ch not in _NAME_FORMAT_OK):
+            raise GalleryError(f"a person's name cannot contain control or invisible characters: {name!r} has "
+                               f"U+{ord(ch):04X} ({unicodedata.name(ch, category)})")
+    return name
+
+
+def shown_name(name: str) -> str:
+    """A stored name as it may be printed: names from before check_name existed are escaped."""
+    try:
+        return check_name(name)
+    except GalleryError:
+        return repr(name[:NAME_MAX]) + ("..." if len(name) > NAME_MAX else "")
+
+
+def _explain(path: Path, e: BaseException) -> str:
+    """A SQLite/OS error as a sentence that says what to do."""
+    code = getattr(e, "sqlite_errorname", "") or ""
+    text = str(e)
+    if code.startswith("SQLITE_FULL") or "disk is full" in text or getattr(e, "errno", None) == errno.ENOSPC:
+        return f"{path}: the disk is full ({e}); free space on {path.parent} and try again"
+    if code.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN")) or isinstance(e, PermissionError) \
+            or "readonly" in text or "unable to open" in text:
+        if not _writable(path):
+            return (f"{path}: permission denied: this user ({_user()}) cannot write the gallery or its folder "
+                    f"(SQLite needs both, for the -wal/-shm files beside it). Run as the user that owns it "
+                    f"(for the service: sudo -u edgeface ...) or fix the permissions.")
+        return f"{path}: cannot open the gallery: {e}"
+    if code.startswith("SQLITE_BUSY") or "locked" in text:
+        return f"{path}: the gallery is locked by another process; try again"
+    if code.startswith("SQLITE_IOERR") or "I/O error" in text:
+        return f"{path}: I/O error ({e}); check the disk"
+    return f"{path} is not an edgeface gallery: {e}"
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.geteuid()) if hasattr(os, "geteuid") else "?"
+
+
+def _writable(path: Path) -> bool:
+    folder_ok = os.access(path.parent, os.W_OK | os.X_OK)
+    return folder_ok and (not path.exists() or os.access(path, os.R_OK | os.W_OK))
+
+
 def default_gallery_path() -> Path:
     """$EDGEFACE_GALLERY, else the systemd StateDirectory, else $XDG_DATA_HOME/edgeface/gallery.db."""
     if os.environ.get("EDGEFACE_GALLERY"):
@@ -69,28 +146,64 @@ class Enrolment:
 
 
 class Gallery:
+    """One gallery file. create=False: a missing file raises GalleryMissing instead of being made."""
+
     def __init__(self, path: str | os.PathLike, create: bool = True):
         self.path = Path(path)
-        if not create and not self.path.exists():
-            raise GalleryError(f"gallery not found: {self.path} (enrol someone first: edgeface enroll NAME PHOTO...)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            if not create:
+                raise GalleryMissing(f"gallery not found: {self.path} "
+                                     "(enrol someone first: edgeface enroll NAME PHOTO...)")
+            self._create_file()
         try:
             self.db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise GalleryError(_explain(self.path, e)) from None
+        try:
+            self._adopt()  # reads only, and refuses, before anything is written
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             with self.db:
                 self.db.executescript(SCHEMA)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        except sqlite3.DatabaseError as e:
-            raise GalleryError(f"{self.path} is not an edgeface gallery: {e}") from None
+                self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        except GalleryError:
+            self.db.close()
+            raise
+        except sqlite3.Error as e:
+            self.db.close()
+            raise GalleryError(_explain(self.path, e)) from None
 
-    def close(self):
+    def _create_file(self) -> None:
+        """An empty file, owner-only (SQLite gives its -wal/-shm files the same mode)."""
+        try:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(mode=0o700, parents=True)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass  # another process made it first
+        except OSError as e:
+            raise GalleryError(_explain(self.path, e)) from None
+
+    def _adopt(self) -> None:
+        """Refuse another program's database; an empty one or an edgeface gallery without the mark is ours."""
+        (app_id,) = self.db.execute("PRAGMA application_id").fetchone()
+        if app_id == APPLICATION_ID:
+            return
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app_id == 0 and (not tables or tables == TABLES):
+            return
+        what = f"application_id {app_id:#x}" if app_id else f"tables {', '.join(sorted(tables))}"
+        raise GalleryError(f"{self.path} is not an edgeface gallery (it is another program's SQLite database: "
+                           f"{what}); it was left untouched. Use another path for the gallery.")
+
+    def close(self) -> None:
         self.db.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Gallery:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- model bookkeeping -------------------------------------------------------------
@@ -108,6 +221,24 @@ class Gallery:
                 f"gallery (edgeface enroll NAME PHOTO... --gallery NEW.db) or run with the model that made it."
             )
 
+    def embedding_size(self) -> int | None:
+        """Values per embedding: recorded at the first enrolment; older galleries: their usual vector size."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='embedding_size'").fetchone()
+        if row:
+            return int(row[0])
+        row = self.db.execute(
+            "SELECT length(vector) / 4 FROM embeddings GROUP BY length(vector) ORDER BY COUNT(*) DESC LIMIT 1"
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def owner(self, source_sha256: str) -> str | None:
+        """Who a photo (by sha256) is enrolled as, if anyone."""
+        row = self.db.execute(
+            "SELECT p.name FROM embeddings e JOIN people p ON p.id = e.person_id WHERE e.source_sha256 = ? LIMIT 1",
+            (source_sha256,),
+        ).fetchone()
+        return row[0] if row else None
+
     # -- reading ---------------------------------------------------------------------
     def version(self) -> int:
         """Changes whenever any connection commits a write: the daemon polls it to reload."""
@@ -123,59 +254,127 @@ class Gallery:
         ).fetchall()
         return [Person(*r) for r in rows]
 
-    def vectors(self) -> tuple[list[str], np.ndarray]:
-        """(name per row, float32 matrix of embeddings), for matching."""
+    def vectors(self, size: int | None = None) -> tuple[list[str], np.ndarray]:
+        """(name per row, float32 matrix of embeddings), for matching.
+
+        Rows that cannot be matched safely (another size than `size` or the gallery's, a value that
+        is not finite, all zeros, a name check_name refuses: written by older versions or by hand)
+        are left out with a warning, so one bad row never makes every score NaN or crashes matching.
+        """
+        size = size or self.embedding_size()
         rows = self.db.execute(
             "SELECT p.name, e.vector FROM embeddings e JOIN people p ON p.id = e.person_id ORDER BY e.id"
         ).fetchall()
-        if not rows:
-            return [], np.zeros((0, 0), np.float32)
-        names = [r[0] for r in rows]
-        return names, np.stack([np.frombuffer(r[1], np.float32) for r in rows])
+        names, kept, skipped = [], [], []
+        for name, blob in rows:
+            problem = None
+            if not isinstance(blob, bytes) or len(blob) % 4 or len(blob) // 4 != size:
+                problem = f"{len(blob) // 4 if isinstance(blob, bytes) else '?'} values, not {size}"
+            else:
+                vector = np.frombuffer(blob, np.float32)
+                if not np.isfinite(vector).all():
+                    problem = "values that are not finite"
+                elif not vector.any():
+                    problem = "all zeros"
+                else:
+                    try:
+                        check_name(name)
+                    except GalleryError as e:
+                        problem = str(e)
+            if problem:
+                skipped.append(f"{shown_name(str(name))}: {problem}")
+            else:
+                names.append(name)
+                kept.append(vector)
+        if skipped:
+            log.warning("gallery %s: %d stored embedding(s) left out of matching (%s); remove and re-enrol "
+                        "(edgeface gallery remove NAME)", self.path, len(skipped), "; ".join(skipped[:5]))
+        if not kept:
+            return [], np.zeros((0, size or 0), np.float32)
+        return names, np.stack(kept)
 
     # -- writing ---------------------------------------------------------------------
     @contextmanager
-    def _write(self):
+    def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction: either all of it lands or none of it does."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            yield self.db
-            self.db.execute(
-                "INSERT INTO meta VALUES ('stamp', '1') "
-                "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-            )
+        try:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                yield self.db
+                self.db.execute(
+                    "INSERT INTO meta VALUES ('stamp', '1') "
+                    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
+        except sqlite3.Error as e:
+            raise GalleryError(_explain(self.path, e)) from None
+
+    def _check_vector(self, vector: Any, size: int | None, where: str) -> np.ndarray:
+        try:
+            with np.errstate(over="ignore"):  # 1e39 becomes inf in float32: refused just below
+                v = np.asarray(vector, np.float32)
+        except (TypeError, ValueError) as e:
+            raise GalleryError(f"{where}: the vector is not a list of numbers ({e})") from None
+        if v.ndim != 1 or v.size == 0:
+            raise GalleryError(f"{where}: the vector must be a flat list of numbers, got shape {v.shape}")
+        if size is not None and v.size != size:
+            raise GalleryError(f"{where}: the vector has {v.size} values; this gallery's embeddings have {size}")
+        if not np.isfinite(v).all():
+            raise GalleryError(f"{where}: the vector has values that are not finite (NaN or infinity)")
+        if not v.any():
+            raise GalleryError(f"{where}: the vector is all zeros")
+        return v
+
+    def _check_owner(self, sha: str, name: str, where: str) -> None:
+        first = self.owner(sha)
+        if first is not None and first != name:
+            raise GalleryError(f"{where}: this photo is already enrolled as {first!r}; one photo cannot name two "
+                               f"people (remove it from {first!r} first: edgeface gallery remove)")
 
     def add(self, name: str, enrolments: list[Enrolment], model_id: str) -> int:
         """Add faces for one person in one transaction; returns how many were new."""
-        name = name.strip()
-        if not name:
-            raise GalleryError("a person's name cannot be empty")
+        name = check_name(name)
         self.check_model(model_id)
+        size = self.embedding_size()
+        rows = []
+        for e in enrolments:
+            where = f"{e.source_name}"
+            vector = self._check_vector(e.vector, size, where)
+            size = size or vector.size
+            self._check_owner(e.source_sha256, name, where)
+            rows.append((vector, e))
         added = 0
         now = time.time()
         with self._write() as db:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('model_id', ?)", (model_id,))
+            if size:
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_size', ?)", (str(size),))
             db.execute("INSERT OR IGNORE INTO people (name, created) VALUES (?, ?)", (name, now))
             (person_id,) = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            for e in enrolments:
+            for vector, e in rows:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO embeddings (person_id, vector, source_sha256, source_name, model_id, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (person_id, np.asarray(e.vector, np.float32).tobytes(), e.source_sha256, e.source_name, model_id, now),
+                    "INSERT OR IGNORE INTO embeddings"
+                    " (person_id, vector, source_sha256, source_name, model_id, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (person_id, vector.tobytes(), e.source_sha256, e.source_name, model_id, now),
                 )
                 added += cur.rowcount
         return added
 
     def remove(self, name: str) -> int:
-        """Remove a person and their embeddings; returns embeddings removed. Unknown name raises."""
+        """Remove a person and their embeddings; returns embeddings removed. Unknown name raises.
+
+        The name as stored is tried first, so a name written before check_name existed can still go.
+        """
         with self._write() as db:
             row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                row = db.execute("SELECT id FROM people WHERE name = ?", (check_name(name),)).fetchone()
             if row is None:
                 raise GalleryError(f"no person named {name!r} in {self.path}")
             (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", row).fetchone()
             db.execute("DELETE FROM people WHERE id = ?", row)
             if not db.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone():
-                db.execute("DELETE FROM meta WHERE key = 'model_id'")  # empty again: any model may enrol
+                # empty again: any model may enrol
+                db.execute("DELETE FROM meta WHERE key IN ('model_id', 'embedding_size')")
         return count
 
     # -- export / import ---------------------------------------------------------------
@@ -195,32 +394,67 @@ class Gallery:
             ],
         }
 
-    def import_(self, data: dict) -> int:
-        """Merge an export into this gallery in one transaction; returns embeddings added."""
+    def import_(self, data: Any, embedding_size: int | None = None) -> int:
+        """Merge an export into this gallery in one transaction; returns embeddings added.
+
+        Every record is checked first (name rule, vector size and values, photo not under another
+        person); on any error nothing is written. embedding_size: the model's (from its sidecar);
+        without it, the gallery's own size, else the records must agree among themselves.
+        """
         if not isinstance(data, dict) or data.get("format") != "edgeface-gallery":
             raise GalleryError("not an edgeface gallery export (missing \"format\": \"edgeface-gallery\")")
-        items = data.get("embeddings") or []
-        models = {item.get("model_id") for item in items}
-        if len(models) > 1:
-            raise GalleryError("the export mixes embeddings of several models")
+        if data.get("version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise GalleryError(f"export version {data.get('version')!r}: this edgeface reads version {SCHEMA_VERSION}")
+        items = data.get("embeddings", [])
+        if not isinstance(items, list):
+            raise GalleryError(f"\"embeddings\" must be a list of records, got {type(items).__name__}")
         if not items:
             return 0
+        if not all(isinstance(item, dict) for item in items):
+            raise GalleryError("\"embeddings\" must be a list of records ({\"name\": ..., \"vector\": [...], ...})")
+        models = {m for m in [data.get("model_id"), *(item.get("model_id") for item in items)] if m is not None}
+        if not models:
+            raise GalleryError("the export has no \"model_id\": cannot tell which model made its embeddings")
+        if len(models) > 1:
+            raise GalleryError("the export mixes embeddings of several models")
         model_id = models.pop()
+        if not isinstance(model_id, str) or not re.fullmatch(r"[0-9a-f]{64}", model_id):
+            raise GalleryError(f"\"model_id\" must be the model's sha256 (64 hex digits), got {model_id!r}")
         self.check_model(model_id)
+        size = embedding_size or self.embedding_size()
+        records = []
+        owners: dict[str, str] = {}
+        for i, item in enumerate(items):
+            where = f"record {i + 1} of {len(items)}"
+            try:
+                name = check_name(item.get("name"))
+            except GalleryError as e:
+                raise GalleryError(f"{where}: {e}") from None
+            where += f" ({name!r})"
+            vector = self._check_vector(item.get("vector"), size, where)
+            size = size or vector.size
+            sha = item.get("source_sha256")
+            if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+                raise GalleryError(f"{where}: \"source_sha256\" must be 64 hex digits, got {sha!r}")
+            if owners.setdefault(sha, name) != name:
+                raise GalleryError(f"{where}: the same photo is also in the export as {owners[sha]!r}")
+            self._check_owner(sha, name, where)
+            source = item.get("source_name", "")
+            created = item.get("created", time.time())
+            if not isinstance(source, str) or isinstance(created, bool) or not isinstance(created, (int, float)) \
+                    or not np.isfinite(created):
+                raise GalleryError(f"{where}: \"source_name\" must be text and \"created\" a finite number")
+            records.append((name, vector, sha, source, float(created)))
         added = 0
         with self._write() as db:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('model_id', ?)", (model_id,))
-            for item in items:
-                try:
-                    name, vector = str(item["name"]), np.asarray(item["vector"], np.float32)
-                    sha, source, created = str(item["source_sha256"]), str(item.get("source_name", "")), float(item.get("created", time.time()))
-                except (KeyError, TypeError, ValueError) as e:
-                    raise GalleryError(f"bad embedding record in export: {e}") from None
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_size', ?)", (str(size),))
+            for name, vector, sha, source, created in records:
                 db.execute("INSERT OR IGNORE INTO people (name, created) VALUES (?, ?)", (name, created))
                 (pid,) = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO embeddings (person_id, vector, source_sha256, source_name, model_id, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO embeddings"
+                    " (person_id, vector, source_sha256, source_name, model_id, created) VALUES (?, ?, ?, ?, ?, ?)",
                     (pid, vector.tobytes(), sha, source, model_id, created),
                 )
                 added += cur.rowcount
@@ -228,8 +462,17 @@ class Gallery:
 
 
 def dump_export(data: dict, path: str | os.PathLike) -> None:
-    """Write an export atomically: a crash never leaves half a file."""
+    """Write an export atomically and owner-only (it holds everyone's faces): a crash never leaves half a file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)  # a .tmp left by an earlier run keeps its old mode otherwise
+            json.dump(data, f, allow_nan=False)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise GalleryError(f"{path}: the disk is full; free space on {path.parent} and try again") from None
+        raise GalleryError(f"cannot write {path}: {e.strerror or e}") from None

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+DEFAULT_MAX_PIXELS = 50_000_000  # a header claiming more is refused before decoding (--max-pixels)
+MAX_SIDE = 4096  # larger photos are decoded reduced: faces are found at 480 px wide anyway
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 
 
@@ -16,7 +20,8 @@ class ImageError(ValueError):
 
 
 def expand(paths: list[str]) -> list[Path]:
-    """Files as given, folders as their images (sorted, not recursive). Missing paths raise."""
+    """Files as given, folders as their images (sorted, not recursive). A missing path is kept as
+    given, so reading it reports "no such file" for that path alone (the rest of a batch goes on)."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -35,8 +40,118 @@ def _truncated(data: bytes) -> bool:
     return False
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str]:
-    """(BGR uint8 image, sha256 of the file bytes)."""
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the file's header without decoding it; None for a format not recognised.
+
+    JPEG, PNG, GIF, BMP, WebP, TIFF and PNM: what OpenCV decodes. cv2 has no header-only API.
+    """
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if data[:3] == b"\xff\xd8\xff":
+            return _jpeg_size(data)
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", data[6:10])
+        if data[:2] == b"BM":
+            if struct.unpack("<I", data[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER
+                return struct.unpack("<HH", data[18:22])
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)  # negative height: rows stored top-down
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_size(data)
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_size(data)
+        if data[:1] == b"P" and data[1:2] in b"1234567":
+            return _pnm_size(data)
+    except (struct.error, IndexError, ValueError):
+        return None
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers: no length
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2:i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn (not DHT, JPG, DAC)
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        if marker == 0xDA:  # scan data began without a frame header
+            return None
+        i += 2 + length
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        (bits,) = struct.unpack("<I", data[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """ImageWidth (256) and ImageLength (257) of the first IFD: the page OpenCV decodes."""
+    e = "<" if data[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(e + "I", data[4:8])
+    (count,) = struct.unpack(e + "H", data[ifd:ifd + 2])
+    found: dict[int, int] = {}
+    for k in range(count):
+        tag, kind, _n = struct.unpack(e + "HHI", data[ifd + 2 + 12 * k:ifd + 10 + 12 * k])
+        field = data[ifd + 10 + 12 * k:ifd + 14 + 12 * k]
+        if tag in (256, 257):
+            found[tag] = struct.unpack(e + "H", field[:2])[0] if kind == 3 else struct.unpack(e + "I", field)[0]
+    return (found[256], found[257]) if len(found) == 2 else None
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    head = data[:4096]
+    if head[1:2] == b"7":  # PAM: WIDTH and HEIGHT lines
+        fields = dict(line.split(None, 1) for line in head.split(b"\n") if len(line.split(None, 1)) == 2)
+        return int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
+    tokens = []
+    for line in head[2:].split(b"\n"):
+        tokens += line.split(b"#", 1)[0].split()
+        if len(tokens) >= 2:
+            return int(tokens[0]), int(tokens[1])
+    return None
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo. scale: decoded size / original size (1.0 unless it was decoded reduced)."""
+
+    image: np.ndarray
+    sha256: str
+    width: int
+    height: int
+    scale: float
+
+
+_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def read_photo(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               max_side: int | None = MAX_SIDE) -> Photo:
+    """Read, check the header's size against max_pixels before decoding, decode at most max_side wide or tall.
+
+    A JPEG is decoded reduced by 2, 4 or 8 (libjpeg scales while decoding, so the full picture is
+    never in memory); any other format is decoded whole and then scaled down. None: no limit.
+    """
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -47,9 +162,39 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str]:
         raise ImageError(f"{path}: cannot read: {e.strerror or e}") from None
     if not data:
         raise ImageError(f"{path}: empty file")
+    size = image_size(data)
+    if size is None:
+        raise ImageError(f"{path}: not an image OpenCV can decode (edgeface reads JPEG, PNG, BMP, WebP, TIFF, "
+                         f"GIF and PNM files)")
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{path}: the header says {width}x{height} pixels: not a usable image")
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the limit of "
+                         f"{max_pixels / 1e6:g}; scale the photo down or raise --max-pixels (max_pixels)")
     if _truncated(data):
         raise ImageError(f"{path}: truncated image (the file ends before the picture does)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    longest = max(width, height)
+    factor = 1
+    if data[:3] == b"\xff\xd8\xff" and max_side:
+        while factor < 8 and longest / factor > max_side:
+            factor *= 2
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor])
+    except cv2.error as e:
+        raise ImageError(f"{path}: not an image OpenCV can decode ({str(e).strip().splitlines()[-1]})") from None
     if image is None:
         raise ImageError(f"{path}: not an image OpenCV can decode")
-    return image, hashlib.sha256(data).hexdigest()
+    if max_side and max(image.shape[:2]) > max_side:
+        shrink = max_side / max(image.shape[:2])
+        new = (max(1, round(image.shape[1] * shrink)), max(1, round(image.shape[0] * shrink)))
+        image = cv2.resize(image, new, interpolation=cv2.INTER_AREA)
+    scale = max(image.shape[:2]) / longest  # longest sides: right whether or not EXIF turned it
+    return Photo(image, hashlib.sha256(data).hexdigest(), width, height, scale)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               max_side: int | None = None) -> tuple[np.ndarray, str]:
+    """(BGR uint8 image, sha256 of the file bytes); full size unless max_side is given (see read_photo)."""
+    photo = read_photo(path, max_pixels, max_side)
+    return photo.image, photo.sha256

@@ -180,7 +180,7 @@ class FramePipeline:
 def load_matcher(gallery: Gallery, spec: ModelSpec, threshold: float | None = None) -> Matcher:
     """The gallery's current embeddings, checked against the model, ready to match."""
     gallery.check_model(spec.model_id)
-    names, vectors = gallery.vectors()
+    names, vectors = gallery.vectors(spec.embedding_size)
     return Matcher(names, vectors, spec.threshold if threshold is None else threshold)
 
 

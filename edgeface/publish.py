@@ -88,7 +88,6 @@ class Publisher:
         self._connected = False
         self._closing = False
         self.dropped = 0  # events lost to a full queue, since start
-        self.published = 0  # messages handed to the broker connection
         self._dropped_in_outage = 0
         self._connect_failures = 0
         self._connected_at = 0.0
@@ -219,12 +218,11 @@ class Publisher:
             "device": {"identifiers": [self.node_id], "name": f"edgeface {self.node_id}",
                        "manufacturer": "edgeface", "model": "edgeface", "sw_version": __version__},
         }
-        client.publish(topic, json.dumps(config), qos=1, retain=True)
+        client.publish(topic, json.dumps(config, allow_nan=False), qos=1, retain=True)
 
     # -- publishing -----------------------------------------------------------------------
     def _send(self, topic, payload, qos, retain) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
-        self.published += 1
 
     def _enqueue_or_send(self, topic: str, payload, qos: int, retain: bool) -> None:
         with self._lock:
@@ -243,10 +241,12 @@ class Publisher:
     def publish_identity(self, camera: str, event, snapshot_jpeg: bytes | None = None) -> dict:
         """Queue one identity event; returns the JSON body. Never blocks on the network."""
         body = identity_payload(event, camera)
-        self._enqueue_or_send(f"{self.prefix}/{camera}/identity", json.dumps(body), self.cfg.qos, False)
+        payload = json.dumps(body, allow_nan=False)  # ValueError, never an invalid NaN payload
+        self._enqueue_or_send(f"{self.prefix}/{camera}/identity", payload, self.cfg.qos, False)
         if event.name is not None:
             last = {"name": event.name, "score": body["score"], "timestamp": body["timestamp"]}
-            self._enqueue_or_send(f"{self.prefix}/{camera}/last_person", json.dumps(last), self.cfg.qos, True)
+            self._enqueue_or_send(f"{self.prefix}/{camera}/last_person", json.dumps(last, allow_nan=False),
+                                  self.cfg.qos, True)
         if self.cfg.snapshot and snapshot_jpeg is not None and self.connected:
             # Crops are large and stale quickly: sent only while connected, never queued.
             self.client.publish(f"{self.prefix}/{camera}/snapshot", snapshot_jpeg, qos=0, retain=True)

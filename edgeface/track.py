@@ -9,7 +9,8 @@ Pure logic, no I/O. Per frame the pipeline calls
     events = tracker.events(t)
 
 A track's identity is voted over its first `vote_count` embeddings (decided as soon as one
-name holds a majority of them), so a single bad chip at a steep angle cannot name someone. One event is emitted when the vote is decided, another only if
+name holds a majority of them), so a single bad chip at a steep angle cannot name someone.
+One event is emitted when the vote is decided, another only if
 later embeddings settle on a different name, and a new one when a face that left (unseen for
 longer than `max_missed` seconds and `min_missed_frames` frames) comes back as a new track.
 """
@@ -196,7 +197,8 @@ class Tracker:
             return
         det = track.detection
         track.announced, track.announced_name = True, track.name
-        self._pending.append(IdentityEvent(track.name, round(track.score, 4), track.box(), float(det.angle), track.id, t))
+        self._pending.append(IdentityEvent(track.name, round(track.score, 4), track.box(), float(det.angle),
+                                           track.id, t))
 
     def events(self, t: float) -> list[IdentityEvent]:
         """Identities decided, changed or re-appeared since the last call."""

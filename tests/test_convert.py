@@ -94,17 +94,17 @@ def test_reader_decodes_dlib_integers_floats_strings_and_tensors():
 
 def test_parser_reads_the_real_dat_as_the_known_architecture(dat):
     net = parse_dlib_resnet(dat)
-    kinds = [l.kind for l in net.layers]
+    kinds = [layer.kind for layer in net.layers]
     assert kinds.count("con") == 29 and kinds.count("affine") == 29 and kinds.count("add_prev") == 14
-    assert [l.describe() for l in net.layers[:4]] == ["con<32,7,7,2,2>", "affine", "relu", "max_pool<3,3,2,2>"]
-    assert [l.describe() for l in net.layers[-2:]] == ["avg_pool_everything", "fc_no_bias<128>"]
+    assert [layer.describe() for layer in net.layers[:4]] == ["con<32,7,7,2,2>", "affine", "relu", "max_pool<3,3,2,2>"]
+    assert [layer.describe() for layer in net.layers[-2:]] == ["avg_pool_everything", "fc_no_bias<128>"]
     assert net.input_size == (150, 150)
     np.testing.assert_allclose(net.input_mean, (122.782, 117.001, 104.298), atol=1e-4)
     first = net.layers[0].params
     assert first["weights"].shape == (32, 3, 7, 7) and first["bias"].shape == (32,)
     assert net.layers[-1].params["weights"].shape == (256, 128)
     assert net.loss["type"] == "loss_metric_2"
-    assert all(np.isfinite(v).all() for l in net.layers for v in l.params.values())
+    assert all(np.isfinite(v).all() for layer in net.layers for v in layer.params.values())
 
 
 def test_numpy_reference_and_keras_rebuild_match_dlib(dat, astronaut_chips, dlib_descriptors):

@@ -38,8 +38,8 @@ def test_refuses_to_mix_models_and_says_how_to_reenrol(tmp_path):
 def test_a_failing_enrolment_leaves_nothing_half_written(tmp_path):
     with Gallery(tmp_path / "g.db") as g:
         g.add("ann", [_enrol(0)], MODEL_A)
-        bad = Enrolment(object(), "f" * 64, "bad.jpg")  # not a vector: fails mid-transaction
-        with pytest.raises(Exception):
+        bad = Enrolment(object(), "f" * 64, "bad.jpg")  # not a vector: refused before anything is written
+        with pytest.raises(GalleryError, match="bad.jpg: the vector"):
             g.add("bob", [_enrol(1), bad], MODEL_A)
         assert [p.name for p in g.people()] == ["ann"]
         assert len(g.vectors()[0]) == 1

@@ -1,7 +1,12 @@
-import pytest
+import struct
+import zlib
 
-from edgeface.images import ImageError, expand, read_image
+import cv2
+import numpy as np
+import pytest
 from faces import astronaut_bgr, write_jpeg
+
+from edgeface.images import ImageError, expand, image_size, read_image, read_photo
 
 
 def test_reads_a_jpeg_and_hashes_its_bytes(tmp_path):
@@ -37,3 +42,58 @@ def test_missing_file_and_folder_expansion(tmp_path):
     write_jpeg(tmp_path / "a.jpg", astronaut_bgr())
     (tmp_path / "notes.txt").write_text("x")
     assert [p.name for p in expand([str(tmp_path)])] == ["a.jpg", "b.jpg"]
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with a tiny IDAT: enough for the header check."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp", ".tif", ".ppm", ".pgm", ".gif"])
+def test_size_is_read_from_the_header_of_every_format_opencv_writes(ext):
+    image = np.random.default_rng(0).integers(0, 255, (37, 53, 3), np.uint8)
+    ok, buf = cv2.imencode(ext, image[:, :, 0] if ext == ".pgm" else image)
+    assert ok
+    assert image_size(buf.tobytes()) == (53, 37)
+
+
+def test_header_sizes_of_hand_made_headers():
+    assert image_size(png_claiming(40000, 40000)) == (40000, 40000)
+    bmp_top_down = b"BM" + bytes(12) + struct.pack("<Iii", 40, 300, -200) + bytes(40)
+    assert image_size(bmp_top_down) == (300, 200)
+    assert image_size(b"P6\n# a comment 9 9\n640 480\n255\n") == (640, 480)
+    assert image_size(b"GIF89a" + struct.pack("<HH", 7, 9)) == (7, 9)
+    assert image_size(b"hello") is None and image_size(b"\xff\xd8\xff\xe0\x00") is None
+
+
+def test_a_huge_header_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_claiming(40000, 40000))
+    with pytest.raises(ImageError, match=r"huge\.png: 40000x40000 is 1600 megapixels, over the limit of 50"):
+        read_image(path)
+    with pytest.raises(ImageError, match="not an image OpenCV can decode"):  # no limit: cv2 tries, and fails cleanly
+        read_image(path, max_pixels=None)
+    small = write_jpeg(tmp_path / "a.jpg", astronaut_bgr())
+    with pytest.raises(ImageError, match="over the limit of 0.1"):
+        read_image(small, max_pixels=100_000)
+
+
+def test_big_photos_are_decoded_reduced_with_their_scale(tmp_path):
+    big = cv2.resize(astronaut_bgr(), (6000, 4500), interpolation=cv2.INTER_LINEAR)
+    path = write_jpeg(tmp_path / "big.jpg", big)
+    photo = read_photo(path)  # 27 megapixels: allowed, decoded by libjpeg at 1/2
+    assert photo.image.shape == (2250, 3000, 3) and photo.scale == 0.5 and (photo.width, photo.height) == (6000, 4500)
+    assert read_image(path)[0].shape == (4500, 6000, 3)  # full size when no max_side is asked for
+    assert read_photo(path, max_side=1000).image.shape == (563, 750, 3)  # 1/8: libjpeg scales by 2, 4 or 8 only
+
+
+def test_tall_narrow_photos_are_scaled_by_their_longest_side(tmp_path):
+    tall = np.full((10000, 100, 3), 128, np.uint8)
+    path = tmp_path / "tall.png"
+    assert cv2.imwrite(str(path), tall)
+    photo = read_photo(path)
+    assert photo.image.shape == (4096, 41, 3) and photo.scale == pytest.approx(0.4096)

@@ -290,7 +290,8 @@ def _calibration_record(args: argparse.Namespace, calib_dir: Path, faces: int, c
     return {"folder": ("../shared/datasets/five-celebs/train (default, relative to the repo)"
                        if args.calib is None else str(calib_dir)),
             "faces": faces, "chips": chips,
-            "augmentation": None if args.no_augment else "mirror + 2 random rotations (+-8 deg, scale 0.95-1.05) per face"}
+            "augmentation": (None if args.no_augment
+                             else "mirror + 2 random rotations (+-8 deg, scale 0.95-1.05) per face")}
 
 
 def parse_only(dat: Path) -> int:

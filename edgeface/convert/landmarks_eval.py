@@ -106,9 +106,9 @@ def _chips_of_four_kinds(folders: list[Path], npz: Path,
                          dat: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str], list[float]]:
     """Largest face per photo cut four ways (CHIP_KINDS): ({kind: {photo: chip}}, {photo: label},
     ms per Haar-aligned chip)."""
-    from edgeface.chip import cut_chips
+    from edgeface.chip import cut, cut_chips
     from edgeface.detect import HaarDetector, largest
-    from edgeface.landmarks import Aligner, LandmarkPredictor, _grey, cut_aligned
+    from edgeface.landmarks import Aligner, LandmarkPredictor, _grey, chip_to_image
 
     dlib = import_dlib()
     hog, sp, haar = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dat)), HaarDetector()
@@ -127,7 +127,7 @@ def _chips_of_four_kinds(folders: list[Path], npz: Path,
             chips["dlib"][key] = np.asarray(dlib.get_face_chip(rgb, sp(rgb, r), size=150, padding=0.25))
             pts = aligner.predictor.predict(_grey(rgb), (r.left(), r.top(), r.right(), r.bottom()))
             out = np.empty((150, 150, 3), np.uint8)
-            cut_aligned(rgb, pts, (150, 150), 0.25, out)
+            cut(rgb, chip_to_image(pts, 150, 0.25), (150, 150), out)
             chips["hog+ours"][key] = out
         det = largest(haar.detect(bgr))
         if det is not None:
