@@ -13,6 +13,7 @@ config file's folder, so a config and its files can travel together.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import socket
@@ -169,6 +170,30 @@ class MqttConfig:
 
 
 @dataclass
+class HomeConfig:
+    """Home-automation outputs on top of the identity events (see edgeface.presence, edgeface.compat)."""
+
+    presence: bool = True  # per-person presence + "unknown visitor" entities (Home Assistant discovery)
+    presence_timeout: float = 600.0  # seconds after a person's last sighting before their presence turns off
+    unknown_timeout: float = 60.0  # ... and before "unknown visitor" turns off again
+    frigate: bool = False  # Frigate-style face updates on {frigate_prefix}/tracked_object_update
+    frigate_prefix: str | None = None  # None: mqtt.topic_prefix
+    double_take: bool = False  # Double Take-style matches on {double_take_prefix}/matches/<name>
+    double_take_prefix: str = "double-take"
+
+    def __post_init__(self):
+        def seconds(value: float) -> bool:
+            return math.isfinite(value) and value > 0
+
+        require((seconds(self.presence_timeout), "presence_timeout must be a finite number of seconds above 0"),
+                (seconds(self.unknown_timeout), "unknown_timeout must be a finite number of seconds above 0"),
+                (self.frigate_prefix is None or _topic_ok(self.frigate_prefix.strip("/")),
+                 "frigate_prefix must be non-empty without MQTT wildcards (+, #)"),
+                (_topic_ok(self.double_take_prefix.strip("/")),
+                 "double_take_prefix must be non-empty without MQTT wildcards (+, #)"))
+
+
+@dataclass
 class Config:
     gallery: str = field(default_factory=default_gallery_path)
     model: str | None = None  # None: the shipped model
@@ -177,6 +202,7 @@ class Config:
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    home: HomeConfig = field(default_factory=HomeConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     status_interval: float = 60.0  # seconds between status lines in the log
     gallery_poll_interval: float = 2.0  # seconds between checks for gallery changes (edgeface enroll)

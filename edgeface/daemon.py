@@ -27,6 +27,7 @@ from edgeface.embed import Embedder, ModelSpec
 from edgeface.gallery import Gallery, GalleryError
 from edgeface.match import Matcher
 from edgeface.pipeline import FramePipeline, build_frame_pipeline, build_recognizer, load_embedder, load_matcher
+from edgeface.presence import Presence
 from edgeface.publish import Publisher
 from edgeface.source import CameraReader, describe
 
@@ -58,6 +59,8 @@ class SharedEmbedder:
 
 class CameraWorker:
     """Runs the pipeline on one camera's newest frames and publishes its identity events."""
+
+    presence: Presence | None = None  # the daemon's, fed every recognised face's sighting
 
     def __init__(self, name: str, reader: CameraReader, pipeline, publisher: Publisher, snapshot: bool):
         self.name, self.reader, self.pipeline, self.publisher = name, reader, pipeline, publisher
@@ -123,16 +126,29 @@ class CameraWorker:
                 jpeg = self._crop_jpeg(frame.image, event.box) if self.snapshot else None
                 try:
                     self.publisher.publish_identity(self.name, event, jpeg)
+                    self.publisher.publish_home(self.name, event, done - frame.mono)
                 except (ValueError, OSError, RuntimeError) as e:  # never let MQTT trouble stop the camera
                     log.error("camera %s: cannot publish event: %s", self.name, e)
                 log.info("camera %s: %s (score %.3f, track %d, angle %+.0f)", self.name,
                          event.name if event.name is not None else "unknown face", event.score, event.track_id,
                          event.angle)
+            if self.presence is not None:
+                self._report_sightings(result.faces, frame.t)
             with self._lock:
                 self._frames += 1
                 self._latency_ms.append((done - frame.mono) * 1e3)
                 self._faces += len(result.faces)
                 self._events += len(result.events)
+
+    def _report_sightings(self, faces, t: float) -> None:
+        """Every face whose identity was announced keeps its person (or the unknown visitor) present."""
+        assert self.presence is not None
+        for track, _ in faces:
+            if track.announced:
+                try:
+                    self.publisher.publish_presence(self.presence.seen(track.announced_name, self.name, track.score, t))
+                except (ValueError, OSError, RuntimeError) as e:
+                    log.error("camera %s: cannot publish presence: %s", self.name, e)
 
     @staticmethod
     def _crop_jpeg(image: np.ndarray, box) -> bytes | None:
@@ -190,6 +206,7 @@ class Daemon:
         self.gallery_version: int | None = None
         self.matcher: Matcher | None = None
         self.publisher: Publisher | None = None
+        self.presence = Presence(cfg.home.presence_timeout, cfg.home.unknown_timeout)
         self.readers: list[CameraReader] = []
         self.workers: list[CameraWorker] = []
         self.stop_event = threading.Event()
@@ -225,6 +242,10 @@ class Daemon:
 
     def _use_matcher(self, matcher: Matcher, reason: str) -> None:
         self.matcher = matcher
+        if self.publisher is not None:
+            self.publisher.publish_presence(self.presence.set_people(matcher.people))
+        else:
+            self.presence.set_people(matcher.people)  # published with everyone's state once MQTT is set up
         for w in self.workers:
             w.pipeline.recognizer.matcher = matcher  # read afresh by the worker on its next frame
         if self.gallery is None:
@@ -249,6 +270,7 @@ class Daemon:
         for reader, pipeline in cameras:
             self.readers.append(reader)
             self.workers.append(CameraWorker(reader.name, reader, pipeline, self.publisher, self.cfg.mqtt.snapshot))
+            self.workers[-1].presence = self.presence
         for reader in self.readers:
             reader.start()
         for worker in self.workers:
@@ -274,7 +296,8 @@ class Daemon:
         self._use_matcher(self._matcher(self.gallery, self.embedder.spec, self.cfg), "loaded")
         assert self.matcher is not None
         cameras = self._build_cameras(self.cfg, self.embedder, self.matcher)
-        self.publisher = Publisher(self.cfg.mqtt, [c.name for c in self.cfg.cameras])
+        self.publisher = Publisher(self.cfg.mqtt, [c.name for c in self.cfg.cameras], home=self.cfg.home)
+        self.publisher.publish_presence(self.presence.states())
         self.publisher.start()
         self._start_cameras(cameras)
 
@@ -293,6 +316,8 @@ class Daemon:
             if self.reload_event.is_set():
                 self.reload_event.clear()
                 self.reload()
+            if self.publisher is not None:
+                self.publisher.publish_presence(self.presence.expire(time.time()))  # frames carry wall-clock times
             if now >= next_poll:
                 next_poll = now + self.cfg.gallery_poll_interval
                 self._poll_gallery()
@@ -379,8 +404,9 @@ class Daemon:
                 gallery = plan.gallery = self._open_gallery(new.gallery, embedder.spec)
                 plan.gallery_missing = gallery is None
             plan.matcher = self._matcher(gallery, embedder.spec, new)
-            if new.mqtt != old.mqtt or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
-                plan.publisher = Publisher(new.mqtt, [c.name for c in new.cameras])
+            if new.mqtt != old.mqtt or new.home != old.home \
+                    or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
+                plan.publisher = Publisher(new.mqtt, [c.name for c in new.cameras], home=new.home)
             if plan.embedder is not None or _camera_settings(new) != _camera_settings(old):
                 plan.cameras = self._build_cameras(new, embedder, plan.matcher)
         except BaseException:
@@ -404,6 +430,8 @@ class Daemon:
             assert self.publisher is not None
             self.publisher.close(timeout=0.5)
             self.publisher = plan.publisher
+            self.presence.configure(self.cfg.home.presence_timeout, self.cfg.home.unknown_timeout)
+            self.publisher.publish_presence(self.presence.states())
             self.publisher.start()
             for w in self.workers:
                 w.publisher = self.publisher

@@ -7,6 +7,15 @@ Topics (prefix = mqtt.topic_prefix):
     {prefix}/{camera}/snapshot      retained JPEG face crop, only with mqtt.snapshot: true
     {discovery_prefix}/sensor/<node>/<camera>_person/config   retained HA discovery (mqtt.discovery)
 
+With home.presence (and mqtt.discovery for the entities; see edgeface.presence):
+    {prefix}/presence/<person>/state          retained ON / OFF: seen at any camera within home.presence_timeout
+    {prefix}/presence/<person>/attributes     retained JSON: person, camera, last_seen (ISO UTC), score
+    {prefix}/unknown_visitor/state|attributes the same for faces that match nobody (home.unknown_timeout)
+    {prefix}/unknown_visitor/event            {"event_type": "unknown_visitor", ...} per stranger's appearance
+    {discovery_prefix}/binary_sensor/<node>/<person>_presence/config, .../unknown_visitor/config,
+    {discovery_prefix}/event/<node>/unknown_visitor/config            retained; emptied when a person is removed
+With home.frigate / home.double_take: edgeface.compat's payloads on their topics.
+
 paho's network thread reconnects on its own (backoff 1..30 s). While the broker is away, events
 wait in our own bounded queue (oldest dropped first, drops counted) and go out on reconnect;
 once handed to paho, QoS>0 messages are re-sent by paho itself if the link drops mid-flight.
@@ -28,8 +37,9 @@ from datetime import datetime, timezone
 
 import paho.mqtt.client as mqtt
 
-from edgeface import __version__
-from edgeface.config import MqttConfig, TlsConfig, default_client_id
+from edgeface import __version__, compat
+from edgeface.config import HomeConfig, MqttConfig, TlsConfig, default_client_id
+from edgeface.presence import PresenceUpdate, entity_key
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +70,13 @@ def identity_payload(event, camera: str) -> dict:
 
 
 class Publisher:
-    def __init__(self, cfg: MqttConfig, cameras: list[str], config_path: str | None = None):
+    def __init__(self, cfg: MqttConfig, cameras: list[str], config_path: str | None = None,
+                 home: HomeConfig | None = None):
         self.cfg = cfg
+        self.home = home or HomeConfig()
+        self._home_people: set[str] = set()  # people whose presence entity this connection announced
+        self._home_states: dict[str, str] = {}  # state topic -> ON/OFF last sent (refreshes send attributes only)
+        self._home_lock = threading.Lock()
         self.cameras = list(cameras)
         self.prefix = cfg.topic_prefix.rstrip("/")
         # config.load() fills client_id in; built by hand, the MqttConfig may leave it to us
@@ -97,6 +112,7 @@ class Publisher:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._on_connect_fail
+        c.on_message = self._on_discovery_message
         return c
 
     def start(self) -> None:
@@ -134,6 +150,7 @@ class Publisher:
         if self.cfg.discovery:
             for camera in self.cameras:
                 self._publish_discovery(client, camera)
+            self._publish_home_discovery(client)
         with self._lock:  # held while the backlog goes out, so new events queue behind it in order
             backlog = len(self._queue)
             while self._queue:
@@ -251,3 +268,127 @@ class Publisher:
             self.client.loop_stop()
         # else paho's (daemon) thread may sit in a connect attempt to an unreachable broker for
         # seconds; joining it would break the 2 s stop promise, so it is left to end with the process
+
+    # -- home automation: presence, unknown visitors, compatibility outputs ---------------
+    def _device(self) -> dict:
+        return {"identifiers": [self.node_id], "name": f"edgeface {self.node_id}",
+                "manufacturer": "edgeface", "model": "edgeface", "sw_version": __version__}
+
+    def _presence_topic(self, name: str | None) -> str:
+        return f"{self.prefix}/unknown_visitor" if name is None else f"{self.prefix}/presence/{entity_key(name)}"
+
+    def _presence_config_topic(self, name: str) -> str:
+        return f"{self.cfg.discovery_prefix}/binary_sensor/{self.node_id}/{entity_key(name)}_presence/config"
+
+    def _presence_config(self, name: str | None) -> dict:
+        # binary_sensor (device_class presence), not device_tracker: a camera knows "seen lately",
+        # not "away"; a device_tracker's not_home would fight a phone tracker on the person entity,
+        # while a binary_sensor can be added to a person's automations without claiming either.
+        key = "unknown_visitor" if name is None else f"{entity_key(name)}_presence"
+        topic = self._presence_topic(name)
+        return {
+            "name": "unknown visitor" if name is None else name,
+            "unique_id": f"{self.node_id}_{key}",
+            "object_id": f"edgeface_{key}",
+            "device_class": "presence",
+            "state_topic": f"{topic}/state",
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "json_attributes_topic": f"{topic}/attributes",
+            "availability_topic": self.status_topic,
+            "payload_available": ONLINE,
+            "payload_not_available": OFFLINE,
+            "icon": "mdi:account-question" if name is None else "mdi:account",
+            "device": self._device(),
+        }
+
+    def _unknown_event_config(self) -> dict:
+        return {
+            "name": "unknown visitor seen",
+            "unique_id": f"{self.node_id}_unknown_visitor_event",
+            "object_id": "edgeface_unknown_visitor_seen",
+            "state_topic": f"{self._presence_topic(None)}/event",
+            "event_types": ["unknown_visitor"],
+            "availability_topic": self.status_topic,
+            "payload_available": ONLINE,
+            "payload_not_available": OFFLINE,
+            "icon": "mdi:account-alert",
+            "device": self._device(),
+        }
+
+    def _publish_home_discovery(self, client: mqtt.Client) -> None:
+        """On each connection: every presence entity, and a subscription that finds the ones of
+        people removed while we were away (retained configs under our node) to take them down."""
+        if not self.home.presence:
+            return
+        dp = self.cfg.discovery_prefix
+        with self._home_lock:
+            people = sorted(self._home_people)
+        for name in people:
+            client.publish(self._presence_config_topic(name), json.dumps(self._presence_config(name)),
+                           qos=1, retain=True)
+        client.publish(f"{dp}/binary_sensor/{self.node_id}/unknown_visitor/config",
+                       json.dumps(self._presence_config(None)), qos=1, retain=True)
+        client.publish(f"{dp}/event/{self.node_id}/unknown_visitor/config",
+                       json.dumps(self._unknown_event_config()), qos=1, retain=True)
+        client.subscribe(f"{dp}/binary_sensor/{self.node_id}/+/config", qos=1)
+
+    def _on_discovery_message(self, client, userdata, msg) -> None:
+        object_id = msg.topic.split("/")[-2]
+        if not (msg.retain and msg.payload and object_id.endswith("_presence")):
+            return
+        with self._home_lock:
+            keys = {f"{entity_key(n)}_presence" for n in self._home_people}
+        if object_id not in keys:
+            log.info("MQTT: removing the presence entity %s (no longer in the gallery)", object_id)
+            client.publish(msg.topic, b"", qos=1, retain=True)
+
+    def publish_presence(self, updates: list[PresenceUpdate]) -> None:
+        """Presence entities' states (retained), announcing newcomers' entities and removing the removed."""
+        if not self.home.presence:
+            return
+        for u in updates:
+            topic = self._presence_topic(u.name)
+            if u.name is not None:
+                with self._home_lock:
+                    new = not u.removed and u.name not in self._home_people
+                    if u.removed:
+                        self._home_people.discard(u.name)
+                        self._home_states.pop(f"{topic}/state", None)
+                    elif new:
+                        self._home_people.add(u.name)
+                if u.removed:  # an empty retained payload removes the entity, its state and attributes
+                    if self.cfg.discovery:
+                        self._enqueue_or_send(self._presence_config_topic(u.name), b"", 1, True)
+                    self._enqueue_or_send(f"{topic}/state", b"", 1, True)
+                    self._enqueue_or_send(f"{topic}/attributes", b"", 1, True)
+                    continue
+                if new and self.cfg.discovery:
+                    self._enqueue_or_send(self._presence_config_topic(u.name),
+                                          json.dumps(self._presence_config(u.name)), 1, True)
+            # "person", not "name": Home Assistant drops an MQTT attribute called name (MQTT_ATTRIBUTES_BLOCKED)
+            attributes = {"person": u.name, "camera": u.camera,
+                          "last_seen": iso_utc(u.last_seen) if u.last_seen is not None else None,
+                          "score": round(u.score, 4) if u.score is not None else None}
+            self._enqueue_or_send(f"{topic}/attributes", json.dumps(attributes), 1, True)
+            state = "ON" if u.present else "OFF"
+            with self._home_lock:
+                changed = self._home_states.get(f"{topic}/state") != state
+                self._home_states[f"{topic}/state"] = state
+            if changed:
+                self._enqueue_or_send(f"{topic}/state", state, 1, True)
+
+    def publish_home(self, camera: str, event, duration: float) -> None:
+        """What one identity event means beyond {prefix}/{camera}/identity: the unknown-visitor
+        event, and the Frigate / Double Take style messages where switched on."""
+        if self.home.presence and event.name is None:
+            body = {"event_type": "unknown_visitor", "camera": camera, "score": round(float(event.score), 4),
+                    "timestamp": iso_utc(event.t), "track_id": int(event.track_id)}
+            self._enqueue_or_send(f"{self._presence_topic(None)}/event", json.dumps(body), self.cfg.qos, False)
+        if self.home.frigate:
+            prefix = (self.home.frigate_prefix or self.prefix).rstrip("/")
+            self._enqueue_or_send(f"{prefix}/tracked_object_update",
+                                  json.dumps(compat.frigate_face_update(event, camera)), self.cfg.qos, False)
+        if self.home.double_take:
+            self._enqueue_or_send(compat.double_take_topic(self.home.double_take_prefix, event.name),
+                                  json.dumps(compat.double_take_payload(event, camera, duration)), self.cfg.qos, False)
