@@ -18,6 +18,7 @@ from edgeface.landmarks import Aligner
 from edgeface.detect import Detection, HaarDetector
 from edgeface.embed import Embedder
 from edgeface.match import Match, Matcher
+from edgeface.motion import MotionConfig, MotionDetector
 
 
 @dataclass(frozen=True)
@@ -79,16 +80,28 @@ class FrameResult:
 
 
 class FramePipeline:
-    """Video path: detection, tracking, and embedding only where the tracker needs it."""
+    """Video path: detection, tracking, and embedding only where the tracker needs it.
 
-    STAGES = ("detect", "track", "chip", "embed", "match")
+    With ``motion`` (a MotionConfig, enabled) the detection schedule follows the motion stage
+    (edgeface.motion): nothing tracked and nothing moving runs no cascade at all; moving areas
+    get the full angle sweep (nothing tracked) or a fast rolling sweep (someone tracked);
+    tracked faces keep their region search whether they move or not; and a slow whole-frame
+    sweep, one angle at a time over motion.idle_sweep_s, finds faces that never moved.
+    Without it (or motion.enabled false) every frame is searched as detect() describes."""
 
-    def __init__(self, recognizer: Recognizer, tracker):
+    STAGES = ("motion", "detect", "track", "chip", "embed", "match")
+
+    def __init__(self, recognizer: Recognizer, tracker, motion: MotionConfig | None = None):
         self.recognizer, self.tracker = recognizer, tracker
+        self.motion = MotionDetector(motion) if motion is not None and motion.enabled else None
         self.frame_index = 0
         self._thumb: np.ndarray | None = None  # the previous frame's thumbnail (scene changes)
         self._steady = True  # the picture has settled since the last scene change
         self.full_sweeps = 0
+        self.cascade_frames = 0  # frames on which any cascade ran (the rest cost only the motion stage)
+        self._idle_k = 0  # the next angle (index into upright-first order) of the slow whole-frame sweep
+        self._idle_due: float | None = None  # when it is due (frame time, seconds)
+        self._motion_ms = 0.0
 
     def scene_changed(self, frame: np.ndarray) -> bool:
         """Whether the picture jumped as a whole between the previous frame and this one:
@@ -113,26 +126,68 @@ class FramePipeline:
             self._steady = difference < threshold / 2
         return changed
 
-    def detect(self, frame: np.ndarray, changed: bool = False) -> list[Detection]:
-        """A full angle sweep when nothing is tracked or the scene ``changed``; otherwise the
-        region search near the tracked faces plus this frame's share of a rolling sweep."""
+    def idle_angles(self, t: float) -> list[float]:
+        """This frame's share of the slow whole-frame sweep: the next angle (upright first) once
+        every idle_sweep_s / len(angles) seconds, never more than one a frame; after a gap
+        (a stalled camera) it goes on from now rather than catching up in a burst."""
+        assert self.motion is not None
+        angles = sorted(self.recognizer.detector.cfg.angles, key=abs)
+        step = self.motion.cfg.idle_sweep_s / max(1, len(angles))
+        if step <= 0 or not angles:
+            return []
+        if self._idle_due is None or t - self._idle_due > step:
+            self._idle_due = t
+        if t < self._idle_due:
+            return []
+        self._idle_due += step
+        self._idle_k += 1
+        return [angles[(self._idle_k - 1) % len(angles)]]
+
+    def detect(self, frame: np.ndarray, changed: bool = False, t: float | None = None) -> list[Detection]:
+        """Without motion gating: a full angle sweep when nothing is tracked or the scene
+        ``changed``, otherwise the region search near the tracked faces plus this frame's
+        share of a rolling sweep. With it, the schedule in the class docstring."""
         detector = self.recognizer.detector
         tracked = [tr.detection for tr in self.tracker.tracks]
         self.frame_index += 1
-        if not tracked or changed:
+        if self.motion is None:
+            self.cascade_frames += 1
+            if not tracked or changed:
+                self.full_sweeps += 1
+                return detector.detect(frame)
+            return detector.detect(frame, regions=tracked,
+                                   angles=detector.rolling_angles(self.frame_index, detector.cfg.sweep_period))
+        t0 = time.perf_counter()
+        if changed:
+            self.motion.reset()  # the new picture is the background from now on
+        areas = self.motion.areas(frame)
+        self._motion_ms = (time.perf_counter() - t0) * 1e3
+        if changed:
+            self.cascade_frames += 1
             self.full_sweeps += 1
             return detector.detect(frame)
-        return detector.detect(frame, regions=tracked,
-                               angles=detector.rolling_angles(self.frame_index, detector.cfg.sweep_period))
+        if tracked:  # newcomers: every angle over the moving areas within motion.sweep_period frames
+            moving = detector.rolling_angles(self.frame_index, self.motion.cfg.sweep_period)
+        else:
+            moving = list(detector.cfg.angles)
+        scans: list[tuple[tuple[int, int, int, int] | None, list[float]]] = [(a, moving) for a in areas]
+        idle = self.idle_angles(self.frame_index / 15.0 if t is None else t)
+        if idle:
+            scans.append((None, idle))
+        if not tracked and not any(a for _, a in scans):
+            return []
+        self.cascade_frames += 1
+        return detector.detect(frame, regions=tracked or None, scans=scans)
 
     def process(self, frame: np.ndarray, t: float) -> FrameResult:
         stages = {}
         clock = time.perf_counter
         t0 = clock()
+        self._motion_ms = 0.0
         changed = self.scene_changed(frame)
         if changed:
             self.tracker.new_scene()
-        detections = self.detect(frame, changed)
+        detections = self.detect(frame, changed, t)
         t1 = clock()
         tracks = self.tracker.update(detections, t)
         todo = [tr for tr in tracks if tr.needs_embedding(t)]
@@ -148,8 +203,8 @@ class FramePipeline:
             by_track[tr.id] = m
         events = self.tracker.events(t)
         t5 = clock()
-        stages.update(detect=(t1 - t0) * 1e3, track=(t2 - t1) * 1e3, chip=(t3 - t2) * 1e3,
-                      embed=(t4 - t3) * 1e3, match=(t5 - t4) * 1e3)
+        stages.update(motion=self._motion_ms, detect=(t1 - t0) * 1e3 - self._motion_ms, track=(t2 - t1) * 1e3,
+                      chip=(t3 - t2) * 1e3, embed=(t4 - t3) * 1e3, match=(t5 - t4) * 1e3)
         return FrameResult([(tr, by_track.get(tr.id)) for tr in tracks], events, stages)
 
 
