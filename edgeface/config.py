@@ -22,6 +22,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from edgeface.motion import MotionConfig
 from edgeface.track import TrackingConfig
 
 try:  # written by the detection engineer; the config only needs its dataclass
@@ -131,6 +132,7 @@ class Config:
     detection: DetectionConfig = field(default_factory=DetectionConfig)  # type: ignore[valid-type]
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)  # video only; identify/enroll never use it
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     status_interval: float = 60.0  # seconds between status lines in the log

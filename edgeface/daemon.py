@@ -64,6 +64,7 @@ class CameraWorker:
 
     def _reset_stats(self):
         self._frames, self._latency_ms, self._faces, self._events = 0, [], 0, 0
+        self._cascade_base = getattr(self.pipeline, "cascade_frames", 0)
         self._since = time.monotonic()
 
     def start(self):
@@ -90,6 +91,9 @@ class CameraWorker:
                 "latency_p95_ms": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0,
                 "faces": self._faces,
                 "events": self._events,
+                # share of frames on which the detection cascade ran (motion gating skips the rest)
+                "cascade_share": (getattr(self.pipeline, "cascade_frames", 0) - self._cascade_base) / self._frames
+                if self._frames else 0.0,
             }
             self._reset_stats()
         return stats
@@ -188,7 +192,7 @@ class Daemon:
             reader = CameraReader(cam)
             recognizer = Recognizer(HaarDetector(self.cfg.detection), self.embedder, self.matcher,
                                     align=self.cfg.recognition.align)
-            pipeline = FramePipeline(recognizer, Tracker(self.cfg.tracking))
+            pipeline = FramePipeline(recognizer, Tracker(self.cfg.tracking), self.cfg.motion)
             self.readers.append(reader)
             self.workers.append(CameraWorker(cam.name, reader, pipeline, self.publisher, self.cfg.mqtt.snapshot))
         for reader in self.readers:
@@ -266,7 +270,7 @@ class Daemon:
         for w in self.workers:
             s = w.take_stats()
             parts.append(f"{w.name} {s['fps']:.1f} fps, latency {s['latency_ms']:.0f} ms (p95 {s['latency_p95_ms']:.0f}), "
-                         f"faces {s['faces']}, events {s['events']}")
+                         f"faces {s['faces']}, events {s['events']}, cascade on {s['cascade_share']:.0%} of frames")
         p = self.publisher
         mqtt_state = (f"mqtt {'connected' if p.connected else 'DISCONNECTED'}, queue {p.queued()}, "
                       f"dropped {p.dropped}")

@@ -54,22 +54,23 @@ class MotionConfig:
     sweep_period: int = 7
 
     def __post_init__(self):
-        checks = {
-            "width": 16 <= self.width <= 4096,
-            "threshold": math.isfinite(self.threshold) and 0 < self.threshold < 255,
-            "learn_rate": math.isfinite(self.learn_rate) and 0 < self.learn_rate <= 1,
-            "min_area": math.isfinite(self.min_area) and 0 <= self.min_area < 1,
-            "margin": math.isfinite(self.margin) and 0 <= self.margin <= 4,
-            "min_margin": 0 <= self.min_margin <= 4096,
-            "global_change": math.isfinite(self.global_change) and 0 < self.global_change <= 1,
-            "sweep_period": 1 <= self.sweep_period <= 1000,
-            "idle_sweep_s": math.isfinite(self.idle_sweep_s) and 0 <= self.idle_sweep_s <= 3600,
+        finite = math.isfinite
+        checks = {  # key: (valid, the allowed range as a sentence)
+            "width": (16 <= self.width <= 4096, "16..4096"),
+            "threshold": (finite(self.threshold) and 0 < self.threshold < 255, "above 0 and below 255"),
+            "learn_rate": (finite(self.learn_rate) and 0 < self.learn_rate <= 1, "above 0, at most 1"),
+            "min_area": (finite(self.min_area) and 0 <= self.min_area < 1, "0 or more, below 1"),
+            "margin": (finite(self.margin) and 0 <= self.margin <= 4, "0..4"),
+            "min_margin": (0 <= self.min_margin <= 4096, "0..4096"),
+            "global_change": (finite(self.global_change) and 0 < self.global_change <= 1, "above 0, at most 1"),
+            "sweep_period": (1 <= self.sweep_period <= 1000, "1..1000"),
+            "idle_sweep_s": (finite(self.idle_sweep_s) and 0 <= self.idle_sweep_s <= 3600, "0..3600"),
         }
-        bad = [k for k, ok in checks.items() if not ok]
+        bad = [f"{k} must be {allowed}, not {getattr(self, k)!r}" for k, (ok, allowed) in checks.items() if not ok]
         if bad:
-            raise ValueError(f"motion: out of range: {', '.join(bad)} (see systemd/edgeface.yaml)")
+            raise ValueError("; ".join(bad))
         if not isinstance(self.enabled, bool):
-            raise ValueError("motion.enabled must be true or false")
+            raise ValueError(f"enabled must be true or false, not {self.enabled!r}")
 
 
 def small_grey(frame: np.ndarray, width: int) -> np.ndarray:

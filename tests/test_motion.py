@@ -167,3 +167,21 @@ def cv2_resize(image, w, h):
     import cv2
 
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def test_motion_config_section_documented_and_switchable(tmp_path):
+    from pathlib import Path
+
+    from edgeface import config
+
+    import dataclasses
+
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "systemd" / "edgeface.yaml"
+    documented = yaml.safe_load(path.read_text())["motion"]
+    assert sorted(documented) == sorted(f.name for f in dataclasses.fields(MotionConfig))
+    assert config.load(path).motion == MotionConfig()  # every key documented there, at its default
+    assert config.parse("motion: {enabled: false}").motion.enabled is False
+    with pytest.raises(config.ConfigError, match="motion.*learn_rate must be above 0, at most 1, not 2"):
+        config.parse("motion: {learn_rate: 2}")
