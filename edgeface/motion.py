@@ -74,12 +74,13 @@ class MotionConfig:
 
 
 def small_grey(frame: np.ndarray, width: int) -> np.ndarray:
-    """The frame downscaled (area averaging, which also averages out noise) to ``width``, grey."""
+    """The frame grey, downscaled (area averaging, which also averages out noise) to ``width``.
+    Grey first: converting 640x480 then resizing one channel costs ~0.1 ms, resizing three ~0.27."""
+    if frame.ndim == 3:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
     h, w = frame.shape[:2]
     if w > width:
         frame = cv2.resize(frame, (width, max(1, int(round(h * width / w)))), interpolation=cv2.INTER_AREA)
-    if frame.ndim == 3:
-        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
     return frame
 
 
@@ -139,11 +140,13 @@ class MotionDetector:
         """Forget the background: the next frame becomes it (after a scene change)."""
         self.background = None
 
-    def areas(self, frame: np.ndarray) -> list[Box]:
+    def areas(self, frame: np.ndarray, grey: np.ndarray | None = None) -> list[Box]:
         """The changed areas of ``frame`` (grown, merged, original-frame pixels); updates the background.
-        The first frame after start or reset() has none: it becomes the background."""
+        The first frame after start or reset() has none: it becomes the background.
+        ``grey``: small_grey(frame, cfg.width) when the caller already has it."""
         cfg = self.cfg
-        grey = small_grey(frame, cfg.width)
+        if grey is None:
+            grey = small_grey(frame, cfg.width)
         if self.background is None or self.background.shape != grey.shape:
             self.background = grey.astype(np.float32)
             return []

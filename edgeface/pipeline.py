@@ -18,7 +18,7 @@ from edgeface.landmarks import Aligner
 from edgeface.detect import Detection, HaarDetector
 from edgeface.embed import Embedder
 from edgeface.match import Match, Matcher
-from edgeface.motion import MotionConfig, MotionDetector
+from edgeface.motion import MotionConfig, MotionDetector, small_grey
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ class FramePipeline:
         self._idle_k = 0  # the next angle (index into upright-first order) of the slow whole-frame sweep
         self._idle_due: float | None = None  # when it is due (frame time, seconds)
         self._motion_ms = 0.0
+        self._small: np.ndarray | None = None  # this frame's small grey copy, once made
 
     def scene_changed(self, frame: np.ndarray) -> bool:
         """Whether the picture jumped as a whole between the previous frame and this one:
@@ -112,7 +113,12 @@ class FramePipeline:
         threshold = self.recognizer.detector.cfg.scene_change
         if threshold <= 0:
             return False
-        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        if self.motion is not None:  # the motion stage's small grey copy serves both
+            t0 = time.perf_counter()
+            self._small = grey = small_grey(frame, self.motion.cfg.width)
+            self._motion_ms += (time.perf_counter() - t0) * 1e3
+        else:
+            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         thumb = cv2.resize(grey, (64, 48), interpolation=cv2.INTER_AREA)
         previous, self._thumb = self._thumb, thumb
         if previous is None:
@@ -160,8 +166,9 @@ class FramePipeline:
         t0 = time.perf_counter()
         if changed:
             self.motion.reset()  # the new picture is the background from now on
-        areas = self.motion.areas(frame)
-        self._motion_ms = (time.perf_counter() - t0) * 1e3
+        areas = self.motion.areas(frame, self._small)
+        self._small = None
+        self._motion_ms += (time.perf_counter() - t0) * 1e3
         if changed:
             self.cascade_frames += 1
             self.full_sweeps += 1
@@ -184,6 +191,7 @@ class FramePipeline:
         clock = time.perf_counter
         t0 = clock()
         self._motion_ms = 0.0
+        self._small = None
         changed = self.scene_changed(frame)
         if changed:
             self.tracker.new_scene()
