@@ -103,6 +103,8 @@ class FramePipeline:
         self._idle_due: float | None = None  # when it is due (frame time, seconds)
         self._motion_ms = 0.0
         self._small: np.ndarray | None = None  # this frame's small grey copy, once made
+        self._quiet = False  # the last motion check found nothing moving
+        self._skipped = 0  # frames since the last one that was looked at
 
     def scene_changed(self, frame: np.ndarray) -> bool:
         """Whether the picture jumped as a whole between the previous frame and this one:
@@ -167,6 +169,7 @@ class FramePipeline:
         if changed:
             self.motion.reset()  # the new picture is the background from now on
         areas = self.motion.areas(frame, self._small)
+        self._quiet = not areas
         self._small = None
         self._motion_ms += (time.perf_counter() - t0) * 1e3
         if changed:
@@ -192,10 +195,16 @@ class FramePipeline:
         t0 = clock()
         self._motion_ms = 0.0
         self._small = None
-        changed = self.scene_changed(frame)
-        if changed:
-            self.tracker.new_scene()
-        detections = self.detect(frame, changed, t)
+        self._skipped += 1
+        if self.motion is not None and self._quiet and not self.tracker.tracks and self._skipped < self.motion.cfg.idle_stride:
+            detections: list[Detection] = []  # a still, empty room: look only every idle_stride-th frame
+            self.frame_index += 1
+        else:
+            self._skipped = 0
+            changed = self.scene_changed(frame)
+            if changed:
+                self.tracker.new_scene()
+            detections = self.detect(frame, changed, t)
         t1 = clock()
         tracks = self.tracker.update(detections, t)
         todo = [tr for tr in tracks if tr.needs_embedding(t)]
