@@ -51,9 +51,11 @@ class MotionConfig:
     # most of what an empty room costs: `edgeface run`, empty 640x480 room at 15 fps, 30 s of CPU:
     # 3.4% of a core without it, 4.7% at 60 s, 12% at 12 s (before idle_stride). 0 disables.
     idle_sweep_s: float = 60.0
-    # While faces are tracked, newcomers are looked for in the moving areas: every detection
-    # angle once every sweep_period frames (7 angles: one a frame).
-    sweep_period: int = 7
+    # A moving area with no tracked face in it gets every angle at once; one holding a tracked
+    # face gets each angle once every sweep_period frames (a newcomer beside someone known).
+    # 7 (one angle a frame) made make_clip clips, where tracked faces move all the time, 40% slower
+    # than 25, which costs about what detection.sweep_period's whole-frame rolling sweep did.
+    sweep_period: int = 25
     # Nothing tracked and nothing moving on the last frame looked at: look at only every
     # idle_stride-th frame (motion, scene change, idle sweep), as decoding and motion are then all
     # the work there is. 2 at 15 fps adds at most 67 ms to the time to name. 1 looks at every frame.

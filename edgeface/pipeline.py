@@ -84,7 +84,7 @@ class FramePipeline:
 
     With ``motion`` (a MotionConfig, enabled) the detection schedule follows the motion stage
     (edgeface.motion): nothing tracked and nothing moving runs no cascade at all; moving areas
-    get the full angle sweep (nothing tracked) or a fast rolling sweep (someone tracked);
+    get the full angle sweep, or their share of a rolling sweep when they move with a tracked face;
     tracked faces keep their region search whether they move or not; and a slow whole-frame
     sweep, one angle at a time over motion.idle_sweep_s, finds faces that never moved.
     Without it (or motion.enabled false) every frame is searched as detect() describes."""
@@ -168,19 +168,20 @@ class FramePipeline:
         t0 = time.perf_counter()
         if changed:
             self.motion.reset()  # the new picture is the background from now on
+        first = self.motion.background is None  # start-up: nothing to compare with yet
         areas = self.motion.areas(frame, self._small)
         self._quiet = not areas
         self._small = None
         self._motion_ms += (time.perf_counter() - t0) * 1e3
-        if changed:
+        if changed or (first and not tracked):  # one full sweep, as without motion gating
             self.cascade_frames += 1
             self.full_sweeps += 1
             return detector.detect(frame)
-        if tracked:  # newcomers: every angle over the moving areas within motion.sweep_period frames
-            moving = detector.rolling_angles(self.frame_index, self.motion.cfg.sweep_period)
-        else:
-            moving = list(detector.cfg.angles)
-        scans: list[tuple[tuple[int, int, int, int] | None, list[float]]] = [(a, moving) for a in areas]
+        # A moving area with no tracked face in it is someone new: every angle over it now. One
+        # holding a tracked face (it moves) may hide a newcomer too: its share of a rolling sweep.
+        rolling = detector.rolling_angles(self.frame_index, self.motion.cfg.sweep_period)
+        scans: list[tuple[tuple[int, int, int, int] | None, list[float]]] = [
+            (a, rolling if any(_near(d, a) for d in tracked) else list(detector.cfg.angles)) for a in areas]
         idle = self.idle_angles(self.frame_index / 15.0 if t is None else t)
         if idle:
             scans.append((None, idle))
@@ -223,6 +224,14 @@ class FramePipeline:
         stages.update(motion=self._motion_ms, detect=(t1 - t0) * 1e3 - self._motion_ms, track=(t2 - t1) * 1e3,
                       chip=(t3 - t2) * 1e3, embed=(t4 - t3) * 1e3, match=(t5 - t4) * 1e3)
         return FrameResult([(tr, by_track.get(tr.id)) for tr in tracks], events, stages)
+
+
+def _near(det: Detection, box: tuple[int, int, int, int]) -> bool:
+    """``box`` reaches within 1.5 face sizes of the face's centre (it moves with that person:
+    their head, or the edge of their body or picture)."""
+    x, y, w, h = box
+    r = 1.5 * det.size
+    return x - r <= det.cx < x + w + r and y - r <= det.cy < y + h + r
 
 
 def load_matcher(gallery, spec, threshold: float | None = None, method: str = "nearest") -> Matcher:
