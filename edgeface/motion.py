@@ -79,7 +79,7 @@ class MotionConfig:
         if bad:
             raise ValueError("; ".join(bad))
         if not isinstance(self.enabled, bool):
-            raise ValueError(f"enabled must be true or false, not {self.enabled!r}")
+            raise TypeError(f"enabled must be true or false, not {self.enabled!r}")
 
 
 def small_grey(frame: np.ndarray, width: int) -> np.ndarray:
@@ -89,7 +89,7 @@ def small_grey(frame: np.ndarray, width: int) -> np.ndarray:
         frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
     h, w = frame.shape[:2]
     if w > width:
-        frame = cv2.resize(frame, (width, max(1, int(round(h * width / w)))), interpolation=cv2.INTER_AREA)
+        frame = cv2.resize(frame, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
     return frame
 
 
@@ -108,7 +108,12 @@ def mask_boxes(mask: np.ndarray, min_pixels: float) -> list[Box]:
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _KERNEL)
     mask = cv2.dilate(mask, _KERNEL, iterations=2)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [tuple(int(v) for v in cv2.boundingRect(c)) for c in contours if cv2.contourArea(c) >= min_pixels]
+    boxes: list[Box] = []
+    for c in contours:
+        if cv2.contourArea(c) >= min_pixels:
+            x, y, w, h = cv2.boundingRect(c)
+            boxes.append((x, y, w, h))
+    return boxes
 
 
 def grow_and_merge(boxes: list[Box], scale: float, margin: float, min_margin: int,
@@ -116,11 +121,11 @@ def grow_and_merge(boxes: list[Box], scale: float, margin: float, min_margin: in
     """``boxes`` scaled by ``scale`` (small copy -> frame), each grown by margin x its larger
     side + min_margin pixels, clipped to the frame, and overlapping ones merged until none overlap."""
     out: list[list[int]] = []
-    for x, y, w, h in boxes:
-        x, y, w, h = x * scale, y * scale, w * scale, h * scale
+    for bx, by, bw, bh in boxes:
+        x, y, w, h = bx * scale, by * scale, bw * scale, bh * scale
         g = margin * max(w, h) + min_margin
-        out.append([max(0, int(x - g)), max(0, int(y - g)), min(width, int(math.ceil(x + w + g))),
-                    min(height, int(math.ceil(y + h + g)))])
+        out.append([max(0, int(x - g)), max(0, int(y - g)), min(width, math.ceil(x + w + g)),
+                    min(height, math.ceil(y + h + g))])
     merged = True
     while merged:
         merged = False

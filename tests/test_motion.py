@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from faces import astronaut_bgr, turned
 
 from edgeface.detect import HaarDetector
 from edgeface.embed import Embedder
@@ -11,7 +12,6 @@ from edgeface.match import Matcher
 from edgeface.motion import MotionConfig, MotionDetector, grow_and_merge, mask_boxes
 from edgeface.pipeline import FramePipeline, Recognizer
 from edgeface.track import Tracker
-from faces import astronaut_bgr, turned
 
 W, H = 640, 480
 
@@ -37,7 +37,7 @@ def noisy(background: np.ndarray, i: int, rng, fps: float = 15.0) -> np.ndarray:
 def test_noise_and_exposure_drift_alone_give_no_motion():
     bg, rng, motion = room(), np.random.default_rng(1), MotionDetector(MotionConfig())
     # 40 s at 15 fps covers a full swing of the drift (sin(i / 105) from 0 to 1 and back)
-    moving = [i for i in range(0, 600) if motion.areas(noisy(bg, i, rng))]
+    moving = [i for i in range(600) if motion.areas(noisy(bg, i, rng))]
     assert moving == []
     assert motion.relearnt == 0
 
@@ -174,13 +174,12 @@ def cv2_resize(image, w, h):
 
 
 def test_motion_config_section_documented_and_switchable(tmp_path):
+    import dataclasses
     from pathlib import Path
 
-    from edgeface import config
-
-    import dataclasses
-
     import yaml
+
+    from edgeface import config
 
     path = Path(__file__).resolve().parent.parent / "systemd" / "edgeface.yaml"
     documented = yaml.safe_load(path.read_text())["motion"]

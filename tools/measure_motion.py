@@ -23,7 +23,13 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from edgeface.motion import MotionConfig, MotionDetector, grow_and_merge, mask_boxes, small_grey  # noqa: E402
+from edgeface.motion import (
+    MotionConfig,
+    MotionDetector,
+    grow_and_merge,
+    mask_boxes,
+    small_grey,
+)
 
 
 class Subtractor:
