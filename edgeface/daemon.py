@@ -92,8 +92,9 @@ class CameraWorker:
                 "faces": self._faces,
                 "events": self._events,
                 # share of frames on which the detection cascade ran (motion gating skips the rest)
-                "cascade_share": (getattr(self.pipeline, "cascade_frames", 0) - self._cascade_base) / self._frames
-                if self._frames else 0.0,
+                # (clamped: a frame in flight at the reset counts its cascade but not itself)
+                "cascade_share": min(1.0, (getattr(self.pipeline, "cascade_frames", 0) - self._cascade_base)
+                                     / self._frames) if self._frames else 0.0,
             }
             self._reset_stats()
         return stats
