@@ -84,6 +84,8 @@ def run_bench(pipeline, source: str, limit: int | None = None, progress=None) ->
                        "p95": round(float(np.percentile(latencies, 95)), 2)},
         "stages_ms": {k: round(v / n, 3) for k, v in stages.items()},
         "full_sweeps": pipeline.full_sweeps,
+        # frames on which any cascade ran; the others cost only decode + the motion stage
+        "cascade_share": round(getattr(pipeline, "cascade_frames", n) / n, 4),
         "names": names,
     }
 
@@ -111,6 +113,7 @@ def main_bench(cfg: Config, source: str, frames: int | None = None, as_json: boo
         print(f"{report['frames']} frames in {report['seconds']:.1f} s: {report['fps']:.1f} frames/s, "
               f"latency p50 {report['latency_ms']['p50']:.1f} ms, p95 {report['latency_ms']['p95']:.1f} ms")
         print(f"  full sweeps: {report['full_sweeps']} (nothing tracked, or the scene changed)")
+        print(f"  cascade ran on {report['cascade_share']:.0%} of frames")
         for stage, ms in report["stages_ms"].items():
             print(f"  {stage:>7}: {ms:7.2f} ms/frame")
     return exitcodes.OK

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 
 from edgeface.detect import DetectionConfig
+from edgeface.motion import MotionConfig
 from edgeface.track import TrackingConfig
 from edgeface.validate import require, within
 from edgeface.yamltree import Builder, ConfigError, one_line
@@ -201,6 +202,7 @@ class Config:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)  # video only; identify/enroll never use it
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     home: HomeConfig = field(default_factory=HomeConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

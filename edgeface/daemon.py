@@ -75,6 +75,7 @@ class CameraWorker:
 
     def _reset_stats(self):
         self._frames, self._latency_ms, self._faces, self._events = 0, [], 0, 0
+        self._cascade_base = getattr(self.pipeline, "cascade_frames", 0)
         self._since = time.monotonic()
 
     def start(self):
@@ -101,6 +102,10 @@ class CameraWorker:
                 "latency_p95_ms": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0,
                 "faces": self._faces,
                 "events": self._events,
+                # share of frames on which the detection cascade ran (motion gating skips the rest)
+                # (clamped: a frame in flight at the reset counts its cascade but not itself)
+                "cascade_share": min(1.0, (getattr(self.pipeline, "cascade_frames", 0) - self._cascade_base)
+                                     / self._frames) if self._frames else 0.0,
             }
             self._reset_stats()
         return stats
@@ -357,8 +362,8 @@ class Daemon:
         for w in self.workers:
             s = w.take_stats()
             parts.append(f"{w.name} {s['fps']:.1f} fps, latency {s['latency_ms']:.0f} ms "
-                         f"(p95 {s['latency_p95_ms']:.0f}), "
-                         f"faces {s['faces']}, events {s['events']}")
+                         f"(p95 {s['latency_p95_ms']:.0f}), faces {s['faces']}, events {s['events']}, "
+                         f"cascade on {s['cascade_share']:.0%} of frames")
         p = self.publisher
         assert p is not None
         mqtt_state = (f"mqtt {'connected' if p.connected else 'DISCONNECTED'}, queue {p.queued()}, "

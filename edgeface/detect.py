@@ -350,17 +350,36 @@ class HaarDetector:
                 best = max(best, int(nb))
         return best
 
-    def candidates(self, frame: np.ndarray, regions=None, angles=None) -> list[tuple[Detection, int, int]]:
+    def _scan_hits(self, grey, scale, box, angles):
+        """Hits of whole-frame passes at ``angles`` restricted to ``box`` (x, y, w, h in
+        original-frame pixels; None = the whole frame), mapped back to original-frame pixels."""
+        if box is None:
+            return self._hits(grey, scale, angles)
+        x, y, w, h = box
+        x0, y0 = max(0, int(x * scale)), max(0, int(y * scale))
+        x1, y1 = min(grey.shape[1], int(math.ceil((x + w) * scale))), min(grey.shape[0], int(math.ceil((y + h) * scale)))
+        if min(x1 - x0, y1 - y0) < max(1, int(round(self.cfg.min_size * scale))):
+            return []
+        crop = np.ascontiguousarray(grey[y0:y1, x0:x1])
+        dx, dy = x0 / scale, y0 / scale
+        return [(cx + dx, cy + dy, side, a, n) for cx, cy, side, a, n in self._hits(crop, scale, angles)]
+
+    def candidates(self, frame: np.ndarray, regions=None, angles=None, scans=None) -> list[tuple[Detection, int, int]]:
         """All merged faces, strongest first, each with its evidence: (detection, eye sides
         found (0-2), second-opinion neighbours, or TRACKED for a face that continues one of
-        ``regions``). See detect() for ``regions`` and ``angles``."""
+        ``regions``). See detect() for ``regions``, ``angles`` and ``scans``."""
+        if scans is not None and not regions and not any(a for _, a in scans):
+            return []  # nothing to search: no cascade at all
         grey, scale = self._prepare(frame)
-        if regions is None:
+        if regions is None and scans is None:
             hits = self._hits(grey, scale, angles)
         else:
-            hits = self._region_hits(grey, scale, regions)
+            hits = self._region_hits(grey, scale, regions) if regions else []
             if angles:
                 hits += self._hits(grey, scale, angles)
+            for box, scan_angles in scans or []:
+                if scan_angles:
+                    hits += self._scan_hits(grey, scale, box, scan_angles)
         merged = geometry.merge_hits(hits, distance=self.cfg.merge_distance)
         out = []
         for cx, cy, size, angle, score in merged:
@@ -374,7 +393,7 @@ class HaarDetector:
             out.append((det, eyes, self._second_opinion(grey, scale, det)))
         return out
 
-    def detect(self, frame: np.ndarray, regions=None, angles=None) -> list[Detection]:
+    def detect(self, frame: np.ndarray, regions=None, angles=None, scans=None) -> list[Detection]:
         """Faces in ``frame`` (BGR uint8 or grey), strongest first.
 
         ``regions``: None runs the full angle sweep over the whole frame. A list of
@@ -384,8 +403,12 @@ class HaarDetector:
 
         ``angles``: whole-frame passes at these angles instead of cfg.angles; with
         ``regions``, added to the region search (e.g. rolling_angles(i) spreads one full sweep
-        over several frames, bounding every frame's cost)."""
-        cands = self.candidates(frame, regions, angles)
+        over several frames, bounding every frame's cost).
+
+        ``scans``: a list of (box, angles): passes at those angles over only that part of the
+        frame (x, y, w, h, original-frame pixels; None = whole frame), e.g. where motion was
+        seen. With ``scans`` given (even empty) and no regions, nothing else is searched."""
+        cands = self.candidates(frame, regions, angles, scans)
         return [cands[i][0] for i in self.select(cands)]
 
     def select(self, cands: list[tuple[Detection, int, int]]) -> list[int]:

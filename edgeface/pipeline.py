@@ -21,6 +21,7 @@ from edgeface.detect import Detection, HaarDetector
 from edgeface.embed import Embedder, ModelSpec
 from edgeface.landmarks import Aligner
 from edgeface.match import Match, Matcher
+from edgeface.motion import MotionConfig, MotionDetector, small_grey
 from edgeface.track import IdentityEvent, Track, Tracker
 
 if TYPE_CHECKING:
@@ -103,16 +104,31 @@ class FrameResult:
 
 
 class FramePipeline:
-    """Video path: detection, tracking, and embedding only where the tracker needs it."""
+    """Video path: detection, tracking, and embedding only where the tracker needs it.
 
-    STAGES = ("detect", "track", "chip", "embed", "match")
+    With ``motion`` (a MotionConfig, enabled) the detection schedule follows the motion stage
+    (edgeface.motion): nothing tracked and nothing moving runs no cascade at all; moving areas
+    get the full angle sweep, or their share of a rolling sweep when they move with a tracked face;
+    tracked faces keep their region search whether they move or not; and a slow whole-frame
+    sweep, one angle at a time over motion.idle_sweep_s, finds faces that never moved.
+    Without it (or motion.enabled false) every frame is searched as detect() describes."""
 
-    def __init__(self, recognizer: Recognizer, tracker: Tracker):
+    STAGES = ("motion", "detect", "track", "chip", "embed", "match")
+
+    def __init__(self, recognizer: Recognizer, tracker: Tracker, motion: MotionConfig | None = None):
         self.recognizer, self.tracker = recognizer, tracker
+        self.motion = MotionDetector(motion) if motion is not None and motion.enabled else None
         self.frame_index = 0
         self._thumb: np.ndarray | None = None  # the previous frame's thumbnail (scene changes)
         self._steady = True  # the picture has settled since the last scene change
         self.full_sweeps = 0
+        self.cascade_frames = 0  # frames on which any cascade ran (the rest cost only the motion stage)
+        self._idle_k = 0  # the next angle (index into upright-first order) of the slow whole-frame sweep
+        self._idle_due: float | None = None  # when it is due (frame time, seconds)
+        self._motion_ms = 0.0
+        self._small: np.ndarray | None = None  # this frame's small grey copy, once made
+        self._quiet = False  # the last motion check found nothing moving
+        self._skipped = 0  # frames since the last one that was looked at
 
     def scene_changed(self, frame: np.ndarray) -> bool:
         """Whether the picture jumped as a whole between the previous frame and this one:
@@ -123,7 +139,12 @@ class FramePipeline:
         threshold = self.recognizer.detector.cfg.scene_change
         if threshold <= 0:
             return False
-        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        if self.motion is not None:  # the motion stage's small grey copy serves both
+            t0 = time.perf_counter()
+            self._small = grey = small_grey(frame, self.motion.cfg.width)
+            self._motion_ms += (time.perf_counter() - t0) * 1e3
+        else:
+            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         thumb = cv2.resize(grey, (64, 48), interpolation=cv2.INTER_AREA)
         previous, self._thumb = self._thumb, thumb
         if previous is None:
@@ -137,26 +158,78 @@ class FramePipeline:
             self._steady = difference < threshold / 2
         return changed
 
-    def detect(self, frame: np.ndarray, changed: bool = False) -> list[Detection]:
-        """A full angle sweep when nothing is tracked or the scene ``changed``; otherwise the
-        region search near the tracked faces plus this frame's share of a rolling sweep."""
+    def idle_angles(self, t: float) -> list[float]:
+        """This frame's share of the slow whole-frame sweep: the next angle (upright first) once
+        every idle_sweep_s / len(angles) seconds, never more than one a frame; after a gap
+        (a stalled camera) it goes on from now rather than catching up in a burst."""
+        assert self.motion is not None
+        angles = sorted(self.recognizer.detector.cfg.angles, key=abs)
+        step = self.motion.cfg.idle_sweep_s / max(1, len(angles))
+        if step <= 0 or not angles:
+            return []
+        if self._idle_due is None or t - self._idle_due > step:
+            self._idle_due = t
+        if t < self._idle_due:
+            return []
+        self._idle_due += step
+        self._idle_k += 1
+        return [angles[(self._idle_k - 1) % len(angles)]]
+
+    def detect(self, frame: np.ndarray, changed: bool = False, t: float | None = None) -> list[Detection]:
+        """Without motion gating: a full angle sweep when nothing is tracked or the scene
+        ``changed``, otherwise the region search near the tracked faces plus this frame's
+        share of a rolling sweep. With it, the schedule in the class docstring."""
         detector = self.recognizer.detector
         tracked = [tr.detection for tr in self.tracker.tracks]
         self.frame_index += 1
-        if not tracked or changed:
+        if self.motion is None:
+            self.cascade_frames += 1
+            if not tracked or changed:
+                self.full_sweeps += 1
+                return detector.detect(frame)
+            return detector.detect(frame, regions=tracked,
+                                   angles=detector.rolling_angles(self.frame_index, detector.cfg.sweep_period))
+        t0 = time.perf_counter()
+        if changed:
+            self.motion.reset()  # the new picture is the background from now on
+        first = self.motion.background is None  # start-up: nothing to compare with yet
+        areas = self.motion.areas(frame, self._small)
+        self._quiet = not areas
+        self._small = None
+        self._motion_ms += (time.perf_counter() - t0) * 1e3
+        if changed or (first and not tracked):  # one full sweep, as without motion gating
+            self.cascade_frames += 1
             self.full_sweeps += 1
             return detector.detect(frame)
-        return detector.detect(frame, regions=tracked,
-                               angles=detector.rolling_angles(self.frame_index, detector.cfg.sweep_period))
+        # A moving area with no tracked face in it is someone new: every angle over it now. One
+        # holding a tracked face (it moves) may hide a newcomer too: its share of a rolling sweep.
+        rolling = detector.rolling_angles(self.frame_index, self.motion.cfg.sweep_period)
+        scans: list[tuple[tuple[int, int, int, int] | None, list[float]]] = [
+            (a, rolling if any(_near(d, a) for d in tracked) else list(detector.cfg.angles)) for a in areas]
+        idle = self.idle_angles(self.frame_index / 15.0 if t is None else t)
+        if idle:
+            scans.append((None, idle))
+        if not tracked and not any(a for _, a in scans):
+            return []
+        self.cascade_frames += 1
+        return detector.detect(frame, regions=tracked or None, scans=scans)
 
     def process(self, frame: np.ndarray, t: float) -> FrameResult:
         stages = {}
         clock = time.perf_counter
         t0 = clock()
-        changed = self.scene_changed(frame)
-        if changed:
-            self.tracker.new_scene()
-        detections = self.detect(frame, changed)
+        self._motion_ms = 0.0
+        self._small = None
+        self._skipped += 1
+        if self.motion is not None and self._quiet and not self.tracker.tracks and self._skipped < self.motion.cfg.idle_stride:
+            detections: list[Detection] = []  # a still, empty room: look only every idle_stride-th frame
+            self.frame_index += 1
+        else:
+            self._skipped = 0
+            changed = self.scene_changed(frame)
+            if changed:
+                self.tracker.new_scene()
+            detections = self.detect(frame, changed, t)
         t1 = clock()
         tracks = self.tracker.update(detections, t)
         todo = [tr for tr in tracks if tr.needs_embedding(t)]
@@ -172,9 +245,17 @@ class FramePipeline:
             by_track[tr.id] = m
         events = self.tracker.events(t)
         t5 = clock()
-        stages.update(detect=(t1 - t0) * 1e3, track=(t2 - t1) * 1e3, chip=(t3 - t2) * 1e3,
-                      embed=(t4 - t3) * 1e3, match=(t5 - t4) * 1e3)
+        stages.update(motion=self._motion_ms, detect=(t1 - t0) * 1e3 - self._motion_ms, track=(t2 - t1) * 1e3,
+                      chip=(t3 - t2) * 1e3, embed=(t4 - t3) * 1e3, match=(t5 - t4) * 1e3)
         return FrameResult([(tr, by_track.get(tr.id)) for tr in tracks], events, stages)
+
+
+def _near(det: Detection, box: tuple[int, int, int, int]) -> bool:
+    """``box`` reaches within 1.5 face sizes of the face's centre (it moves with that person:
+    their head, or the edge of their body or picture)."""
+    x, y, w, h = box
+    r = 1.5 * det.size
+    return x - r <= det.cx < x + w + r and y - r <= det.cy < y + h + r
 
 
 def load_matcher(gallery: Gallery, spec: ModelSpec, threshold: float | None = None) -> Matcher:
@@ -206,4 +287,4 @@ def build_recognizer(cfg: Config, gallery: Gallery | None = None, *, embedder: F
 
 def build_frame_pipeline(cfg: Config, recognizer: Recognizer) -> FramePipeline:
     """The video path for one camera (the daemon) or one clip (bench)."""
-    return FramePipeline(recognizer, Tracker(cfg.tracking))
+    return FramePipeline(recognizer, Tracker(cfg.tracking), cfg.motion)

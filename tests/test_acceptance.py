@@ -58,3 +58,29 @@ def test_bench_on_a_two_face_clip_names_nearly_everyone_and_nobody_wrongly(tmp_p
     print(f"named right {right}/{appearances}, wrong names {wrong}, {report['fps']} frames/s")
     assert right / appearances >= 0.85
     assert wrong <= 0.01 * appearances
+
+
+def test_door_clip_names_everyone_who_walks_in_and_nobody_who_is_not_there(tmp_path):
+    """Doorway footage (door_clip.py: mostly an empty room, people sliding in and out) through
+    `edgeface bench` with motion gating on (the default), scored by door_score.py. Times to name
+    are in clip time (frame index / fps), not wall-clock time."""
+    clip = tmp_path / "door"
+    subprocess.run([sys.executable, _script("door_clip.py"), str(Path(DATASET, "val")), str(clip), "--seconds", "30",
+                    "--seed", "5"], check=True, capture_output=True)
+    db = tmp_path / "g.db"
+    for person in sorted(os.listdir(Path(DATASET, "train"))):
+        subprocess.run([sys.executable, "-m", "edgeface", "enroll", person, str(Path(DATASET, "train", person)),
+                        "--gallery", str(db)], check=True, capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "edgeface", "bench", f"{clip}.avi", "--gallery", str(db), "--json"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "bench.json").write_text(r.stdout)
+    report = json.loads(r.stdout)
+    assert 0 < report["cascade_share"] < 1 and "motion" in report["stages_ms"]
+    s = subprocess.run([sys.executable, _script("door_score.py"), str(tmp_path / "bench.json"), f"{clip}.json"],
+                       capture_output=True, text=True, check=True)
+    score = json.loads(s.stdout.strip().splitlines()[-1])
+    print(score)
+    assert score["appearances"] > 0 and score["missed"] == 0, score
+    assert score["wrong_name_frames"] == 0, score
+    assert score["ttn_max_s"] <= 1.5, score
