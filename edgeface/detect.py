@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -26,6 +27,8 @@ import numpy as np
 
 from . import geometry
 from .validate import require, within
+
+HAARCASCADES: str = cv2.data.haarcascades  # type: ignore[attr-defined]  # cv2's type stubs leave out cv2.data
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class DetectionConfig:
     min_neighbors: int = 3  # 3 vs 4: worst rotated five-celebs angle 0.92 both, mean 0.947 vs 0.938
     min_size: int = 30  # smallest face side, original-frame pixels
     max_size: int = 0  # largest face side, original-frame pixels; 0 = no limit
-    max_width: int = 480  # detection resolution: frames wider than this are downscaled first
+    max_width: int = 480  # detection resolution: frames wider than this (or taller than twice it) are downscaled
     cascade: str = "haarcascade_frontalface_default.xml"  # name in cv2.data.haarcascades, or a path
     # Histogram-equalise the grey frame first. Off: on five-celebs it hid a half-shadowed face at 7 of
     # 9 rolls and lowered the rotated mean from 0.951 to 0.938 (tools/eval_five_celebs.py).
@@ -98,18 +101,21 @@ class DetectionConfig:
         # fails in cv2 on the first frame): refused up front, every broken rule at once.
         require((len(self.angles) > 0, "angles must list at least one roll angle"),
                 (all(within(a, -180.0, 180.0) for a in self.angles), "angles must be degrees within -180..180"),
-                (self.scale_factor > 1.0 and self.scale_factor <= 3.0, "scale_factor must be above 1 (up to 3); 1.1 is usual"),
+                (self.scale_factor > 1.0 and self.scale_factor <= 3.0,
+                 "scale_factor must be above 1 (up to 3); 1.1 is usual"),
                 (self.min_neighbors >= 0, "min_neighbors must not be negative"),
                 (self.min_size >= 0, "min_size must not be negative (pixels)"),
                 (self.max_size == 0 or self.max_size >= max(self.min_size, 1),
                  "max_size must be 0 (no limit) or at least min_size"),
-                (self.max_width == 0 or self.max_width >= 64, "max_width must be 0 (no downscaling) or at least 64 pixels"),
+                (self.max_width == 0 or self.max_width >= 64,
+                 "max_width must be 0 (no downscaling) or at least 64 pixels"),
                 (self.merge_distance > 0, "merge_distance must be positive"),
                 (self.eye_min_neighbors >= 0, "eye_min_neighbors must not be negative"),
                 (within(self.min_eyes, 0, 2), "min_eyes must be 0, 1 or 2"),
                 (self.verify_min_neighbors >= 0, "verify_min_neighbors must not be negative"),
                 (len(self.region_angles) > 0, "region_angles must list at least one angle"),
-                (all(within(a, -90.0, 90.0) for a in self.region_angles), "region_angles must be degrees within -90..90"),
+                (all(within(a, -90.0, 90.0) for a in self.region_angles),
+                 "region_angles must be degrees within -90..90"),
                 (self.region_margin >= 1.0, "region_margin must be at least 1 (the crop holds the face)"),
                 (self.region_size_ratio >= 1.0, "region_size_ratio must be at least 1"),
                 (within(self.threads, 1, 64), "threads must be 1..64"),
@@ -121,9 +127,9 @@ class DetectionConfig:
         name = self.cascade if name is None else name
         if os.path.isfile(name):
             return name
-        path = os.path.join(cv2.data.haarcascades, name)
+        path = os.path.join(HAARCASCADES, name)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{key}: {name!r} is neither a file nor a cascade in {cv2.data.haarcascades}")
+            raise FileNotFoundError(f"{key}: {name!r} is neither a file nor a cascade in {HAARCASCADES}")
         return path
 
 
@@ -153,14 +159,15 @@ class HaarDetector:
         self._cascade = _load_cascade(self._cascade_file, "detection.cascade")
         # a CascadeClassifier is not safe to share between threads: pool workers get their own
         self._local = threading.local()
-        self._eyes = [_load_cascade(self.cfg.cascade_path(n, "detection.eyes"), "detection.eyes") for n in self.cfg.eyes]
+        self._eyes = [_load_cascade(self.cfg.cascade_path(n, "detection.eyes"), "detection.eyes")
+                      for n in self.cfg.eyes]
         self._eye_crop = np.empty((_EYE_CROP, _EYE_CROP), np.uint8)
         self._verifier = (_load_cascade(self.cfg.cascade_path(self.cfg.verify_cascade, "detection.verify_cascade"),
                                         "detection.verify_cascade") if self.cfg.verify_cascade else None)
         self._verify_crop = np.empty((_VERIFY_CROP, _VERIFY_CROP), np.uint8)
         side = max(_REGION_FACE, int(round(_REGION_FACE * self.cfg.region_margin)))
         self._region_crop = np.empty((side, side), np.uint8)
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None
         # Buffers reused across frames of the same size (video): grey, small grey, canvases.
         self._grey: np.ndarray | None = None
         self._small: np.ndarray | None = None
@@ -181,13 +188,16 @@ class HaarDetector:
             raise ValueError(f"frame must be HxW or HxWx3, got shape {frame.shape}")
         h, w = grey.shape
         scale = 1.0
-        if self.cfg.max_width and w > self.cfg.max_width:
-            scale = self.cfg.max_width / w
-            sw, sh = self.cfg.max_width, max(1, int(round(h * scale)))
+        limit = self.cfg.max_width
+        # Tall pictures (a 100x10000 scan) are held to 2 x max_width high as well: sweeping seven
+        # turned canvases of their full height costs seconds and gigabytes for no bigger faces.
+        if limit and (w > limit or h > 2 * limit):
+            scale = min(limit / w, 2 * limit / h)
+            sw, sh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
             if self._small is None or self._small.shape != (sh, sw):
                 self._small = np.empty((sh, sw), np.uint8)
             grey = cv2.resize(grey, (sw, sh), dst=self._small, interpolation=cv2.INTER_AREA)
-            scale = sw / w  # exact ratios so mapping back is exact
+            scale = sw / w  # exact in x, within a pixel in y, so mapping back is exact enough
         if self.cfg.equalize:
             if grey is frame:  # never write into the caller's frame
                 grey = cv2.equalizeHist(grey)
@@ -240,8 +250,6 @@ class HaarDetector:
 
         if cfg.threads > 1 and len(angles) > 1:
             if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
                 self._pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="edgeface-detect")
             results = list(self._pool.map(one, angles))
         else:
@@ -267,7 +275,6 @@ class HaarDetector:
         around the region and a cascade pass over a narrow range of sizes."""
         cfg = self.cfg
         crop = self._region_crop
-        n = crop.shape[0]
         f = _REGION_FACE
         lo, hi = max(1, int(f / cfg.region_size_ratio)), int(math.ceil(f * cfg.region_size_ratio))
         hits = []
@@ -277,17 +284,13 @@ class HaarDetector:
                 continue
             for off in cfg.region_angles:
                 a = float(reg.angle) + float(off)
-                r = geometry.rotation_matrix(a) * k
-                m = np.empty((2, 3))
-                m[:, :2] = r
-                m[:, 2] = (reg.cx * scale, reg.cy * scale) - r @ ((n - 1) / 2.0, (n - 1) / 2.0)
-                cv2.warpAffine(grey, m, (n, n), dst=crop, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REPLICATE)
-                rects, neighbours = self._cascade.detectMultiScale2(
-                    crop, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors, minSize=(lo, lo), maxSize=(hi, hi))
-                if len(rects) == 0:
+                m = _upright(grey, reg.cx * scale, reg.cy * scale, a, k, crop)
+                found, neighbours = self._cascade.detectMultiScale2(
+                    crop, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors, minSize=(lo, lo),
+                    maxSize=(hi, hi))
+                if len(found) == 0:
                     continue
-                rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+                rects = np.asarray(found, dtype=np.float64).reshape(-1, 4)
                 centres = geometry.apply_affine(m, rects[:, :2] + rects[:, 2:] / 2.0) / scale
                 for (cx, cy), side, nb in zip(centres, rects[:, 2] * k / scale, np.ravel(neighbours)):
                     hits.append((float(cx), float(cy), float(side), a, float(nb)))
@@ -298,47 +301,32 @@ class HaarDetector:
         if not self._eyes:
             return 0, None
         n = _EYE_CROP
-        # crop pixels -> detection-resolution pixels, face upright
-        side = det.size * scale
-        r = geometry.rotation_matrix(det.angle) * (side / (n - 1))
-        m = np.empty((2, 3))
-        m[:, :2] = r
-        m[:, 2] = (det.cx * scale, det.cy * scale) - r @ ((n - 1) / 2.0, (n - 1) / 2.0)
-        cv2.warpAffine(grey, m, (n, n), dst=self._eye_crop, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                       borderMode=cv2.BORDER_REPLICATE)
+        # the face box spans the whole crop, upright
+        _upright(grey, det.cx * scale, det.cy * scale, det.angle, det.size * scale / (n - 1), self._eye_crop)
         top = self._eye_crop[: int(n * _EYE_TOP)]
-        best = {0: None, 1: None}  # image-left / image-right half: (x, y, neighbours)
+        best: dict[int, tuple[float, float, int] | None] = {0: None, 1: None}  # image-left/right half: x, y, nb
         for cascade in self._eyes:
             rects, neighbours = cascade.detectMultiScale2(top, 1.1, self.cfg.eye_min_neighbors,
                                                           minSize=(12, 12), maxSize=(40, 40))
             for (x, y, w, h), nb in zip(np.asarray(rects).reshape(-1, 4), np.ravel(neighbours)):
                 ex, ey = x + w / 2.0, y + h / 2.0
                 half = int(ex >= n / 2.0)
-                if best[half] is None or nb > best[half][2]:
-                    best[half] = (ex, ey, nb)
-        found = sum(v is not None for v in best.values())
-        if found < 2:
-            return found, None
-        (lx, ly, _), (rx, ry, _) = best[0], best[1]
+                kept = best[half]
+                if kept is None or nb > kept[2]:
+                    best[half] = (ex, ey, int(nb))
+        left, right = best[0], best[1]
+        if left is None or right is None:
+            return int(left is not None) + int(right is not None), None
+        (lx, ly, _), (rx, ry, _) = left, right
         # eye line turned by R(delta) from horizontal: R(delta) (1, 0) = (cos, -sin)
         return 2, math.degrees(math.atan2(-(ry - ly), rx - lx))
-
-    def _upright_crop(self, grey, scale, det, out, box_px):
-        """Warp the face upright into ``out`` so that the face box spans ``box_px`` pixels."""
-        n = out.shape[0]
-        r = geometry.rotation_matrix(det.angle) * (det.size * scale / box_px)
-        m = np.empty((2, 3))
-        m[:, :2] = r
-        m[:, 2] = (det.cx * scale, det.cy * scale) - r @ ((n - 1) / 2.0, (n - 1) / 2.0)
-        cv2.warpAffine(grey, m, (n, n), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                       borderMode=cv2.BORDER_REPLICATE)
-        return out
 
     def _second_opinion(self, grey, scale, det) -> int:
         """Neighbours the verifying cascade gives a face at the same place and size (0: none)."""
         if self._verifier is None:
             return 0
-        crop = self._upright_crop(grey, scale, det, self._verify_crop, _VERIFY_FACE)
+        crop = self._verify_crop  # the face box spans _VERIFY_FACE pixels, upright
+        _upright(grey, det.cx * scale, det.cy * scale, det.angle, det.size * scale / _VERIFY_FACE, crop)
         f = _VERIFY_FACE
         rects, neighbours = self._verifier.detectMultiScale2(
             crop, 1.1, _VERIFY_GROUP, minSize=(int(f * 0.7), int(f * 0.7)),
@@ -357,7 +345,8 @@ class HaarDetector:
             return self._hits(grey, scale, angles)
         x, y, w, h = box
         x0, y0 = max(0, int(x * scale)), max(0, int(y * scale))
-        x1, y1 = min(grey.shape[1], int(math.ceil((x + w) * scale))), min(grey.shape[0], int(math.ceil((y + h) * scale)))
+        x1 = min(grey.shape[1], int(math.ceil((x + w) * scale)))
+        y1 = min(grey.shape[0], int(math.ceil((y + h) * scale)))
         if min(x1 - x0, y1 - y0) < max(1, int(round(self.cfg.min_size * scale))):
             return []
         crop = np.ascontiguousarray(grey[y0:y1, x0:x1])
@@ -447,6 +436,16 @@ class HaarDetector:
 # The evidence candidates() gives a face found by the region search where a tracked face was:
 # that face was verified when its track began, so the same face a frame later is kept as is.
 TRACKED = 1 << 30
+
+
+def _upright(grey: np.ndarray, cx: float, cy: float, angle: float, step: float, out: np.ndarray) -> np.ndarray:
+    """Warp the square around (cx, cy) turned by ``angle`` upright into ``out``, ``step``
+    detection pixels per crop pixel; returns the crop -> detection-frame affine."""
+    n = out.shape[0]
+    m = geometry.crop_matrix(cx, cy, angle, step, (n, n))
+    cv2.warpAffine(grey, m, (n, n), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                   borderMode=cv2.BORDER_REPLICATE)
+    return m
 
 
 def _continues(det: Detection, regions) -> bool:

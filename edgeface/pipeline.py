@@ -215,13 +215,14 @@ class FramePipeline:
         return detector.detect(frame, regions=tracked or None, scans=scans)
 
     def process(self, frame: np.ndarray, t: float) -> FrameResult:
-        stages = {}
+        stages: dict[str, float] = {}
         clock = time.perf_counter
         t0 = clock()
         self._motion_ms = 0.0
         self._small = None
         self._skipped += 1
-        if self.motion is not None and self._quiet and not self.tracker.tracks and self._skipped < self.motion.cfg.idle_stride:
+        stride = self.motion.cfg.idle_stride if self.motion is not None else 1
+        if self._quiet and not self.tracker.tracks and self._skipped < stride:
             detections: list[Detection] = []  # a still, empty room: look only every idle_stride-th frame
             self.frame_index += 1
         else:
@@ -234,7 +235,7 @@ class FramePipeline:
         tracks = self.tracker.update(detections, t)
         todo = [tr for tr in tracks if tr.needs_embedding(t)]
         t2 = clock()
-        chips = self.recognizer.chips(frame, [tr.detection for tr in todo]) if todo else None
+        chips = self.recognizer.chips(frame, [tr.detection for tr in todo])
         t3 = clock()
         embeddings = self.recognizer.embedder.embed(chips) if todo else np.zeros((0, 0), np.float32)
         t4 = clock()

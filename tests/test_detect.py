@@ -126,3 +126,14 @@ def test_region_search_plus_whole_frame_angle_finds_a_new_face(astronaut_bgr, de
     # no tracked face yet: the upright whole-frame pass of a rolling sweep finds her
     dets = detector.detect(astronaut_bgr, regions=[], angles=[0.0])
     assert dets and math.hypot(dets[0].cx - upright.cx, dets[0].cy - upright.cy) < 0.15 * upright.size
+
+
+def test_tall_pictures_are_detected_at_a_bounded_height(detector):
+    """A 100x10000 scan is held to 2 x max_width high too (it used to be swept at full height)."""
+    tall = np.full((10000, 100, 3), 128, np.uint8)
+    grey, scale = detector._prepare(tall)
+    assert grey.shape[0] <= 2 * detector.cfg.max_width and scale <= 0.1
+    wide = np.zeros((480, 640, 3), np.uint8)  # an ordinary frame is scaled as before: to max_width wide
+    grey, scale = detector._prepare(wide)
+    assert grey.shape == (360, 480) and scale == 0.75
+    assert detector.detect(tall) == []

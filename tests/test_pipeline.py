@@ -1,13 +1,13 @@
 """The stages wired together, as enroll/identify and the daemon run them: real model, real image."""
 import numpy as np
 import pytest
+from faces import astronaut_bgr, turned
 
 from edgeface.detect import HaarDetector
 from edgeface.embed import Embedder
 from edgeface.match import Matcher
 from edgeface.pipeline import FramePipeline, Recognizer
 from edgeface.track import Tracker
-from faces import astronaut_bgr, turned
 
 
 def corr(a, b):

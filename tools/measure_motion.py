@@ -60,7 +60,8 @@ class Subtractor:
 
 def methods():
     cfg = MotionConfig()
-    out = {f"avg lr={lr}": (lambda lr=lr: MotionDetector(MotionConfig(learn_rate=lr))) for lr in (0.05, 0.1, 0.2, 0.3, 0.5)}
+    out = {f"avg lr={lr}": (lambda lr=lr: MotionDetector(MotionConfig(learn_rate=lr)))
+           for lr in (0.05, 0.1, 0.2, 0.3, 0.5)}
     out["MOG2"] = lambda: Subtractor(lambda: cv2.createBackgroundSubtractorMOG2(history=200, varThreshold=16), cfg)
     out["KNN"] = lambda: Subtractor(lambda: cv2.createBackgroundSubtractorKNN(history=200), cfg)
     return out
@@ -77,7 +78,8 @@ def compare(clips: list[str]) -> None:
                 break
             frames.append(f)
         data.append((frames, present))
-    print(f"{'method':<14} {'ms/frame':>8} {'empty w/ motion':>15} {'area (empty)':>12} {'present w/ motion':>17} {'area (present)':>14}")
+    print(f"{'method':<14} {'ms/frame':>8} {'empty w/ motion':>15} {'area (empty)':>12} "
+          f"{'present w/ motion':>17} {'area (present)':>14}")
     for name, make in methods().items():
         ms, fe, fp, ae, ap, ne, np_ = 0.0, 0, 0, 0.0, 0.0, 0, 0
         for frames, present in data:
@@ -92,7 +94,8 @@ def compare(clips: list[str]) -> None:
                 else:
                     ne, fe, ae = ne + 1, fe + bool(areas), ae + share
         n = ne + np_
-        print(f"{name:<14} {ms / n:8.3f} {fe / max(1, ne):15.3f} {ae / max(1, ne):12.3f} {fp / max(1, np_):17.3f} {ap / max(1, np_):14.3f}")
+        print(f"{name:<14} {ms / n:8.3f} {fe / max(1, ne):15.3f} {ae / max(1, ne):12.3f} "
+              f"{fp / max(1, np_):17.3f} {ap / max(1, np_):14.3f}")
 
 
 def empty(out: str, seconds: float, fps: int, background: str, seed: int) -> None:
