@@ -97,7 +97,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         return exitcodes.FAIL
     print(f"{name}: {report.added} new face(s) enrolled, {report.already} already there, "
           f"{report.skipped} file(s) skipped")
-    return exitcodes.FAIL if report.skipped else exitcodes.OK
+    return exitcodes.OK  # skipped photos were reported one by one; the rest are enrolled
 
 
 def _gallery_path(args: argparse.Namespace) -> str:
@@ -232,9 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("enroll", help="add a person to the gallery from a few photos",
                        description="Add NAME to the gallery from photos (the largest face of each). Folders are "
                        "read for their images. All faces land in one transaction; a photo already enrolled is "
-                       "skipped, a photo already enrolled as someone else refused. Exits 1 when any photo was "
-                       "skipped (the others are still enrolled) or none gave a face; 2 for a name that cannot be "
-                       "used.")
+                       "skipped, a photo already enrolled as someone else refused. A photo that cannot be used is "
+                       "reported and skipped, and the others are still enrolled. Exits 1 when no photo gave a face, "
+                       "2 for a name that cannot be used.")
     e.add_argument("name", metavar="NAME")
     e.add_argument("images", metavar="IMAGE_OR_DIR", nargs="+")
     add_gallery_option(e)

@@ -43,8 +43,9 @@ def test_a_bad_file_never_loses_the_good_ones(tmp_path, photo):
     cv2.imwrite(str(tall), cv2.resize(astronaut_bgr(), (100, 10000)))
     db = tmp_path / "g.db"
     r = edgeface("enroll", "eileen", huge, photo, tall, "--gallery", db)
-    assert r.returncode == 1, r.stderr  # some failed ...
-    assert "1 new face(s) enrolled" in r.stdout and "2 file(s) skipped" in r.stdout  # ... the good one is in
+    # the good one is in, and that is success (a folder of photos always has a few without a face)
+    assert r.returncode == 0, r.stderr
+    assert "1 new face(s) enrolled" in r.stdout and "2 file(s) skipped" in r.stdout
     assert any("huge.png" in line and "1600 megapixels" in line for line in r.stderr.splitlines()), r.stderr
     assert any("tall.png" in line and "no face" in line for line in r.stderr.splitlines()), r.stderr
     assert people(db) == [("eileen",)]
