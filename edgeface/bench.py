@@ -68,7 +68,7 @@ def run_bench(pipeline, source: str, limit: int | None = None, progress=None) ->
         stages["decode"] = stages.get("decode", 0.0) + (decoded - t0) * 1e3
         for k, v in result.stages_ms.items():
             stages[k] = stages.get(k, 0.0) + v
-        names.append(sorted(tr.name for tr, _ in result.faces if tr.name is not None))
+        names.append(sorted(tr.shown_name for tr, _ in result.faces if tr.shown_name is not None))
         if progress and done - last_report >= PROGRESS_EVERY_S:
             last_report = done
             progress(f"{len(latencies)} frames, {len(latencies) / (done - started):.1f} frames/s")

@@ -149,7 +149,7 @@ class CameraWorker:
         """Every face whose identity was announced keeps its person (or the unknown visitor) present."""
         assert self.presence is not None
         for track, _ in faces:
-            if track.announced:
+            if track.announced and not track.recheck:
                 try:
                     self.publisher.publish_presence(self.presence.seen(track.announced_name, self.name, track.score, t))
                 except (ValueError, OSError, RuntimeError) as e:

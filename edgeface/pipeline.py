@@ -202,10 +202,13 @@ class FramePipeline:
             self.full_sweeps += 1
             return detector.detect(frame)
         # A moving area with no tracked face in it is someone new: every angle over it now. One
-        # holding a tracked face (it moves) may hide a newcomer too: its share of a rolling sweep.
+        # holding a face found on the last frame (it moves) may hide a newcomer too: its share of a
+        # rolling sweep. A track the last frame missed does not count: its person has moved out of
+        # the region search (sliding in through a door, say), so the area gets every angle.
+        found = [tr.detection for tr in self.tracker.tracks if tr.missed == 0]
         rolling = detector.rolling_angles(self.frame_index, self.motion.cfg.sweep_period)
         scans: list[tuple[tuple[int, int, int, int] | None, list[float]]] = [
-            (a, rolling if any(_near(d, a) for d in tracked) else list(detector.cfg.angles)) for a in areas]
+            (a, rolling if any(_near(d, a) for d in found) else list(detector.cfg.angles)) for a in areas]
         idle = self.idle_angles(self.frame_index / 15.0 if t is None else t)
         if idle:
             scans.append((None, idle))

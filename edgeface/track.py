@@ -73,11 +73,19 @@ class Track:
     announced_name: str | None = None
     last_embedded: float | None = None
     missed: int = 0  # processed frames in a row without this face
+    # Found again after missed frames: what was found may be something else where the face was
+    # (a person who just left the doorway), so its name is withheld until an embedding confirms it.
+    recheck: bool = False
     votes: list[tuple[str | None, float]] = field(default_factory=list, repr=False)  # the first embeddings
     recent: deque[tuple[str | None, float]] = field(default_factory=deque, repr=False)  # after the decision
 
+    @property
+    def shown_name(self) -> str | None:
+        """The name to show for this frame (None while undecided, unknown or being rechecked)."""
+        return None if self.recheck else self.name
+
     def needs_embedding(self, t: float) -> bool:
-        if not self.decided or self.last_embedded is None:
+        if self.recheck or not self.decided or self.last_embedded is None:
             return True
         interval = self.cfg.reembed_interval if self.name is not None else self.cfg.unknown_reembed_interval
         return t - self.last_embedded >= interval
@@ -132,6 +140,7 @@ class Tracker:
                 continue
             used.add(ti)
             tr = self.tracks[ti]
+            tr.recheck = tr.recheck or (tr.missed > 0 and tr.name is not None)
             tr.detection, tr.last_seen, tr.missed = detections[di], t, 0
             result[di] = tr
         for ti, tr in enumerate(self.tracks):
@@ -151,7 +160,7 @@ class Tracker:
         live track may be someone else now, so every track votes again before it shows a name.
         Its announced name is kept, so the same person is not announced twice."""
         for tr in self.tracks:
-            tr.name, tr.decided, tr.votes = None, False, []
+            tr.name, tr.decided, tr.votes, tr.recheck = None, False, [], False
             tr.recent.clear()
 
     def observe(self, track: Track, name: str | None, score: float, t: float) -> None:
@@ -165,10 +174,12 @@ class Tracker:
             # cannot be outvoted, so a slow device need not wait for the remaining embeddings.
             if len(track.votes) >= n or count * 2 > n:
                 track.name, track.score = _vote(track.votes)
-                track.decided = True
+                track.decided, track.recheck = True, False
                 if not track.announced or track.name != track.announced_name:
                     self._announce(track, t)
             return
+        if track.recheck and name == track.name:
+            track.recheck = False  # the face found again is the same person
         if name is not None and name != track.name:
             # A confident match to someone else: the face in this track may have changed (a cut,
             # one person stepping in front of another). Vote again, embedding every frame, rather

@@ -166,3 +166,21 @@ def test_new_scene_hides_names_until_each_face_is_voted_on_again():
     events = run_frames(tr, [[face(100), face(400)]] * 2, [["carl", "bob"]] * 2, t0=0.5)
     assert [e.name for e in events] == ["carl"]  # bob was announced already: not again
     assert [t.name for t in tr.tracks] == ["carl", "bob"]
+
+
+def test_a_track_found_again_after_missed_frames_shows_its_name_only_once_an_embedding_confirms_it():
+    """Just after a person leaves, something found where their face was (the door frame) continues
+    their track; it must not be shown as them without a new embedding that agrees."""
+    tracker = Tracker(TrackingConfig(vote_count=3, max_missed=1.0))
+    (tr,) = tracker.update([face(100)], 0.0)
+    tracker.observe(tr, "ann", 0.95, 0.0)
+    tracker.observe(tr, "ann", 0.95, 0.0)  # two of three: decided
+    assert tr.shown_name == "ann" and not tr.needs_embedding(0.1)
+    tracker.update([], 0.1)  # missed a frame
+    (again,) = tracker.update([face(104)], 0.2)
+    assert again is tr and tr.shown_name is None and tr.needs_embedding(0.2)
+    tracker.observe(tr, None, 0.5, 0.2)  # the embedding says: nobody known
+    assert tr.shown_name is None and tr.needs_embedding(0.3)
+    tracker.observe(tr, "ann", 0.94, 0.3)  # it is her after all
+    assert tr.shown_name == "ann" and not tr.needs_embedding(0.35)
+    assert [e.name for e in tracker.events(0.3)] == ["ann"]  # announced once, never again
