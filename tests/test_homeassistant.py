@@ -398,6 +398,8 @@ def test_daemon_entities_follow_enrol_and_remove_without_a_restart(tmp_path, mos
                             str(gallery)], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
         assert config_of("astronaut_presence", empty=True) is not None, d.log()  # Home Assistant removes it
+        # the removal is published before the daemon logs the reload, so wait for that line
+        assert d.wait_log("changed on disk", 10, count=2), d.log()
         assert d.proc.poll() is None and d.log().count("changed on disk") == 2
     finally:
         d.close()
