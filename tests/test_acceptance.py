@@ -35,20 +35,25 @@ def test_rotated_five_celebs_every_angle_at_least_092():
     assert r.returncode == 0, r.stdout + r.stderr[-2000:]
 
 
+def _bench_with_train_gallery(tmp_path, clip_avi) -> str:
+    """Enrol every five-celebs train person as a user would, then `edgeface bench --json` the clip."""
+    db = tmp_path / "g.db"
+    for person in sorted(os.listdir(Path(DATASET, "train"))):
+        subprocess.run([sys.executable, "-m", "edgeface", "enroll", person, str(Path(DATASET, "train", person)),
+                        "--gallery", str(db)], check=True, capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "edgeface", "bench", clip_avi, "--gallery", str(db), "--json"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 def test_bench_on_a_two_face_clip_names_nearly_everyone_and_nobody_wrongly(tmp_path):
     clip = tmp_path / "clip"
     # make_clip.py's defaults: the clip a user makes (250 frames). Its first 150 frames alone score
     # lower (0.82): there Elton John's small face, with his head leaning past a 60 degree roll, is
     # found only now and then, and the rolling sweep catches him too rarely (closing note, issue 5).
     subprocess.run([sys.executable, _script("make_clip.py"), DATASET, str(clip)], check=True, capture_output=True)
-    db = tmp_path / "g.db"
-    for person in sorted(os.listdir(Path(DATASET, "train"))):
-        subprocess.run([sys.executable, "-m", "edgeface", "enroll", person, str(Path(DATASET, "train", person)),
-                        "--gallery", str(db)], check=True, capture_output=True)
-    r = subprocess.run([sys.executable, "-m", "edgeface", "bench", f"{clip}.avi", "--gallery", str(db), "--json"],
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
+    report = json.loads(_bench_with_train_gallery(tmp_path, f"{clip}.avi"))
     truth = json.loads(Path(f"{clip}.json").read_text())["frames"]
     assert report["frames"] == len(truth) == len(report["names"])
     # a person shown twice in a frame needs their name twice
@@ -67,15 +72,9 @@ def test_door_clip_names_everyone_who_walks_in_and_nobody_who_is_not_there(tmp_p
     clip = tmp_path / "door"
     subprocess.run([sys.executable, _script("door_clip.py"), str(Path(DATASET, "val")), str(clip), "--seconds", "30",
                     "--seed", "5"], check=True, capture_output=True)
-    db = tmp_path / "g.db"
-    for person in sorted(os.listdir(Path(DATASET, "train"))):
-        subprocess.run([sys.executable, "-m", "edgeface", "enroll", person, str(Path(DATASET, "train", person)),
-                        "--gallery", str(db)], check=True, capture_output=True)
-    r = subprocess.run([sys.executable, "-m", "edgeface", "bench", f"{clip}.avi", "--gallery", str(db), "--json"],
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr
-    (tmp_path / "bench.json").write_text(r.stdout)
-    report = json.loads(r.stdout)
+    out = _bench_with_train_gallery(tmp_path, f"{clip}.avi")
+    (tmp_path / "bench.json").write_text(out)
+    report = json.loads(out)
     assert 0 < report["cascade_share"] < 1 and "motion" in report["stages_ms"]
     s = subprocess.run([sys.executable, _script("door_score.py"), str(tmp_path / "bench.json"), f"{clip}.json"],
                        capture_output=True, text=True, check=True)
