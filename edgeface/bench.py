@@ -18,6 +18,7 @@ from edgeface.images import IMAGE_SUFFIXES, ImageError, read_image
 
 if TYPE_CHECKING:
     from edgeface.config import Config
+    from edgeface.pipeline import FramePipeline
 
 PROGRESS_EVERY_S = 5.0
 
@@ -50,7 +51,7 @@ def frames_from(source: str, limit: int | None):
         cap.release()
 
 
-def run_bench(pipeline, source: str, limit: int | None = None, progress=None) -> dict:
+def run_bench(pipeline: FramePipeline, source: str, limit: int | None = None, progress=None) -> dict:
     stages: dict[str, float] = {}
     latencies, names = [], []
     started = last_report = time.perf_counter()
@@ -85,7 +86,7 @@ def run_bench(pipeline, source: str, limit: int | None = None, progress=None) ->
         "stages_ms": {k: round(v / n, 3) for k, v in stages.items()},
         "full_sweeps": pipeline.full_sweeps,
         # frames on which any cascade ran; the others cost only decode + the motion stage
-        "cascade_share": round(getattr(pipeline, "cascade_frames", n) / n, 4),
+        "cascade_share": round(pipeline.cascade_frames / n, 4),
         "names": names,
     }
 

@@ -62,7 +62,8 @@ class CameraWorker:
 
     presence: Presence | None = None  # the daemon's, fed every recognised face's sighting
 
-    def __init__(self, name: str, reader: CameraReader, pipeline, publisher: Publisher, snapshot: bool):
+    def __init__(self, name: str, reader: CameraReader, pipeline: FramePipeline, publisher: Publisher,
+                 snapshot: bool):
         self.name, self.reader, self.pipeline, self.publisher = name, reader, pipeline, publisher
         self.snapshot = snapshot
         self.heartbeat = time.monotonic()
@@ -75,7 +76,7 @@ class CameraWorker:
 
     def _reset_stats(self):
         self._frames, self._latency_ms, self._faces, self._events = 0, [], 0, 0
-        self._cascade_base = getattr(self.pipeline, "cascade_frames", 0)
+        self._cascade_base = self.pipeline.cascade_frames
         self._since = time.monotonic()
 
     def start(self):
@@ -104,8 +105,8 @@ class CameraWorker:
                 "events": self._events,
                 # share of frames on which the detection cascade ran (motion gating skips the rest)
                 # (clamped: a frame in flight at the reset counts its cascade but not itself)
-                "cascade_share": min(1.0, (getattr(self.pipeline, "cascade_frames", 0) - self._cascade_base)
-                                     / self._frames) if self._frames else 0.0,
+                "cascade_share": min(1.0, (self.pipeline.cascade_frames - self._cascade_base) / self._frames)
+                if self._frames else 0.0,
             }
             self._reset_stats()
         return stats
@@ -238,12 +239,10 @@ class Daemon:
             raise
         return gallery
 
-    @staticmethod
-    def _matcher(gallery: Gallery | None, spec: ModelSpec, cfg: Config) -> Matcher:
-        if gallery is None:
-            return Matcher([], np.zeros((0, spec.embedding_size), np.float32),
-                           cfg.recognition.threshold if cfg.recognition.threshold is not None else spec.threshold)
-        return load_matcher(gallery, spec, cfg.recognition.threshold)
+    def _gallery_matcher(self) -> Matcher:
+        """The running gallery's matcher, for the running model and threshold."""
+        assert self.embedder is not None
+        return load_matcher(self.gallery, self.embedder.spec, self.cfg.recognition.threshold)
 
     def _use_matcher(self, matcher: Matcher, reason: str) -> None:
         self.matcher = matcher
@@ -298,7 +297,7 @@ class Daemon:
         self._use_embedder(SharedEmbedder(load_embedder(self.cfg)))
         assert self.embedder is not None
         self.gallery = self._open_gallery(self.cfg.gallery, self.embedder.spec)
-        self._use_matcher(self._matcher(self.gallery, self.embedder.spec, self.cfg), "loaded")
+        self._use_matcher(self._gallery_matcher(), "loaded")
         assert self.matcher is not None
         cameras = self._build_cameras(self.cfg, self.embedder, self.matcher)
         self.publisher = Publisher(self.cfg.mqtt, [c.name for c in self.cfg.cameras], home=self.cfg.home)
@@ -351,9 +350,9 @@ class Daemon:
             if self.gallery is None:
                 if Path(self.cfg.gallery).exists():
                     self.gallery = self._open_gallery(self.cfg.gallery, self.embedder.spec)
-                    self._use_matcher(self._matcher(self.gallery, self.embedder.spec, self.cfg), "appeared")
+                    self._use_matcher(self._gallery_matcher(), "appeared")
             elif self.gallery.version() != self.gallery_version:
-                self._use_matcher(self._matcher(self.gallery, self.embedder.spec, self.cfg), "changed on disk")
+                self._use_matcher(self._gallery_matcher(), "changed on disk")
         except Exception as e:  # a locked or half-written gallery: keep the old one, try again next poll
             log.warning("gallery %s: cannot reload (%s); keeping the previous one", self.cfg.gallery, e)
 
@@ -394,9 +393,7 @@ class Daemon:
         sdnotify.ready()
 
     def _plan_reload(self, path: str) -> ReloadPlan:
-        new = load(path)
-        if not new.cameras:
-            raise ConfigError(f"{path}: cameras: at least one camera is required")
+        new = load_daemon_config(path)
         old = self.cfg
         plan = ReloadPlan(new)
         try:
@@ -408,7 +405,7 @@ class Daemon:
             if plan.embedder is not None or new.gallery != old.gallery:
                 gallery = plan.gallery = self._open_gallery(new.gallery, embedder.spec)
                 plan.gallery_missing = gallery is None
-            plan.matcher = self._matcher(gallery, embedder.spec, new)
+            plan.matcher = load_matcher(gallery, embedder.spec, new.recognition.threshold)
             if new.mqtt != old.mqtt or new.home != old.home \
                     or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
                 plan.publisher = Publisher(new.mqtt, [c.name for c in new.cameras], home=new.home)
@@ -460,6 +457,14 @@ class Daemon:
         log.info("stopped")
 
 
+def load_daemon_config(path: str) -> Config:
+    """A config the daemon can run (load() plus: it names at least one camera); raises ConfigError."""
+    cfg = load(path)
+    if not cfg.cameras:
+        raise ConfigError(f"{path}: cameras: at least one camera is required")
+    return cfg
+
+
 def setup_logging(level: str) -> None:
     """The config's log_level, unless `edgeface -v` already asked for debug output."""
     root = logging.getLogger()
@@ -474,9 +479,7 @@ def setup_logging(level: str) -> None:
 def main_run(config_path: str) -> int:
     """`edgeface run --config FILE`: returns the process exit status."""
     try:
-        cfg = load(config_path)
-        if not cfg.cameras:
-            raise ConfigError(f"{config_path}: cameras: at least one camera is required")
+        cfg = load_daemon_config(config_path)
     except ConfigError as e:
         print(f"edgeface: {e}", file=sys.stderr)
         return exitcodes.USAGE

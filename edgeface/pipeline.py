@@ -262,11 +262,15 @@ def _near(det: Detection, box: tuple[int, int, int, int]) -> bool:
     return x - r <= det.cx < x + w + r and y - r <= det.cy < y + h + r
 
 
-def load_matcher(gallery: Gallery, spec: ModelSpec, threshold: float | None = None) -> Matcher:
-    """The gallery's current embeddings, checked against the model, ready to match."""
+def load_matcher(gallery: Gallery | None, spec: ModelSpec, threshold: float | None = None) -> Matcher:
+    """The gallery's current embeddings, checked against the model, ready to match; with no
+    gallery (the daemon's, not there yet) an empty matcher: everyone unknown."""
+    threshold = spec.threshold if threshold is None else threshold
+    if gallery is None:
+        return Matcher([], np.zeros((0, spec.embedding_size), np.float32), threshold)
     gallery.check_model(spec.model_id)
     names, vectors = gallery.vectors(spec.embedding_size)
-    return Matcher(names, vectors, spec.threshold if threshold is None else threshold)
+    return Matcher(names, vectors, threshold)
 
 
 def load_embedder(cfg: Config) -> Embedder:
