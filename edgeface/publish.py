@@ -57,6 +57,11 @@ def iso_utc(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def to_json(body: object) -> str:
+    """Every payload's encoder: NaN or infinity raise ValueError instead of going out as invalid JSON."""
+    return json.dumps(body, allow_nan=False)
+
+
 def identity_payload(event, camera: str) -> dict:
     return {
         "name": event.name,
@@ -211,14 +216,10 @@ class Publisher:
             "state_topic": f"{self.prefix}/{camera}/last_person",
             "value_template": "{{ value_json.name }}",
             "json_attributes_topic": f"{self.prefix}/{camera}/last_person",
-            "availability_topic": self.status_topic,
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
             "icon": "mdi:face-recognition",
-            "device": {"identifiers": [self.node_id], "name": f"edgeface {self.node_id}",
-                       "manufacturer": "edgeface", "model": "edgeface", "sw_version": __version__},
+            **self._entity_common(),
         }
-        client.publish(topic, json.dumps(config, allow_nan=False), qos=1, retain=True)
+        client.publish(topic, to_json(config), qos=1, retain=True)
 
     # -- publishing -----------------------------------------------------------------------
     def _send(self, topic, payload, qos, retain) -> None:
@@ -241,11 +242,11 @@ class Publisher:
     def publish_identity(self, camera: str, event, snapshot_jpeg: bytes | None = None) -> dict:
         """Queue one identity event; returns the JSON body. Never blocks on the network."""
         body = identity_payload(event, camera)
-        payload = json.dumps(body, allow_nan=False)  # ValueError, never an invalid NaN payload
+        payload = to_json(body)  # ValueError, never an invalid NaN payload
         self._enqueue_or_send(f"{self.prefix}/{camera}/identity", payload, self.cfg.qos, False)
         if event.name is not None:
             last = {"name": event.name, "score": body["score"], "timestamp": body["timestamp"]}
-            self._enqueue_or_send(f"{self.prefix}/{camera}/last_person", json.dumps(last, allow_nan=False),
+            self._enqueue_or_send(f"{self.prefix}/{camera}/last_person", to_json(last),
                                   self.cfg.qos, True)
         if self.cfg.snapshot and snapshot_jpeg is not None and self.connected:
             # Crops are large and stale quickly: sent only while connected, never queued.
@@ -270,9 +271,12 @@ class Publisher:
         # seconds; joining it would break the 2 s stop promise, so it is left to end with the process
 
     # -- home automation: presence, unknown visitors, compatibility outputs ---------------
-    def _device(self) -> dict:
-        return {"identifiers": [self.node_id], "name": f"edgeface {self.node_id}",
-                "manufacturer": "edgeface", "model": "edgeface", "sw_version": __version__}
+    def _entity_common(self) -> dict:
+        """What every discovered entity shares: availability from the status topic, and this device."""
+        return {"availability_topic": self.status_topic, "payload_available": ONLINE,
+                "payload_not_available": OFFLINE,
+                "device": {"identifiers": [self.node_id], "name": f"edgeface {self.node_id}",
+                           "manufacturer": "edgeface", "model": "edgeface", "sw_version": __version__}}
 
     def _presence_topic(self, name: str | None) -> str:
         return f"{self.prefix}/unknown_visitor" if name is None else f"{self.prefix}/presence/{entity_key(name)}"
@@ -295,11 +299,8 @@ class Publisher:
             "payload_on": "ON",
             "payload_off": "OFF",
             "json_attributes_topic": f"{topic}/attributes",
-            "availability_topic": self.status_topic,
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
             "icon": "mdi:account-question" if name is None else "mdi:account",
-            "device": self._device(),
+            **self._entity_common(),
         }
 
     def _unknown_event_config(self) -> dict:
@@ -309,11 +310,8 @@ class Publisher:
             "object_id": "edgeface_unknown_visitor_seen",
             "state_topic": f"{self._presence_topic(None)}/event",
             "event_types": ["unknown_visitor"],
-            "availability_topic": self.status_topic,
-            "payload_available": ONLINE,
-            "payload_not_available": OFFLINE,
             "icon": "mdi:account-alert",
-            "device": self._device(),
+            **self._entity_common(),
         }
 
     def _publish_home_discovery(self, client: mqtt.Client) -> None:
@@ -325,12 +323,12 @@ class Publisher:
         with self._home_lock:
             people = sorted(self._home_people)
         for name in people:
-            client.publish(self._presence_config_topic(name), json.dumps(self._presence_config(name)),
+            client.publish(self._presence_config_topic(name), to_json(self._presence_config(name)),
                            qos=1, retain=True)
         client.publish(f"{dp}/binary_sensor/{self.node_id}/unknown_visitor/config",
-                       json.dumps(self._presence_config(None)), qos=1, retain=True)
+                       to_json(self._presence_config(None)), qos=1, retain=True)
         client.publish(f"{dp}/event/{self.node_id}/unknown_visitor/config",
-                       json.dumps(self._unknown_event_config()), qos=1, retain=True)
+                       to_json(self._unknown_event_config()), qos=1, retain=True)
         client.subscribe(f"{dp}/binary_sensor/{self.node_id}/+/config", qos=1)
 
     def _on_discovery_message(self, client, userdata, msg) -> None:
@@ -365,12 +363,12 @@ class Publisher:
                     continue
                 if new and self.cfg.discovery:
                     self._enqueue_or_send(self._presence_config_topic(u.name),
-                                          json.dumps(self._presence_config(u.name)), 1, True)
+                                          to_json(self._presence_config(u.name)), 1, True)
             # "person", not "name": Home Assistant drops an MQTT attribute called name (MQTT_ATTRIBUTES_BLOCKED)
             attributes = {"person": u.name, "camera": u.camera,
                           "last_seen": iso_utc(u.last_seen) if u.last_seen is not None else None,
                           "score": round(u.score, 4) if u.score is not None else None}
-            self._enqueue_or_send(f"{topic}/attributes", json.dumps(attributes), 1, True)
+            self._enqueue_or_send(f"{topic}/attributes", to_json(attributes), 1, True)
             state = "ON" if u.present else "OFF"
             with self._home_lock:
                 changed = self._home_states.get(f"{topic}/state") != state
@@ -384,11 +382,11 @@ class Publisher:
         if self.home.presence and event.name is None:
             body = {"event_type": "unknown_visitor", "camera": camera, "score": round(float(event.score), 4),
                     "timestamp": iso_utc(event.t), "track_id": int(event.track_id)}
-            self._enqueue_or_send(f"{self._presence_topic(None)}/event", json.dumps(body), self.cfg.qos, False)
+            self._enqueue_or_send(f"{self._presence_topic(None)}/event", to_json(body), self.cfg.qos, False)
         if self.home.frigate:
             prefix = (self.home.frigate_prefix or self.prefix).rstrip("/")
             self._enqueue_or_send(f"{prefix}/tracked_object_update",
-                                  json.dumps(compat.frigate_face_update(event, camera)), self.cfg.qos, False)
+                                  to_json(compat.frigate_face_update(event, camera)), self.cfg.qos, False)
         if self.home.double_take:
             self._enqueue_or_send(compat.double_take_topic(self.home.double_take_prefix, event.name),
-                                  json.dumps(compat.double_take_payload(event, camera, duration)), self.cfg.qos, False)
+                                  to_json(compat.double_take_payload(event, camera, duration)), self.cfg.qos, False)
