@@ -61,7 +61,7 @@ class Recognizer:
     the faces its embedder was trained on (closer chips, higher scores for the right person,
     ~3 ms a face); "box" frames them from the Haar box alone (0.1 ms a face)."""
 
-    def __init__(self, detector: HaarDetector, embedder: FaceEmbedder, matcher: Matcher | None = None,
+    def __init__(self, detector: Detector, embedder: FaceEmbedder, matcher: Matcher | None = None,
                  align: str = "landmarks"):
         if align not in ALIGNMENTS:
             raise ValueError(f"align must be one of {', '.join(ALIGNMENTS)}, not {align!r}")
@@ -116,7 +116,10 @@ class FramePipeline:
     STAGES = ("motion", "detect", "track", "chip", "embed", "match")
 
     def __init__(self, recognizer: Recognizer, tracker: Tracker, motion: MotionConfig | None = None):
-        self.recognizer, self.tracker = recognizer, tracker
+        if not isinstance(recognizer.detector, HaarDetector):  # rolling sweeps, region search and scans
+            raise TypeError("FramePipeline schedules a HaarDetector's searches; got "
+                            f"{type(recognizer.detector).__name__}")
+        self.recognizer, self.tracker, self.detector = recognizer, tracker, recognizer.detector
         self.motion = MotionDetector(motion) if motion is not None and motion.enabled else None
         self.frame_index = 0
         self._thumb: np.ndarray | None = None  # the previous frame's thumbnail (scene changes)
@@ -136,7 +139,7 @@ class FramePipeline:
         It must fall below half of that before another change counts, so a camera that pans
         or flickers for a while causes one change, not one per frame (each makes the tracker
         vote again, which would otherwise never settle)."""
-        threshold = self.recognizer.detector.cfg.scene_change
+        threshold = self.detector.cfg.scene_change
         if threshold <= 0:
             return False
         if self.motion is not None:  # the motion stage's small grey copy serves both
@@ -163,7 +166,7 @@ class FramePipeline:
         every idle_sweep_s / len(angles) seconds, never more than one a frame; after a gap
         (a stalled camera) it goes on from now rather than catching up in a burst."""
         assert self.motion is not None
-        angles = sorted(self.recognizer.detector.cfg.angles, key=abs)
+        angles = sorted(self.detector.cfg.angles, key=abs)
         step = self.motion.cfg.idle_sweep_s / max(1, len(angles))
         if step <= 0 or not angles:
             return []
@@ -179,7 +182,7 @@ class FramePipeline:
         """Without motion gating: a full angle sweep when nothing is tracked or the scene
         ``changed``, otherwise the region search near the tracked faces plus this frame's
         share of a rolling sweep. With it, the schedule in the class docstring."""
-        detector = self.recognizer.detector
+        detector = self.detector
         tracked = [tr.detection for tr in self.tracker.tracks]
         self.frame_index += 1
         if self.motion is None:
