@@ -79,6 +79,12 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from edgeface.images import expand
     from edgeface.pipeline import build_recognizer
 
+    if args.not_name is not None:  # enroll --not NAME PHOTO...: NAME came as --not's value
+        args.images = [p for p in (args.name, *args.images) if p is not None]
+        args.name = args.not_name
+    if args.name is None or not args.images:
+        _err("usage: edgeface enroll NAME IMAGE_OR_DIR... (or --not NAME IMAGE_OR_DIR...)")
+        return exitcodes.USAGE
     try:
         name = check_name(args.name)  # before any photo is read
     except GalleryError as e:
@@ -89,13 +95,19 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     if not files:
         _err("no images found in " + " ".join(args.images))
         return exitcodes.FAIL
-    with Gallery(cfg.gallery) as gallery:
-        report = enroll(gallery, build_recognizer(cfg), name, files, max_pixels=cfg.max_pixels, say=print,
-                        warn=lambda line: print(line, file=sys.stderr))
-    if report.faces == 0:
-        _err(f"nothing enrolled for {name}: none of {report.files} file(s) gave a face")
+    negative = args.not_name is not None
+    try:
+        with Gallery(cfg.gallery, create=not negative) as gallery:
+            report = enroll(gallery, build_recognizer(cfg), name, files, max_pixels=cfg.max_pixels, say=print,
+                            warn=lambda line: print(line, file=sys.stderr), negative=negative)
+    except GalleryError as e:
+        _err(str(e))
         return exitcodes.FAIL
-    print(f"{name}: {report.added} new face(s) enrolled, {report.already} already there, "
+    if report.faces == 0:
+        _err(f"nothing {'marked' if negative else 'enrolled'} for {name}: none of {report.files} file(s) gave a face")
+        return exitcodes.FAIL
+    what = f"marked as not {name}" if negative else "enrolled"
+    print(f"{name}: {report.added} new face(s) {what}, {report.already} already there, "
           f"{report.skipped} file(s) skipped")
     return exitcodes.OK  # skipped photos were reported one by one; the rest are enrolled
 
@@ -234,9 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "read for their images. All faces land in one transaction; a photo already enrolled is "
                        "skipped, a photo already enrolled as someone else refused. A photo that cannot be used is "
                        "reported and skipped, and the others are still enrolled. Exits 1 when no photo gave a face, "
-                       "2 for a name that cannot be used.")
-    e.add_argument("name", metavar="NAME")
-    e.add_argument("images", metavar="IMAGE_OR_DIR", nargs="+")
+                       "2 for a name that cannot be used. With --not NAME, the photos' faces are marked as NOT "
+                       "that person: a face closer to them than to NAME's own photos is never named NAME "
+                       "(for a look-alike the camera keeps naming wrongly).")
+    e.add_argument("name", metavar="NAME", nargs="?")
+    e.add_argument("images", metavar="IMAGE_OR_DIR", nargs="*")
+    e.add_argument("--not", dest="not_name", metavar="NAME", default=None,
+                   help="mark the photos' faces as not NAME (NAME must be enrolled), instead of enrolling them")
     add_gallery_option(e)
     add_config_option(e)
     add_max_pixels_option(e)

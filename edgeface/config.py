@@ -95,7 +95,10 @@ class CameraConfig:
 
 @dataclass
 class RecognitionConfig:
-    threshold: float | None = None  # None: the model sidecar's threshold
+    # None: the open-set rule (the model's threshold, rising with the gallery's size and for crowded
+    # people; models/README.md "Open set"); a number: that fixed threshold
+    threshold: float | None = None
+    margin: float = 0.01  # the best person's score must beat the second best's by this much
     num_threads: int | None = None
     # None / "xnnpack" (CPU, the default), "cpu" (reference kernels), "edgetpu", or a delegate library path
     delegate: str | None = None
@@ -111,6 +114,7 @@ class RecognitionConfig:
             raise ValueError(f"delegate {self.delegate!r}: use xnnpack, cpu, edgetpu or a library path")
         require((self.threshold is None or within(self.threshold, -1.0, 1.0),
                  "threshold must be a cosine similarity, -1..1 (null: the model's own)"),
+                (within(self.margin, 0.0, 1.0), "margin must be 0..1 (a difference of cosine similarities)"),
                 (self.num_threads is None or within(self.num_threads, 1, 1024),
                  "num_threads must be 1..1024 (null: all cores)"))
 

@@ -242,7 +242,7 @@ class Daemon:
     def _gallery_matcher(self) -> Matcher:
         """The running gallery's matcher, for the running model and threshold."""
         assert self.embedder is not None
-        return load_matcher(self.gallery, self.embedder.spec, self.cfg.recognition.threshold)
+        return load_matcher(self.gallery, self.embedder.spec, self.cfg.recognition)
 
     def _use_matcher(self, matcher: Matcher, reason: str) -> None:
         self.matcher = matcher
@@ -405,7 +405,7 @@ class Daemon:
             if plan.embedder is not None or new.gallery != old.gallery:
                 gallery = plan.gallery = self._open_gallery(new.gallery, embedder.spec)
                 plan.gallery_missing = gallery is None
-            plan.matcher = load_matcher(gallery, embedder.spec, new.recognition.threshold)
+            plan.matcher = load_matcher(gallery, embedder.spec, new.recognition)
             if new.mqtt != old.mqtt or new.home != old.home \
                     or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
                 plan.publisher = Publisher(new.mqtt, [c.name for c in new.cameras], home=new.home)

@@ -36,11 +36,13 @@ class EnrolReport:
 
 
 def enroll(gallery: Gallery, recognizer: Recognizer, name: str, files: Sequence[str | os.PathLike],
-           max_pixels: int | None = DEFAULT_MAX_PIXELS, say: Say = _quiet, warn: Say = _quiet) -> EnrolReport:
+           max_pixels: int | None = DEFAULT_MAX_PIXELS, say: Say = _quiet, warn: Say = _quiet,
+           negative: bool = False) -> EnrolReport:
     """Add ``name``'s largest face from each of ``files`` (``name`` already checked by
     gallery.check_name). ``say`` hears one line per photo used, ``warn`` one per photo skipped
     or doubtful. A photo already enrolled as someone else, larger than ``max_pixels`` (0/None:
-    no cap), unreadable or without a face is skipped; nothing is written when no photo gave a face."""
+    no cap), unreadable or without a face is skipped; nothing is written when no photo gave a face.
+    negative=True: the faces are marked "not ``name``" instead (``name`` must be enrolled)."""
     spec = recognizer.embedder.spec
     gallery.check_model(spec.model_id)  # before minutes of work, not after
     enrolments: list[Enrolment] = []
@@ -50,7 +52,7 @@ def enroll(gallery: Gallery, recognizer: Recognizer, name: str, files: Sequence[
         try:
             photo = read_photo(path, max_pixels or None, MAX_SIDE)
             first = gallery.owner(photo.sha256)
-            if first is not None and first != name:
+            if first is not None and first != name and not negative:
                 raise ImageError(f"{path}: this photo is already enrolled as {first!r}")
             detections = recognizer.detector.detect(photo.image)
             face = largest(detections)
@@ -66,5 +68,6 @@ def enroll(gallery: Gallery, recognizer: Recognizer, name: str, files: Sequence[
         enrolments.append(Enrolment(vector, photo.sha256, str(path)))
         box = [round(v / photo.scale) for v in face.box()]
         say(f"{prefix}: face at {box}, angle {face.angle:+.0f}")
-    added = gallery.add(name, enrolments, spec.model_id) if enrolments else 0
+    write = gallery.add_negatives if negative else gallery.add
+    added = write(name, enrolments, spec.model_id) if enrolments else 0
     return EnrolReport(len(files), len(enrolments), added, skipped)

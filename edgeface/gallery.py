@@ -41,6 +41,17 @@ CREATE TABLE IF NOT EXISTS embeddings (
     created REAL NOT NULL,
     UNIQUE (person_id, source_sha256)
 );
+-- "this is not that person": faces a person must not be named for (edgeface enroll --not NAME)
+CREATE TABLE IF NOT EXISTS negatives (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    vector BLOB NOT NULL,
+    source_sha256 TEXT NOT NULL,
+    source_name TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    created REAL NOT NULL,
+    UNIQUE (person_id, source_sha256)
+);
 """
 
 
@@ -53,7 +64,8 @@ class GalleryMissing(GalleryError):
 
 
 APPLICATION_ID = 0x45444746  # "EDGF" in PRAGMA application_id: marks a file as an edgeface gallery
-TABLES = {"meta", "people", "embeddings"}
+TABLES = {"meta", "people", "embeddings", "negatives"}
+CORE_TABLES = {"meta", "people", "embeddings"}  # a gallery before negatives existed
 NAME_MAX = 64  # characters; names go into logs, MQTT payloads and Home Assistant states
 _NAME_FORMAT_OK = {"\u200c", "\u200d"}  # zero-width (non-)joiners: needed to spell names in some scripts
 log = logging.getLogger(__name__)
@@ -134,6 +146,7 @@ class Person:
     name: str
     embeddings: int
     created: float
+    negatives: int = 0  # faces marked "not this person"
 
 
 @dataclass(frozen=True)
@@ -191,7 +204,7 @@ class Gallery:
         if app_id == APPLICATION_ID:
             return
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if app_id == 0 and (not tables or tables == TABLES):
+        if app_id == 0 and (not tables or CORE_TABLES <= tables <= TABLES):
             return
         what = f"application_id {app_id:#x}" if app_id else f"tables {', '.join(sorted(tables))}"
         raise GalleryError(f"{self.path} is not an edgeface gallery (it is another program's SQLite database: "
@@ -249,21 +262,23 @@ class Gallery:
 
     def people(self) -> list[Person]:
         rows = self.db.execute(
-            "SELECT p.name, COUNT(e.id), p.created FROM people p LEFT JOIN embeddings e ON e.person_id = p.id "
-            "GROUP BY p.id ORDER BY p.name"
+            "SELECT p.name, (SELECT COUNT(*) FROM embeddings e WHERE e.person_id = p.id), p.created, "
+            "(SELECT COUNT(*) FROM negatives n WHERE n.person_id = p.id) FROM people p ORDER BY p.name"
         ).fetchall()
         return [Person(*r) for r in rows]
 
-    def vectors(self, size: int | None = None) -> tuple[list[str], np.ndarray]:
-        """(name per row, float32 matrix of embeddings), for matching.
+    def vectors(self, size: int | None = None, negatives: bool = False) -> tuple[list[str], np.ndarray]:
+        """(name per row, float32 matrix of embeddings), for matching; negatives=True: the faces
+        marked "not NAME" instead, under NAME.
 
         Rows that cannot be matched safely (another size than `size` or the gallery's, a value that
         is not finite, all zeros, a name check_name refuses: written by older versions or by hand)
         are left out with a warning, so one bad row never makes every score NaN or crashes matching.
         """
         size = size or self.embedding_size()
+        table = "negatives" if negatives else "embeddings"
         rows = self.db.execute(
-            "SELECT p.name, e.vector FROM embeddings e JOIN people p ON p.id = e.person_id ORDER BY e.id"
+            f"SELECT p.name, e.vector FROM {table} e JOIN people p ON p.id = e.person_id ORDER BY e.id"
         ).fetchall()
         names, kept, skipped = [], [], []
         for name, blob in rows:
@@ -355,6 +370,35 @@ class Gallery:
                     "INSERT OR IGNORE INTO embeddings"
                     " (person_id, vector, source_sha256, source_name, model_id, created) VALUES (?, ?, ?, ?, ?, ?)",
                     (person_id, vector.tobytes(), e.source_sha256, e.source_name, model_id, now),
+                )
+                added += cur.rowcount
+        return added
+
+    def add_negatives(self, name: str, enrolments: list[Enrolment], model_id: str) -> int:
+        """Mark faces as "not ``name``" in one transaction; returns how many were new. The person
+        must be enrolled, and a photo of their own cannot be one of their negatives."""
+        name = check_name(name)
+        self.check_model(model_id)
+        size = self.embedding_size()
+        row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise GalleryError(f"no person named {name!r} in {self.path}: enrol them before marking faces "
+                               f"as not them")
+        rows = []
+        for e in enrolments:
+            vector = self._check_vector(e.vector, size, e.source_name)
+            if self.owner(e.source_sha256) == name:
+                raise GalleryError(f"{e.source_name}: this photo is enrolled as {name!r}; it cannot also be "
+                                   f"marked as not {name!r}")
+            rows.append(vector)
+        added = 0
+        now = time.time()
+        with self._write() as db:
+            for vector, e in zip(rows, enrolments):
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO negatives"
+                    " (person_id, vector, source_sha256, source_name, model_id, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (row[0], vector.tobytes(), e.source_sha256, e.source_name, model_id, now),
                 )
                 added += cur.rowcount
         return added

@@ -1,11 +1,12 @@
 """Matching embeddings against the gallery: pure functions over numpy arrays, no I/O.
 
 The embedder already places faces of one person close together, so the model on top stays
-simple: cosine similarity to every enrolled embedding, the best person wins if their score
-clears the threshold, else the face is unknown (None).
+simple: cosine similarity to every enrolled embedding, and the best person is named only if
+the open-set rule (OpenSetRule) lets them through, else the face is unknown (None).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,10 +16,39 @@ METHODS = ("nearest", "centroid")
 
 
 @dataclass(frozen=True)
+class OpenSetRule:
+    """When the best person's score names a face. Measured in models/README.md ("Open set").
+
+    A stranger is compared with every enrolled person, so the more people enrolled, the more
+    chances one of them scores high: the threshold rises with the log of the gallery's size
+    (an exponential tail of impostor scores moves its maximum by log(people)). A person whom
+    other enrolled people's photos already score high against (look-alikes, crops with little
+    face, a photo showing two people) gets a threshold just above those scores, up to
+    ``crowd_cap`` more. The best person must also beat the second best by ``margin``.
+    """
+
+    threshold: float  # for a gallery of reference_people people
+    reference_people: int = 5
+    growth: float = 0.004  # added per e-fold of people past reference_people
+    margin: float = 0.01
+    crowd_step: float = 0.005  # above the highest score another enrolled person's photo reaches
+    crowd_cap: float = 0.02
+
+    @classmethod
+    def fixed(cls, threshold: float, margin: float = 0.0) -> OpenSetRule:
+        """A plain threshold (the recognition.threshold override): no growth, no crowding."""
+        return cls(float(threshold), growth=0.0, margin=margin, crowd_cap=0.0)
+
+    def for_people(self, people: int) -> float:
+        return self.threshold + self.growth * math.log(max(people, self.reference_people) / self.reference_people)
+
+
+@dataclass(frozen=True)
 class Match:
     name: str | None  # None: nobody in the gallery is close enough
-    score: float  # cosine similarity to the best person, whether or not it cleared the threshold
-    nearest: str | None  # the best person regardless of the threshold (for logs and tuning)
+    score: float  # cosine similarity to the best person, whether or not they were named
+    nearest: str | None  # the best person regardless of the rule (for logs and tuning)
+    why: str = ""  # for an unknown face with a nearest person: "threshold", "margin" or "negative"
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -26,27 +56,73 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+class _Rows:
+    """Unit rows grouped by person (for ``people``), ready for a per-person maximum."""
+
+    def __init__(self, people: list[str], names: Sequence[str], vectors: np.ndarray, centroid: bool = False):
+        self.count = len(names)
+        if not len(names):
+            self.rows = np.zeros((0, 0), np.float32)
+            self.starts = np.zeros(0, np.intp)
+            self.present = np.zeros(len(people), bool)
+            return
+        owner = np.searchsorted(people, names)
+        order = np.argsort(owner, kind="stable")
+        rows = unit_rows(vectors)[order]
+        self.present = np.zeros(len(people), bool)
+        self.present[owner] = True
+        # the first row of each present person once sorted: np.maximum.reduceat takes their maxima
+        self.starts = np.searchsorted(owner[order], np.flatnonzero(self.present))
+        if centroid:
+            rows = unit_rows(np.add.reduceat(rows, self.starts, axis=0))
+            self.starts = np.arange(len(self.starts))
+        self.rows = rows
+        self.owner = owner[order]
+
+    def scores(self, unit: np.ndarray) -> np.ndarray:
+        """(N, people) best similarity to each person's rows; -inf for a person with none."""
+        out = np.full((len(unit), len(self.present)), -np.inf, np.float32)
+        if self.count:
+            out[:, self.present] = np.maximum.reduceat(unit @ self.rows.T, self.starts, axis=1)
+        return out
+
+
 class Matcher:
-    """A gallery snapshot prepared once (unit rows grouped by person, or one centroid each) and
-    matched against many times: the daemon matches every embedding of every camera with it.
+    """A gallery snapshot prepared once and matched against many times: the daemon matches
+    every embedding of every camera with it.
 
     nearest: a person's score is the best similarity to any of their embeddings (robust to a
-    few odd photos). centroid: the similarity to the mean of their embeddings."""
+    few odd photos). centroid: the similarity to the mean of their embeddings.
+    ``negatives``: (names, vectors) of faces marked "this is not NAME": a face closer to NAME's
+    negatives than to NAME's own embeddings is never named NAME."""
 
-    def __init__(self, names: Sequence[str], vectors: np.ndarray, threshold: float, method: str = "nearest"):
+    def __init__(self, names: Sequence[str], vectors: np.ndarray, threshold: float | OpenSetRule,
+                 method: str = "nearest",
+                 negatives: tuple[Sequence[str], np.ndarray] | None = None):
         if method not in METHODS:
             raise ValueError(f"unknown matching method {method!r}; choose one of {', '.join(METHODS)}")
-        self.names, self.threshold, self.method = list(names), float(threshold), method
+        self.rule = threshold if isinstance(threshold, OpenSetRule) else OpenSetRule.fixed(threshold)
+        self.names, self.method = list(names), method
         self.people: list[str] = sorted(set(self.names))
-        owner = np.searchsorted(self.people, self.names) if self.names else np.zeros(0, np.intp)
-        order = np.argsort(owner, kind="stable")
-        rows = unit_rows(vectors)[order] if self.names else np.zeros((0, 0), np.float32)
-        # the first row of each person once sorted by person: np.maximum.reduceat takes their maxima
-        self._starts = np.searchsorted(owner[order], np.arange(len(self.people)))
-        if method == "centroid" and self.names:
-            rows = unit_rows(np.add.reduceat(rows, self._starts, axis=0))
-            self._starts = np.arange(len(self.people))
-        self._rows = rows
+        self._own = _Rows(self.people, self.names, vectors, centroid=method == "centroid")
+        neg_names, neg_vectors = negatives if negatives is not None else ([], np.zeros((0, 0), np.float32))
+        keep = [i for i, n in enumerate(neg_names) if n in set(self.people)]
+        self._negatives = _Rows(self.people, [neg_names[i] for i in keep],
+                                np.asarray(neg_vectors)[keep] if keep else np.zeros((0, 0), np.float32))
+        self.threshold = self.rule.for_people(len(self.people))
+        self.thresholds = self._crowded_thresholds(vectors)
+
+    def _crowded_thresholds(self, vectors: np.ndarray) -> np.ndarray:
+        """Each person's threshold: the gallery's, raised above what other enrolled people's photos score."""
+        out = np.full(len(self.people), self.threshold, np.float32)
+        if self.rule.crowd_cap <= 0 or len(self.people) < 2:
+            return out
+        owner = np.searchsorted(self.people, self.names)
+        scores = self._own.scores(unit_rows(vectors))  # every enrolled photo against every person
+        scores[np.arange(len(owner)), owner] = -np.inf  # not against its own person
+        highest = scores.max(axis=0)
+        raised = np.minimum(highest + self.rule.crowd_step, self.threshold + self.rule.crowd_cap)
+        return np.maximum(out, raised).astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -56,17 +132,24 @@ class Matcher:
         embeddings = np.atleast_2d(embeddings)
         if not self.people:
             return np.zeros((len(embeddings), 0), np.float32)
-        sims = unit_rows(embeddings) @ self._rows.T
-        return np.maximum.reduceat(sims, self._starts, axis=1)
+        return self._own.scores(unit_rows(embeddings))
 
     def match(self, embeddings: np.ndarray) -> list[Match]:
-        scores = self.scores(embeddings)
+        embeddings = np.atleast_2d(embeddings)
         if not self.people:
-            return [Match(None, 0.0, None) for _ in range(len(scores))]
+            return [Match(None, 0.0, None) for _ in range(len(embeddings))]
+        unit = unit_rows(embeddings)
+        scores = self._own.scores(unit)
+        refused = self._negatives.scores(unit) >= scores  # closer to "not NAME" than to NAME
         out = []
-        for row, best in zip(scores, scores.argmax(axis=1)):
+        for row, no in zip(scores, refused):
+            order = np.argsort(-row)
+            best = int(order[0])
             score = float(row[best])
-            out.append(Match(self.people[best] if score >= self.threshold else None, score, self.people[best]))
+            second = float(row[order[1]]) if len(order) > 1 else -1.0
+            why = ("negative" if no[best] else "threshold" if score < self.thresholds[best]
+                   else "margin" if score - second < self.rule.margin else "")
+            out.append(Match(None if why else self.people[best], score, self.people[best], why))
         return out
 
 
@@ -77,7 +160,7 @@ def person_scores(embeddings: np.ndarray, names: Sequence[str], vectors: np.ndar
     return matcher.people, matcher.scores(embeddings)
 
 
-def match(embeddings: np.ndarray, names: Sequence[str], vectors: np.ndarray, threshold: float,
+def match(embeddings: np.ndarray, names: Sequence[str], vectors: np.ndarray, threshold: float | OpenSetRule,
           method: str = "nearest") -> list[Match]:
     """One-off matching (tools, tests); a daemon keeps a Matcher instead."""
     return Matcher(names, vectors, threshold, method).match(embeddings)

@@ -20,12 +20,12 @@ from edgeface.chip import cut_chips
 from edgeface.detect import Detection, HaarDetector
 from edgeface.embed import Embedder, ModelSpec
 from edgeface.landmarks import Aligner
-from edgeface.match import Match, Matcher
+from edgeface.match import Match, Matcher, OpenSetRule
 from edgeface.motion import MotionConfig, MotionDetector, small_grey
 from edgeface.track import IdentityEvent, Track, Tracker
 
 if TYPE_CHECKING:
-    from edgeface.config import Config
+    from edgeface.config import Config, RecognitionConfig
     from edgeface.gallery import Gallery
 
 
@@ -265,15 +265,20 @@ def _near(det: Detection, box: tuple[int, int, int, int]) -> bool:
     return x - r <= det.cx < x + w + r and y - r <= det.cy < y + h + r
 
 
-def load_matcher(gallery: Gallery | None, spec: ModelSpec, threshold: float | None = None) -> Matcher:
-    """The gallery's current embeddings, checked against the model, ready to match; with no
-    gallery (the daemon's, not there yet) an empty matcher: everyone unknown."""
-    threshold = spec.threshold if threshold is None else threshold
+def load_matcher(gallery: Gallery | None, spec: ModelSpec, recognition: RecognitionConfig | None = None) -> Matcher:
+    """The gallery's current embeddings (and negatives), checked against the model, ready to
+    match; with no gallery (the daemon's, not there yet) an empty matcher: everyone unknown.
+    recognition.threshold None: the open-set rule from the model's threshold; a number: that fixed threshold."""
+    from edgeface.config import RecognitionConfig
+
+    rec = recognition or RecognitionConfig()
+    rule = (OpenSetRule(spec.threshold, margin=rec.margin) if rec.threshold is None
+            else OpenSetRule.fixed(rec.threshold, rec.margin))
     if gallery is None:
-        return Matcher([], np.zeros((0, spec.embedding_size), np.float32), threshold)
+        return Matcher([], np.zeros((0, spec.embedding_size), np.float32), rule)
     gallery.check_model(spec.model_id)
     names, vectors = gallery.vectors(spec.embedding_size)
-    return Matcher(names, vectors, threshold)
+    return Matcher(names, vectors, rule, negatives=gallery.vectors(spec.embedding_size, negatives=True))
 
 
 def load_embedder(cfg: Config) -> Embedder:
@@ -292,7 +297,7 @@ def build_recognizer(cfg: Config, gallery: Gallery | None = None, *, embedder: F
     cameras share."""
     embedder = embedder if embedder is not None else load_embedder(cfg)
     if matcher is None and gallery is not None:
-        matcher = load_matcher(gallery, embedder.spec, cfg.recognition.threshold)
+        matcher = load_matcher(gallery, embedder.spec, cfg.recognition)
     return Recognizer(HaarDetector(cfg.detection), embedder, matcher, align=cfg.recognition.align)
 
 
