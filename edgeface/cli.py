@@ -113,9 +113,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def _gallery_path(args: argparse.Namespace) -> str:
-    from edgeface.gallery import default_gallery_path
-
-    return str(args.gallery or default_gallery_path())
+    """--gallery, else the --config file's gallery, else the default."""
+    return str(config_from_args(args).gallery)
 
 
 def face_record(face: Face, scale: float = 1.0) -> dict:
@@ -156,17 +155,45 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return exitcodes.FAIL if failed else exitcodes.OK
 
 
+def cmd_gallery_check(args: argparse.Namespace) -> int:
+    from edgeface.embed import default_model_path, load_spec
+    from edgeface.gallery import Gallery
+    from edgeface.gallery_check import check, format_report
+    from edgeface.match import OpenSetRule
+
+    cfg = config_from_args(args)
+    spec = load_spec(cfg.model or default_model_path())
+    rec = cfg.recognition
+    rule = OpenSetRule(spec.threshold, margin=rec.margin) if rec.threshold is None \
+        else OpenSetRule.fixed(rec.threshold, rec.margin)
+    with Gallery(cfg.gallery, create=False) as gallery:
+        gallery.check_model(spec.model_id)
+        names, sources, vectors = gallery.records(spec.embedding_size)
+        negatives = gallery.vectors(spec.embedding_size, negatives=True)
+    report = check(names, sources, vectors, rule, negatives)
+    if args.json:
+        print(json.dumps(report.as_json(), allow_nan=False))
+    else:
+        print(format_report(report))
+    return exitcodes.OK
+
+
 def cmd_gallery(args: argparse.Namespace) -> int:
     from edgeface.gallery import Gallery, dump_export, shown_name
 
+    if args.action == "check":
+        return cmd_gallery_check(args)
     if args.action == "list":
         with Gallery(_gallery_path(args), create=False) as gallery:
             people = gallery.people()
             if args.json:
-                print(json.dumps([{"name": p.name, "embeddings": p.embeddings} for p in people], allow_nan=False))
+                print(json.dumps([{"name": p.name, "embeddings": p.embeddings,
+                                   **({"negatives": p.negatives} if p.negatives else {})} for p in people],
+                                 allow_nan=False))
             else:
                 for p in people:
-                    print(f"{shown_name(p.name)}\t{p.embeddings} face(s)")
+                    marked = f", {p.negatives} marked not them" if p.negatives else ""
+                    print(f"{shown_name(p.name)}\t{p.embeddings} face(s){marked}")
                 if not people:
                     print("(empty)", file=sys.stderr)
         return exitcodes.OK
@@ -274,13 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(i)
     i.set_defaults(func=cmd_identify)
 
-    g = sub.add_parser("gallery", help="list, remove, export or import enrolled people",
-                       description="list: people and face counts. remove NAME: delete a person. export FILE: "
-                       "write the gallery as JSON. import FILE: merge such an export in.")
-    g.add_argument("action", choices=["list", "remove", "export", "import"])
+    g = sub.add_parser("gallery", help="list, check, remove, export or import enrolled people",
+                       description="list: people and face counts. check: a leave-one-out self-test: per person, "
+                       "how often their own photos are recognised from the others; photos that look like someone "
+                       "else; the estimated share of strangers that would be named; and what to do about each. "
+                       "remove NAME: delete a person. export FILE: write the gallery as JSON. import FILE: merge "
+                       "such an export in.")
+    g.add_argument("action", choices=["list", "check", "remove", "export", "import"])
     g.add_argument("arg", nargs="?", metavar="NAME|FILE")
-    g.add_argument("--json", action="store_true", help="list as JSON")
+    g.add_argument("--json", action="store_true", help="list or check as JSON")
     add_gallery_option(g)
+    add_config_option(g)
     g.set_defaults(func=cmd_gallery)
 
     r = sub.add_parser("run", help="run the recognition daemon (cameras in, MQTT out)",

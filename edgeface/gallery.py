@@ -269,7 +269,12 @@ class Gallery:
 
     def vectors(self, size: int | None = None, negatives: bool = False) -> tuple[list[str], np.ndarray]:
         """(name per row, float32 matrix of embeddings), for matching; negatives=True: the faces
-        marked "not NAME" instead, under NAME.
+        marked "not NAME" instead, under NAME. See records."""
+        names, _, matrix = self.records(size, negatives)
+        return names, matrix
+
+    def records(self, size: int | None = None, negatives: bool = False) -> tuple[list[str], list[str], np.ndarray]:
+        """(name per row, photo file name per row, float32 matrix of embeddings).
 
         Rows that cannot be matched safely (another size than `size` or the gallery's, a value that
         is not finite, all zeros, a name check_name refuses: written by older versions or by hand)
@@ -278,10 +283,10 @@ class Gallery:
         size = size or self.embedding_size()
         table = "negatives" if negatives else "embeddings"
         rows = self.db.execute(
-            f"SELECT p.name, e.vector FROM {table} e JOIN people p ON p.id = e.person_id ORDER BY e.id"
+            f"SELECT p.name, e.vector, e.source_name FROM {table} e JOIN people p ON p.id = e.person_id ORDER BY e.id"
         ).fetchall()
-        names, kept, skipped = [], [], []
-        for name, blob in rows:
+        names, sources, kept, skipped = [], [], [], []
+        for name, blob, source in rows:
             problem = None
             if not isinstance(blob, bytes) or len(blob) % 4 or len(blob) // 4 != size:
                 problem = f"{len(blob) // 4 if isinstance(blob, bytes) else '?'} values, not {size}"
@@ -300,13 +305,14 @@ class Gallery:
                 skipped.append(f"{shown_name(str(name))}: {problem}")
             else:
                 names.append(name)
+                sources.append(source)
                 kept.append(vector)
         if skipped:
             log.warning("gallery %s: %d stored embedding(s) left out of matching (%s); remove and re-enrol "
                         "(edgeface gallery remove NAME)", self.path, len(skipped), "; ".join(skipped[:5]))
         if not kept:
-            return [], np.zeros((0, size or 0), np.float32)
-        return names, np.stack(kept)
+            return [], [], np.zeros((0, size or 0), np.float32)
+        return names, sources, np.stack(kept)
 
     # -- writing ---------------------------------------------------------------------
     @contextmanager

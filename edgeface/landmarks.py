@@ -223,7 +223,7 @@ class Aligner:
     def chips(self, frame_bgr: np.ndarray, detections: Sequence[Detection], size: tuple[int, int] = (150, 150),
               padding: float = 0.25) -> np.ndarray:
         """Upright RGB chips (N, H, W, 3) uint8 framed as dlib's get_face_chip(img, shape5, size,
-        padding) frames them, one per Haar detection, in order. Outside the frame is black."""
+        padding) frames them, one per Haar detection, in order. Outside the frame, its edge repeats."""
         frame = frame_bgr if frame_bgr.ndim == 2 else frame_bgr[:, :, :3]
         return cut_chips_at(frame, [chip_to_image(self.landmarks(frame, d), int(size[0]), padding)
                                     for d in detections], size)

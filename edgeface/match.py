@@ -22,16 +22,16 @@ class OpenSetRule:
     A stranger is compared with every enrolled person, so the more people enrolled, the more
     chances one of them scores high: the threshold rises with the log of the gallery's size
     (an exponential tail of impostor scores moves its maximum by log(people)). A person whom
-    other enrolled people's photos already score high against (look-alikes, crops with little
-    face, a photo showing two people) gets a threshold just above those scores, up to
-    ``crowd_cap`` more. The best person must also beat the second best by ``margin``.
+    other enrolled people's photos already score high against (a look-alike, a photo showing
+    two people) gets a threshold just above those scores, up to ``crowd_cap`` more: an enrolled
+    look-alike is never named as them. The best person must also beat the second best by ``margin``.
     """
 
     threshold: float  # for a gallery of reference_people people
     reference_people: int = 5
-    growth: float = 0.004  # added per e-fold of people past reference_people
+    growth: float = 0.005  # added per e-fold of people past reference_people
     margin: float = 0.01
-    crowd_step: float = 0.005  # above the highest score another enrolled person's photo reaches
+    crowd_step: float = 0.001  # above the highest score another enrolled person's photo reaches
     crowd_cap: float = 0.02
 
     @classmethod
@@ -134,13 +134,17 @@ class Matcher:
             return np.zeros((len(embeddings), 0), np.float32)
         return self._own.scores(unit_rows(embeddings))
 
+    def negative_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, P) similarity of each face to each person's negatives (-inf: none)."""
+        return self._negatives.scores(unit_rows(np.atleast_2d(embeddings)))
+
     def match(self, embeddings: np.ndarray) -> list[Match]:
         embeddings = np.atleast_2d(embeddings)
         if not self.people:
             return [Match(None, 0.0, None) for _ in range(len(embeddings))]
         unit = unit_rows(embeddings)
         scores = self._own.scores(unit)
-        refused = self._negatives.scores(unit) >= scores  # closer to "not NAME" than to NAME
+        refused = self.negative_scores(unit) >= scores  # closer to "not NAME" than to NAME
         out = []
         for row, no in zip(scores, refused):
             order = np.argsort(-row)

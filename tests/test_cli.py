@@ -149,3 +149,44 @@ def test_a_bad_config_is_a_usage_error_naming_the_file(tmp_path, photos):
     config.write_text("detection: {angels: [0]}\n")
     r = edgeface("identify", photos["upright"], "--config", config)
     assert r.returncode == 2 and "bad.yaml" in r.stderr and "angels" in r.stderr
+
+
+def test_enroll_not_marks_a_face_that_is_then_never_named_as_that_person(tmp_path, photos):
+    db = tmp_path / "g.db"
+    assert edgeface("enroll", "eileen", photos["upright"], "--gallery", db).returncode == 0
+    r = edgeface("identify", photos[35], "--gallery", db, "--json")
+    assert json.loads(r.stdout)["faces"][0]["name"] == "eileen"
+    # the user says the turned photo is not eileen (here: to show the rule on a face it would name)
+    r = edgeface("enroll", "--not", "eileen", photos[35], "--gallery", db)
+    assert r.returncode == 0, r.stderr
+    assert "1 new face(s) marked as not eileen" in r.stdout
+    r = edgeface("identify", photos[35], photos["upright"], "--gallery", db, "--json")
+    turned35, upright = (json.loads(line) for line in r.stdout.splitlines())
+    assert [f["name"] for f in turned35["faces"]] == [None]
+    assert [f["name"] for f in upright["faces"]] == ["eileen"]  # her own photo still names her
+    r = edgeface("gallery", "list", "--gallery", db, "--json")
+    assert json.loads(r.stdout) == [{"name": "eileen", "embeddings": 1, "negatives": 1}]
+
+
+def test_enroll_not_needs_an_enrolled_person_and_keeps_the_gallery(tmp_path, photos):
+    db = tmp_path / "g.db"
+    r = edgeface("enroll", "--not", "nobody", photos["upright"], "--gallery", db)
+    assert r.returncode == 1 and "not found" in r.stderr and not db.exists()
+    assert edgeface("enroll", "eileen", photos["upright"], "--gallery", db).returncode == 0
+    r = edgeface("enroll", "--not", "nobody", photos[35], "--gallery", db)
+    assert r.returncode == 1 and "no person named 'nobody'" in r.stderr
+    r = edgeface("enroll", "--not", "eileen", photos["upright"], "--gallery", db)
+    assert r.returncode == 1 and "cannot also be marked as not 'eileen'" in r.stderr
+    r = edgeface("enroll", "eileen", "--gallery", db)
+    assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_gallery_check_reports_each_person_and_the_stranger_rate(tmp_path, gallery):
+    r = edgeface("gallery", "check", "--gallery", gallery, "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert [p["name"] for p in report["people"]] == ["eileen"]
+    assert report["people"][0]["tested"] == 0 and report["stranger_rate"] is None
+    assert any("only 1 photo(s)" in a for a in report["advice"])
+    r = edgeface("gallery", "check", "--gallery", gallery)
+    assert r.returncode == 0 and "eileen" in r.stdout and "advice:" in r.stdout
