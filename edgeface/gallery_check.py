@@ -116,7 +116,7 @@ def check(names: Sequence[str], sources: Sequence[str], vectors: np.ndarray, rul
                 q = int(others.argmax())
                 if others[q] >= min(loo[i, p], matcher.thresholds[q]):
                     own = float(loo[i, p]) if np.isfinite(loo[i, p]) else -1.0
-                    confusable.append(Confusable(name, sources[i], people[q], round(float(others[q]), 4),
+                    confusable.append(Confusable(name, sources[int(i)], people[q], round(float(others[q]), 4),
                                                  round(own, 4)))
         checks.append(PersonCheck(name, len(mine), tested, right, wrong, round(float(matcher.thresholds[p]), 4)))
     confusable.sort(key=lambda c: -c.score)
