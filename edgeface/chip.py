@@ -29,7 +29,7 @@ CHIP_DY = 0.088
 _REFERENCE_PADDING = 0.25
 # Where a chip reaches past the picture (a tight face crop, a face at the edge), the edge pixels
 # are repeated. dlib fills black; on tight crops black (or a flat canvas) makes every face look
-# alike to the embedder: strangers' scores rose by ~0.015 and 13% of them were named on five-celebs
+# alike to the embedder: strangers' scores rose by ~0.015 and 8-16% of them were named on five-celebs
 # crops, against 2-5% with repeated edges (models/README.md, "Open set").
 OUTSIDE = cv2.BORDER_REPLICATE
 
