@@ -429,40 +429,46 @@ class Gallery:
 
     # -- export / import ---------------------------------------------------------------
     def export(self) -> dict:
-        rows = self.db.execute(
-            "SELECT p.name, e.vector, e.source_sha256, e.source_name, e.model_id, e.created "
-            "FROM embeddings e JOIN people p ON p.id = e.person_id ORDER BY p.name, e.id"
-        ).fetchall()
-        return {
+        """Everything needed to rebuild the gallery elsewhere: embeddings, and the faces marked
+        "not NAME" (``negatives``, left out when there are none)."""
+        out: dict[str, Any] = {
             "format": "edgeface-gallery",
             "version": SCHEMA_VERSION,
             "model_id": self.model_id(),
-            "embeddings": [
-                {"name": n, "vector": np.frombuffer(v, np.float32).tolist(), "source_sha256": s,
-                 "source_name": sn, "model_id": m, "created": c}
-                for n, v, s, sn, m, c in rows
-            ],
         }
+        for table in ("embeddings", "negatives"):
+            rows = self.db.execute(
+                "SELECT p.name, e.vector, e.source_sha256, e.source_name, e.model_id, e.created "
+                f"FROM {table} e JOIN people p ON p.id = e.person_id ORDER BY p.name, e.id"
+            ).fetchall()
+            if rows or table == "embeddings":
+                out[table] = [
+                    {"name": n, "vector": np.frombuffer(v, np.float32).tolist(), "source_sha256": s,
+                     "source_name": sn, "model_id": m, "created": c}
+                    for n, v, s, sn, m, c in rows
+                ]
+        return out
 
     def import_(self, data: Any, embedding_size: int | None = None) -> int:
         """Merge an export into this gallery in one transaction; returns embeddings added.
 
         Every record is checked first (name rule, vector size and values, photo not under another
-        person); on any error nothing is written. embedding_size: the model's (from its sidecar);
-        without it, the gallery's own size, else the records must agree among themselves.
+        person; a negative's person enrolled here or in the export); on any error nothing is
+        written. embedding_size: the model's (from its sidecar); without it, the gallery's own
+        size, else the records must agree among themselves.
         """
         if not isinstance(data, dict) or data.get("format") != "edgeface-gallery":
             raise GalleryError("not an edgeface gallery export (missing \"format\": \"edgeface-gallery\")")
         if data.get("version", SCHEMA_VERSION) != SCHEMA_VERSION:
             raise GalleryError(f"export version {data.get('version')!r}: this edgeface reads version {SCHEMA_VERSION}")
-        items = data.get("embeddings", [])
-        if not isinstance(items, list):
-            raise GalleryError(f"\"embeddings\" must be a list of records, got {type(items).__name__}")
-        if not items:
+        tables = {table: data.get(table, []) for table in ("embeddings", "negatives")}
+        for table, items in tables.items():
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise GalleryError(f"\"{table}\" must be a list of records ({{\"name\": ..., \"vector\": [...], ...}})")
+        if not tables["embeddings"]:
             return 0
-        if not all(isinstance(item, dict) for item in items):
-            raise GalleryError("\"embeddings\" must be a list of records ({\"name\": ..., \"vector\": [...], ...})")
-        models = {m for m in [data.get("model_id"), *(item.get("model_id") for item in items)] if m is not None}
+        every = tables["embeddings"] + tables["negatives"]
+        models = {m for m in [data.get("model_id"), *(item.get("model_id") for item in every)] if m is not None}
         if not models:
             raise GalleryError("the export has no \"model_id\": cannot tell which model made its embeddings")
         if len(models) > 1:
@@ -472,10 +478,35 @@ class Gallery:
             raise GalleryError(f"\"model_id\" must be the model's sha256 (64 hex digits), got {model_id!r}")
         self.check_model(model_id)
         size = embedding_size or self.embedding_size()
+        records, size = self._import_records(tables["embeddings"], "record", size)
+        negatives, size = self._import_records(tables["negatives"], "negative", size)
+        known = {name for name, *_ in records} | {p.name for p in self.people()}
+        for name, *_ in negatives:
+            if name not in known:
+                raise GalleryError(f"negative for {name!r}: nobody of that name is in the export or the gallery")
+        added = 0
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('model_id', ?)", (model_id,))
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_size', ?)", (str(size),))
+            for table, rows in (("embeddings", records), ("negatives", negatives)):
+                for name, vector, sha, source, created in rows:
+                    db.execute("INSERT OR IGNORE INTO people (name, created) VALUES (?, ?)", (name, created))
+                    (pid,) = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+                    cur = db.execute(
+                        f"INSERT OR IGNORE INTO {table}"
+                        " (person_id, vector, source_sha256, source_name, model_id, created) VALUES (?, ?, ?, ?, ?, ?)",
+                        (pid, vector.tobytes(), sha, source, model_id, created),
+                    )
+                    added += cur.rowcount if table == "embeddings" else 0
+        return added
+
+    def _import_records(self, items: list[dict], what: str, size: int | None
+                        ) -> tuple[list[tuple[str, np.ndarray, str, str, float]], int | None]:
+        """Checked (name, vector, sha256, source name, created) rows of one list of an export."""
         records = []
         owners: dict[str, str] = {}
         for i, item in enumerate(items):
-            where = f"record {i + 1} of {len(items)}"
+            where = f"{what} {i + 1} of {len(items)}"
             try:
                 name = check_name(item.get("name"))
             except GalleryError as e:
@@ -486,29 +517,17 @@ class Gallery:
             sha = item.get("source_sha256")
             if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
                 raise GalleryError(f"{where}: \"source_sha256\" must be 64 hex digits, got {sha!r}")
-            if owners.setdefault(sha, name) != name:
-                raise GalleryError(f"{where}: the same photo is also in the export as {owners[sha]!r}")
-            self._check_owner(sha, name, where)
+            if what == "record":  # one photo, one person; a negative may be anyone's photo
+                if owners.setdefault(sha, name) != name:
+                    raise GalleryError(f"{where}: the same photo is also in the export as {owners[sha]!r}")
+                self._check_owner(sha, name, where)
             source = item.get("source_name", "")
             created = item.get("created", time.time())
             if not isinstance(source, str) or isinstance(created, bool) or not isinstance(created, (int, float)) \
                     or not np.isfinite(created):
                 raise GalleryError(f"{where}: \"source_name\" must be text and \"created\" a finite number")
             records.append((name, vector, sha, source, float(created)))
-        added = 0
-        with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('model_id', ?)", (model_id,))
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_size', ?)", (str(size),))
-            for name, vector, sha, source, created in records:
-                db.execute("INSERT OR IGNORE INTO people (name, created) VALUES (?, ?)", (name, created))
-                (pid,) = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO embeddings"
-                    " (person_id, vector, source_sha256, source_name, model_id, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (pid, vector.tobytes(), sha, source, model_id, created),
-                )
-                added += cur.rowcount
-        return added
+        return records, size
 
 
 def dump_export(data: dict, path: str | os.PathLike) -> None:

@@ -87,3 +87,29 @@ def test_export_import_round_trip(tmp_path):
 def test_wal_mode(tmp_path):
     Gallery(tmp_path / "g.db").close()
     assert sqlite3.connect(tmp_path / "g.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_negatives_are_kept_per_person_exported_and_removed_with_them(tmp_path):
+    with Gallery(tmp_path / "g.db") as g:
+        g.add("ann", [_enrol(0)], MODEL_A)
+        with pytest.raises(GalleryError, match="no person named 'bob'"):
+            g.add_negatives("bob", [_enrol(1)], MODEL_A)
+        with pytest.raises(GalleryError, match="cannot also be marked as not 'ann'"):
+            g.add_negatives("ann", [_enrol(0)], MODEL_A)
+        assert g.add_negatives("ann", [_enrol(1)], MODEL_A) == 1
+        assert g.add_negatives("ann", [_enrol(1)], MODEL_A) == 0  # the same face again: no-op
+        assert [(p.name, p.embeddings, p.negatives) for p in g.people()] == [("ann", 1, 1)]
+        names, vectors = g.vectors(negatives=True)
+        assert names == ["ann"] and vectors[0, 1] == 1
+        data = g.export()
+    assert [r["name"] for r in data["negatives"]] == ["ann"]
+    with Gallery(tmp_path / "copy.db") as copy:
+        assert copy.import_(data) == 1
+        assert [(p.name, p.embeddings, p.negatives) for p in copy.people()] == [("ann", 1, 1)]
+        orphan = dict(data, embeddings=[dict(data["embeddings"][0], name="cy", source_sha256="c" * 64)],
+                      negatives=[dict(data["negatives"][0], name="dee")])
+        with pytest.raises(GalleryError, match="negative for 'dee'"):
+            copy.import_(orphan)
+        assert [p.name for p in copy.people()] == ["ann"]  # nothing half-written
+        copy.remove("ann")
+        assert copy.vectors(negatives=True)[0] == []
