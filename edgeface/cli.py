@@ -117,9 +117,15 @@ def _gallery_path(args: argparse.Namespace) -> str:
     return str(config_from_args(args).gallery)
 
 
-def face_record(face: Face, scale: float = 1.0) -> dict:
-    """scale: of the decoded image to the original (boxes are reported in original pixels)."""
-    box = [round(v / scale) for v in face.detection.box()]
+def face_record(face: Face, scale: float = 1.0, shape: tuple[int, ...] | None = None) -> dict:
+    """scale: of the decoded image to the original (boxes are reported in original pixels).
+    shape: the decoded image's; the box is clipped to the picture (a face in a tight crop can
+    reach past its edges)."""
+    x, y, w, h = face.detection.box()
+    if shape is not None:
+        x0, y0 = max(x, 0), max(y, 0)
+        x, y, w, h = x0, y0, max(min(x + w, shape[1]) - x0, 0), max(min(y + h, shape[0]) - y0, 0)
+    box = [round(v / scale) for v in (x, y, w, h)]
     return {"name": face.name, "score": round(float(face.score), 4), "box": box,
             "angle": round(float(face.detection.angle), 1)}
 
@@ -144,7 +150,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps({"image": path, "faces": [], "error": str(e)}, allow_nan=False), flush=True)
             continue
-        faces = [face_record(f, photo.scale) for f in recognizer.recognize(photo.image)]
+        faces = [face_record(f, photo.scale, photo.image.shape) for f in recognizer.recognize(photo.image)]
         if args.json:
             print(json.dumps({"image": path, "faces": faces}, allow_nan=False), flush=True)
         else:

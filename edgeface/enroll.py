@@ -54,7 +54,7 @@ def enroll(gallery: Gallery, recognizer: Recognizer, name: str, files: Sequence[
             first = gallery.owner(photo.sha256)
             if first is not None and first != name and not negative:
                 raise ImageError(f"{path}: this photo is already enrolled as {first!r}")
-            detections = recognizer.detector.detect(photo.image)
+            detections = recognizer.find(photo.image)
             face = largest(detections)
             if face is None:
                 raise ImageError(f"{path}: no face found")

@@ -49,7 +49,7 @@ def embed_all(recognizer, files: list[Path], every_face: bool) -> list[np.ndarra
             print(f"skipped: {e}", file=sys.stderr)
             out.append(np.zeros((0, recognizer.embedder.spec.embedding_size), np.float32))
             continue
-        found = recognizer.detector.detect(image)
+        found = recognizer.find(image)
         if not every_face:
             face = largest(found)
             found = [face] if face is not None else []
