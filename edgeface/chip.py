@@ -101,3 +101,9 @@ def cut_chips(frame_bgr: np.ndarray, detections: Sequence[Detection], size: tupl
               padding: float = 0.25) -> np.ndarray:
     """Chips placed from the Haar boxes alone (see cut_chips_at), one per detection, in order."""
     return cut_chips_at(frame_bgr, [chip_matrix(*chip_placement(d, padding), size) for d in detections], size)
+
+
+def sharpness(chip_rgb: np.ndarray) -> float:
+    """Variance of the Laplacian of the chip's grey: low for a blurred (or much enlarged) face."""
+    grey = cv2.cvtColor(chip_rgb, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())

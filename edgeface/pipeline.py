@@ -58,6 +58,8 @@ ALIGNMENTS = ("landmarks", "box")
 # On five-celebs, 0.25 found a face in 7 of the 15 photos and 3 of the 6 tight crops the plain
 # sweep missed; 0.5 found fewer (4 and 2): the face gets too small for the detection resolution.
 STILL_PAD = 0.25
+# ... and the share of the picture's shorter side such a face must span (tight crops: 0.7-1.3).
+CROP_FACE_SHARE = 0.5
 
 
 class Recognizer:
@@ -96,9 +98,11 @@ class Recognizer:
         """Faces in a still image (enroll, identify): the full sweep, and when it finds none, the
         sweep again on the picture set in a larger canvas, grey then its own edges repeated. A
         tight face crop (an ID photo, a crop exported by another system) cuts off the forehead and
-        chin the cascade looks for; around it, the canvas lets the face be seen whole. The
-        cascade still decides: a picture without a face gains none (tests: textures, a cat, a
-        rocket). Boxes may then reach past the picture. Video frames never take this path."""
+        chin the cascade looks for; around it, the canvas lets the face be seen whole. Only a face
+        that fills most of the picture is taken this way (a crop): in full photos, faces the
+        retry found at the edges were often someone else or not a face. The cascade still
+        decides: a picture without a face gains none (tests: textures, a cat, a rocket). Boxes
+        may then reach past the picture. Video frames never take this path."""
         found = self.detector.detect(image)
         if found:
             return found
@@ -106,7 +110,7 @@ class Recognizer:
         pad = max(1, int(round(STILL_PAD * max(h, w))))
         for border in (cv2.BORDER_CONSTANT, cv2.BORDER_REPLICATE):
             canvas = cv2.copyMakeBorder(image, pad, pad, pad, pad, border, value=(128, 128, 128))
-            found = self.detector.detect(canvas)
+            found = [d for d in self.detector.detect(canvas) if d.size >= CROP_FACE_SHARE * min(h, w)]
             if found:
                 return [replace(d, cx=d.cx - pad, cy=d.cy - pad) for d in found]
         return []

@@ -1,0 +1,69 @@
+"""Enrolment refuses photos that would make poor references, and warns about doubtful ones."""
+import re
+
+import cv2
+import pytest
+from faces import astronaut_bgr, turned, write_jpeg
+
+from edgeface.config import Config
+from edgeface.enroll import MIN_FACE_PX, enroll
+from edgeface.gallery import Gallery
+from edgeface.pipeline import build_recognizer
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return build_recognizer(Config())
+
+
+def _enrol(tmp_path, recognizer, name, *paths, gallery="g.db"):
+    said, warned = [], []
+    with Gallery(tmp_path / gallery) as g:
+        report = enroll(g, recognizer, name, list(paths), say=said.append, warn=warned.append)
+        people = [(p.name, p.embeddings) for p in g.people()]
+    return report, people, warned
+
+
+def test_a_face_too_small_is_refused_with_its_size(tmp_path, recognizer):
+    tiny = write_jpeg(tmp_path / "tiny.jpg", cv2.resize(astronaut_bgr(), None, fx=0.37, fy=0.37,
+                                                        interpolation=cv2.INTER_AREA))
+    report, people, warned = _enrol(tmp_path, recognizer, "eileen", tiny)
+    assert report.skipped == 1 and people == []
+    assert re.search(rf"tiny.jpg: skipped: face too small \(3\d px, needs {MIN_FACE_PX}\)", warned[0]), warned
+
+
+def test_a_small_face_is_enrolled_with_a_warning(tmp_path, recognizer):
+    small = write_jpeg(tmp_path / "small.jpg", cv2.resize(astronaut_bgr(), None, fx=0.42, fy=0.42,
+                                                          interpolation=cv2.INTER_AREA))
+    report, people, warned = _enrol(tmp_path, recognizer, "eileen", small)
+    assert people == [("eileen", 1)]
+    assert any("warning: small face" in w for w in warned)
+
+
+def test_a_blurred_face_is_refused(tmp_path, recognizer):
+    blurred = write_jpeg(tmp_path / "blurred.jpg", cv2.GaussianBlur(astronaut_bgr(), (0, 0), 5))
+    sharp = write_jpeg(tmp_path / "sharp.jpg", astronaut_bgr())
+    report, people, warned = _enrol(tmp_path, recognizer, "eileen", blurred, sharp)
+    assert report.skipped == 1 and people == [("eileen", 1)]  # the sharp photo of the batch still lands
+    assert re.search(r"blurred.jpg: skipped: face too blurred \(sharpness [0-4]\.\d, needs 5\)", warned[0]), warned
+
+
+def test_a_photo_enrolled_as_someone_else_is_refused(tmp_path, recognizer):
+    photo = write_jpeg(tmp_path / "eileen.jpg", astronaut_bgr())
+    _enrol(tmp_path, recognizer, "eileen", photo)
+    report, people, warned = _enrol(tmp_path, recognizer, "bob", photo)
+    assert report.skipped == 1 and people == [("eileen", 1)]
+    assert "already enrolled as 'eileen'" in warned[0]
+
+
+def test_a_face_that_looks_like_another_enrolled_person_is_flagged(tmp_path, recognizer):
+    _enrol(tmp_path, recognizer, "eileen", write_jpeg(tmp_path / "eileen.jpg", astronaut_bgr()))
+    # "bob"'s first photo is in fact eileen again, turned: it would be named eileen
+    report, people, warned = _enrol(tmp_path, recognizer, "bob",
+                                    write_jpeg(tmp_path / "bob.jpg", turned(astronaut_bgr(), 20)))
+    assert people == [("bob", 1), ("eileen", 1)]  # enrolled: the user may know better
+    assert any("would already be named eileen" in w for w in warned), warned
+    # a second "bob" photo closer to eileen than to bob's first one: her upright photo, a little brighter
+    brighter = cv2.convertScaleAbs(astronaut_bgr(), alpha=1.1)
+    report, people, warned = _enrol(tmp_path, recognizer, "bob", write_jpeg(tmp_path / "bob2.jpg", brighter))
+    assert any("closer to eileen" in w and "than to bob's other photos" in w for w in warned), warned
