@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from edgeface import __version__, exitcodes
@@ -82,8 +83,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     if args.not_name is not None:  # enroll --not NAME PHOTO...: NAME came as --not's value
         args.images = [p for p in (args.name, *args.images) if p is not None]
         args.name = args.not_name
-    if args.name is None or not args.images:
-        _err("usage: edgeface enroll NAME IMAGE_OR_DIR... (or --not NAME IMAGE_OR_DIR...)")
+    if args.name is None or not (args.images or args.event):
+        _err("usage: edgeface enroll NAME IMAGE_OR_DIR... (or --not NAME ..., or --event ID instead of photos)")
         return exitcodes.USAGE
     try:
         name = check_name(args.name)  # before any photo is read
@@ -91,10 +92,19 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         _err(str(e))
         return exitcodes.USAGE
     cfg = config_from_args(args)
-    files = expand(args.images)
-    if not files:
+    files = expand(args.images) if args.images else []
+    if args.images and not files:
         _err("no images found in " + " ".join(args.images))
         return exitcodes.FAIL
+    if args.event:
+        from edgeface.events import EventsError, EventStore, events_folder
+
+        store = EventStore(events_folder(cfg.events, cfg.gallery))
+        try:
+            files += [store.crop_path(event_id) for event_id in args.event]
+        except EventsError as e:
+            _err(str(e))
+            return exitcodes.FAIL
     negative = args.not_name is not None
     try:
         with Gallery(cfg.gallery, create=not negative) as gallery:
@@ -161,6 +171,28 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return exitcodes.FAIL if failed else exitcodes.OK
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    from edgeface.events import EventStore, events_folder
+
+    cfg = config_from_args(args)
+    e = cfg.events
+    store = EventStore(events_folder(e, cfg.gallery), e.max_count, e.max_age)
+    events = store.events()
+    if args.json:
+        for event in events:
+            print(json.dumps(event.as_json(), allow_nan=False))
+        return exitcodes.OK
+    if not events:
+        hint = "" if e.keep_crops else " (events.keep_crops is off in this config)"
+        print(f"no events kept in {store.folder}{hint}", file=sys.stderr)
+        return exitcodes.OK
+    print(f"{'id':<23}  {'time (UTC)':<19}  {'camera':<12}  {'name':<20}  score")
+    for event in events:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.time))
+        print(f"{event.id:<23}  {when:<19}  {event.camera:<12}  {event.name or '(unknown)':<20}  {event.score:.3f}")
+    return exitcodes.OK
+
+
 def cmd_gallery_check(args: argparse.Namespace) -> int:
     from edgeface.embed import default_model_path, load_spec
     from edgeface.gallery import Gallery
@@ -207,9 +239,13 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         if not args.arg:
             _err("gallery remove needs a NAME")
             return exitcodes.USAGE
-        with Gallery(_gallery_path(args), create=False) as gallery:
+        from edgeface.events import EventStore, events_folder
+
+        cfg = config_from_args(args)
+        with Gallery(cfg.gallery, create=False) as gallery:
             count = gallery.remove(args.arg)
-        print(f"removed {args.arg} ({count} face(s))")
+        crops = EventStore(events_folder(cfg.events, cfg.gallery)).remove_person(args.arg)
+        print(f"removed {args.arg} ({count} face(s)" + (f", {crops} event crop(s))" if crops else ")"))
         return exitcodes.OK
     if not args.arg:
         _err(f"gallery {args.action} needs a FILE")
@@ -286,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("images", metavar="IMAGE_OR_DIR", nargs="*")
     e.add_argument("--not", dest="not_name", metavar="NAME", default=None,
                    help="mark the photos' faces as not NAME (NAME must be enrolled), instead of enrolling them")
+    e.add_argument("--event", action="append", metavar="ID", default=[],
+                   help="use the face the daemon kept for event ID (see `edgeface events`; needs events.keep_crops "
+                   "in the config); may be given more than once, with or without photos")
     add_gallery_option(e)
     add_config_option(e)
     add_max_pixels_option(e)
@@ -319,6 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_gallery_option(g)
     add_config_option(g)
     g.set_defaults(func=cmd_gallery)
+
+    v = sub.add_parser("events", help="list the recent events whose face crops the daemon kept",
+                       description="List the identity events the daemon kept face crops of (events.keep_crops in "
+                       "its config), newest first: id, time, camera, name and score. Correct one with `edgeface "
+                       "enroll NAME --event ID` (it is NAME) or `edgeface enroll --not NAME --event ID` (it is not "
+                       "NAME). With --json, one object per line: {\"id\", \"name\", \"score\", \"camera\", "
+                       "\"time\", \"box\"}. Crops stay on the device and age out (events.max_age, max_count).")
+    v.add_argument("--json", action="store_true", help="one JSON object per event per line")
+    add_gallery_option(v)
+    add_config_option(v)
+    v.set_defaults(func=cmd_events)
 
     r = sub.add_parser("run", help="run the recognition daemon (cameras in, MQTT out)",
                        description="Run the daemon: read the cameras in the config, recognise faces, publish "

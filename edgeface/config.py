@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 
 from edgeface.detect import DetectionConfig
+from edgeface.events import EventsConfig
 from edgeface.motion import MotionConfig
 from edgeface.track import TrackingConfig
 from edgeface.validate import require, within
@@ -209,6 +210,7 @@ class Config:
     motion: MotionConfig = field(default_factory=MotionConfig)  # video only; identify/enroll never use it
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     home: HomeConfig = field(default_factory=HomeConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)  # face crops of recent events, for review
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     status_interval: float = 60.0  # seconds between status lines in the log
     gallery_poll_interval: float = 2.0  # seconds between checks for gallery changes (edgeface enroll)
@@ -347,6 +349,7 @@ def load(path: str | os.PathLike = DEFAULT_CONFIG_PATH) -> Config:
     base = path.resolve().parent
     cfg.gallery = _relative_to(base, cfg.gallery)
     cfg.model = _relative_to(base, cfg.model)
+    cfg.events.folder = _relative_to(base, cfg.events.folder)
     for cam in cfg.cameras:
         if isinstance(cam.source, str) and cam.source.isdigit():
             cam.source = int(cam.source)

@@ -24,6 +24,7 @@ import numpy as np
 from edgeface import exitcodes, sdnotify
 from edgeface.config import Config, ConfigError, load
 from edgeface.embed import Embedder, ModelSpec
+from edgeface.events import EventStore, events_folder
 from edgeface.gallery import Gallery, GalleryError
 from edgeface.match import Matcher
 from edgeface.pipeline import FramePipeline, build_frame_pipeline, build_recognizer, load_embedder, load_matcher
@@ -61,6 +62,7 @@ class CameraWorker:
     """Runs the pipeline on one camera's newest frames and publishes its identity events."""
 
     presence: Presence | None = None  # the daemon's, fed every recognised face's sighting
+    events: EventStore | None = None  # the daemon's, when events.keep_crops: each event's face crop
 
     def __init__(self, name: str, reader: CameraReader, pipeline: FramePipeline, publisher: Publisher,
                  snapshot: bool):
@@ -138,6 +140,7 @@ class CameraWorker:
                 log.info("camera %s: %s (score %.3f, track %d, angle %+.0f)", self.name,
                          event.name if event.name is not None else "unknown face", event.score, event.track_id,
                          event.angle)
+                self._keep_crop(event, frame.image)
             if self.presence is not None:
                 self._report_sightings(result.faces, frame.t)
             with self._lock:
@@ -145,6 +148,15 @@ class CameraWorker:
                 self._latency_ms.append((done - frame.mono) * 1e3)
                 self._faces += len(result.faces)
                 self._events += len(result.events)
+
+    def _keep_crop(self, event, image: np.ndarray) -> None:
+        store = self.events
+        if store is None:
+            return
+        try:
+            store.add(self.name, event.name, event.score, event.box, event.t, image)
+        except (OSError, ValueError, cv2.error) as e:  # a full disk must not stop the camera
+            log.error("camera %s: cannot keep the event's face crop in %s: %s", self.name, store.folder, e)
 
     def _report_sightings(self, faces, t: float) -> None:
         """Every face whose identity was announced keeps its person (or the unknown visitor) present."""
@@ -213,6 +225,7 @@ class Daemon:
         self.matcher: Matcher | None = None
         self.publisher: Publisher | None = None
         self.presence = Presence(cfg.home.presence_timeout, cfg.home.unknown_timeout)
+        self.events = _event_store(cfg)  # None unless events.keep_crops
         self.readers: list[CameraReader] = []
         self.workers: list[CameraWorker] = []
         self.stop_event = threading.Event()
@@ -275,6 +288,7 @@ class Daemon:
             self.readers.append(reader)
             self.workers.append(CameraWorker(reader.name, reader, pipeline, self.publisher, self.cfg.mqtt.snapshot))
             self.workers[-1].presence = self.presence
+            self.workers[-1].events = self.events
         for reader in self.readers:
             reader.start()
         for worker in self.workers:
@@ -422,6 +436,9 @@ class Daemon:
         if plan.cameras is not None:
             self._stop_cameras(time.monotonic() + 2.0)
         self.cfg = plan.cfg
+        self.events = _event_store(self.cfg)
+        for w in self.workers:
+            w.events = self.events
         if plan.embedder is not None:
             self._use_embedder(plan.embedder)
         if plan.gallery is not None or plan.gallery_missing:
@@ -455,6 +472,11 @@ class Daemon:
         if self.gallery is not None:
             self.gallery.close()
         log.info("stopped")
+
+
+def _event_store(cfg: Config) -> EventStore | None:
+    e = cfg.events
+    return EventStore(events_folder(e, cfg.gallery), e.max_count, e.max_age) if e.keep_crops else None
 
 
 def load_daemon_config(path: str) -> Config:
