@@ -27,6 +27,7 @@ import yaml
 
 from edgeface.detect import DetectionConfig
 from edgeface.events import EventsConfig
+from edgeface.fleet import FleetConfig
 from edgeface.motion import MotionConfig
 from edgeface.track import TrackingConfig
 from edgeface.validate import require, within
@@ -211,6 +212,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     home: HomeConfig = field(default_factory=HomeConfig)
     events: EventsConfig = field(default_factory=EventsConfig)  # face crops of recent events, for review
+    fleet: FleetConfig = field(default_factory=FleetConfig)  # gallery sync with the household's other devices
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     status_interval: float = 60.0  # seconds between status lines in the log
     gallery_poll_interval: float = 2.0  # seconds between checks for gallery changes (edgeface enroll)
@@ -350,6 +352,7 @@ def load(path: str | os.PathLike = DEFAULT_CONFIG_PATH) -> Config:
     cfg.gallery = _relative_to(base, cfg.gallery)
     cfg.model = _relative_to(base, cfg.model)
     cfg.events.folder = _relative_to(base, cfg.events.folder)
+    cfg.fleet.key_file = _relative_to(base, cfg.fleet.key_file)
     for cam in cfg.cameras:
         if isinstance(cam.source, str) and cam.source.isdigit():
             cam.source = int(cam.source)

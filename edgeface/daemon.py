@@ -25,6 +25,7 @@ from edgeface import exitcodes, sdnotify
 from edgeface.config import Config, ConfigError, load
 from edgeface.embed import Embedder, ModelSpec
 from edgeface.events import EventStore, events_folder
+from edgeface.fleet import FleetError, FleetSync, read_key
 from edgeface.gallery import Gallery, GalleryError
 from edgeface.match import Matcher
 from edgeface.pipeline import FramePipeline, build_frame_pipeline, build_recognizer, load_embedder, load_matcher
@@ -202,6 +203,7 @@ class ReloadPlan:
     matcher: Matcher | None = None  # always rebuilt: cheap, and the threshold may have changed
     publisher: Publisher | None = None  # mqtt settings or camera names changed (not started yet)
     cameras: list[tuple[CameraReader, FramePipeline]] | None = None  # not started yet
+    fleet_changed: bool = False  # fleet or mqtt settings changed: reconnect the fleet sync
 
     def discard(self) -> None:
         """Let go of what was built for a reload that will not happen."""
@@ -226,6 +228,7 @@ class Daemon:
         self.publisher: Publisher | None = None
         self.presence = Presence(cfg.home.presence_timeout, cfg.home.unknown_timeout)
         self.events = _event_store(cfg)  # None unless events.keep_crops
+        self.fleet: FleetSync | None = None  # with fleet.name: gallery sync with the other devices
         self.readers: list[CameraReader] = []
         self.workers: list[CameraWorker] = []
         self.stop_event = threading.Event()
@@ -310,6 +313,8 @@ class Daemon:
         """Load model and gallery, connect MQTT in the background, start cameras. Raises on fatal errors."""
         self._use_embedder(SharedEmbedder(load_embedder(self.cfg)))
         assert self.embedder is not None
+        if self.cfg.fleet.name:  # the fleet fills the gallery: make it if it is not there yet
+            Gallery(self.cfg.gallery).close()
         self.gallery = self._open_gallery(self.cfg.gallery, self.embedder.spec)
         self._use_matcher(self._gallery_matcher(), "loaded")
         assert self.matcher is not None
@@ -317,7 +322,23 @@ class Daemon:
         self.publisher = Publisher(self.cfg.mqtt, [c.name for c in self.cfg.cameras], home=self.cfg.home)
         self.publisher.publish_presence(self.presence.states())
         self.publisher.start()
+        self._start_fleet()
         self._start_cameras(cameras)
+
+    def _start_fleet(self) -> None:
+        if self.fleet is not None:
+            self.fleet.close()
+            self.fleet = None
+        if self.cfg.fleet.name and self.publisher is not None and self.embedder is not None:
+            self.fleet = FleetSync(self.cfg.fleet, self.cfg.mqtt, self.embedder.spec.model_id, self.publisher.client_id)
+
+    def _sync_fleet(self) -> None:
+        if self.fleet is None or self.gallery is None:
+            return
+        try:
+            self.fleet.step(self.gallery)
+        except Exception as e:  # the broker or the gallery file in trouble: try again next poll
+            log.warning("fleet: sync failed (%s); trying again", e)
 
     # -- running -------------------------------------------------------------------------
     def run(self) -> int:
@@ -338,6 +359,7 @@ class Daemon:
                 self.publisher.publish_presence(self.presence.expire(time.time()))  # frames carry wall-clock times
             if now >= next_poll:
                 next_poll = now + self.cfg.gallery_poll_interval
+                self._sync_fleet()
                 self._poll_gallery()
             if now >= next_status:
                 next_status = now + self.cfg.status_interval
@@ -420,6 +442,7 @@ class Daemon:
                 gallery = plan.gallery = self._open_gallery(new.gallery, embedder.spec)
                 plan.gallery_missing = gallery is None
             plan.matcher = load_matcher(gallery, embedder.spec, new.recognition)
+            plan.fleet_changed = new.fleet != old.fleet or new.mqtt != old.mqtt or plan.embedder is not None
             if new.mqtt != old.mqtt or new.home != old.home \
                     or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
                 plan.publisher = Publisher(new.mqtt, [c.name for c in new.cameras], home=new.home)
@@ -458,6 +481,8 @@ class Daemon:
         self._use_matcher(plan.matcher, "reloaded on SIGHUP")
         if plan.cameras is not None:
             self._start_cameras(plan.cameras)
+        if plan.fleet_changed:
+            self._start_fleet()
 
     def shutdown(self) -> None:
         """Publish offline, disconnect, let go of cameras; bounded by STOP_BUDGET_S."""
@@ -469,6 +494,8 @@ class Daemon:
             if left:
                 log.warning("MQTT: %d queued message(s) not delivered (broker away at shutdown)", left)
             self.publisher.close(timeout=max(0.1, deadline - time.monotonic()))
+        if self.fleet is not None:
+            self.fleet.close()
         if self.gallery is not None:
             self.gallery.close()
         log.info("stopped")
@@ -484,6 +511,11 @@ def load_daemon_config(path: str) -> Config:
     cfg = load(path)
     if not cfg.cameras:
         raise ConfigError(f"{path}: cameras: at least one camera is required")
+    if cfg.fleet.name and cfg.fleet.key_file:
+        try:
+            read_key(cfg.fleet.key_file)
+        except FleetError as e:
+            raise ConfigError(f"{path}: {e}") from None
     return cfg
 
 

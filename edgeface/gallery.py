@@ -52,6 +52,14 @@ CREATE TABLE IF NOT EXISTS negatives (
     created REAL NOT NULL,
     UNIQUE (person_id, source_sha256)
 );
+-- fleet sync (edgeface.fleet): the newest version of each photo this gallery has published or applied
+CREATE TABLE IF NOT EXISTS fleet_ledger (
+    sha256 TEXT PRIMARY KEY,
+    person TEXT NOT NULL,
+    version REAL NOT NULL,
+    origin TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -64,7 +72,7 @@ class GalleryMissing(GalleryError):
 
 
 APPLICATION_ID = 0x45444746  # "EDGF" in PRAGMA application_id: marks a file as an edgeface gallery
-TABLES = {"meta", "people", "embeddings", "negatives"}
+TABLES = {"meta", "people", "embeddings", "negatives", "fleet_ledger"}
 CORE_TABLES = {"meta", "people", "embeddings"}  # a gallery before negatives existed
 NAME_MAX = 64  # characters; names go into logs, MQTT payloads and Home Assistant states
 _NAME_FORMAT_OK = {"\u200c", "\u200d"}  # zero-width (non-)joiners: needed to spell names in some scripts

@@ -53,6 +53,21 @@ CLASH_BACKOFF_MAX_S = CLASH_BACKOFF_S[-1]
 STABLE_S = 2 * CLASH_BACKOFF_MAX_S  # a connection this long ends the back-off (the other one is gone)
 
 
+def mqtt_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
+    """A paho client for the configured broker: credentials, TLS and reconnect delays set; not connected."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                    clean_session=True)
+    if cfg.username is not None:
+        c.username_pw_set(cfg.username, cfg.password)
+    if cfg.tls:
+        tls = cfg.tls if isinstance(cfg.tls, TlsConfig) else TlsConfig()
+        c.tls_set(ca_certs=tls.ca, certfile=tls.cert, keyfile=tls.key)
+        if tls.insecure:
+            c.tls_insecure_set(True)
+    c.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
+    return c
+
+
 def iso_utc(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -103,17 +118,8 @@ class Publisher:
 
     # -- setup ---------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                        protocol=mqtt.MQTTv311, clean_session=True)
+        c = mqtt_client(self.cfg, self.client_id)
         c.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
-        if self.cfg.username is not None:
-            c.username_pw_set(self.cfg.username, self.cfg.password)
-        if self.cfg.tls:
-            tls = self.cfg.tls if isinstance(self.cfg.tls, TlsConfig) else TlsConfig()
-            c.tls_set(ca_certs=tls.ca, certfile=tls.cert, keyfile=tls.key)
-            if tls.insecure:
-                c.tls_insecure_set(True)
-        c.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._on_connect_fail
