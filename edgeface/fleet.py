@@ -120,11 +120,11 @@ def newer(a: LedgerEntry, b: LedgerEntry | None) -> bool:
     return b is None or (a.version, a.origin) > (b.version, b.origin)
 
 
-def receive(ledger: FleetLedger, topic: str, payload: bytes, key: bytes, fleet: str, model_id: str
-            ) -> tuple[str, str]:
+def receive(ledger: FleetLedger, topic: str, payload: bytes, key: bytes, fleet: str, model_id: str,
+            known: dict[str, LedgerEntry] | None = None) -> tuple[str, str]:
     """Check one received record and apply it if it is newer than ours. Returns (outcome,
     detail): ("applied", what), ("rejected", why), ("other model", its device), ("old", "") or
-    ("empty", "")."""
+    ("empty", ""). ``known``: ledger.entries(), read once for a batch and kept up to date here."""
     if not payload:
         return "empty", ""  # a cleared retained topic
     try:
@@ -148,12 +148,14 @@ def receive(ledger: FleetLedger, topic: str, payload: bytes, key: bytes, fleet: 
         vector = None if entry.deleted else np.frombuffer(base64.b64decode(body["vector"]), np.float32)
     except (KeyError, TypeError, ValueError, GalleryError) as e:
         return "rejected", str(e)
-    if not newer(entry, ledger.entries().get(sha)):
+    if not newer(entry, (ledger.entries() if known is None else known).get(sha)):
         return "old", ""
     try:
         ledger.apply(sha, entry, vector, model_id)
     except GalleryError as e:
         return "rejected", f"cannot apply it: {e}"
+    if known is not None:
+        known[sha] = entry
     return "applied", f"{'removed' if entry.deleted else 'added'} {entry.person} (photo {sha[:12]}) from {entry.origin}"
 
 
@@ -301,12 +303,13 @@ class FleetSync:
             batch = list(self._inbox)
             self._inbox.clear()
         changed = False
+        known = ledger.entries() if batch else {}
         for topic, payload in batch:
-            changed |= self._apply(ledger, topic, payload)
+            changed |= self._apply(ledger, topic, payload, known)
         return changed
 
-    def _apply(self, ledger: FleetLedger, topic: str, payload: bytes) -> bool:
-        outcome, detail = receive(ledger, topic, payload, self.key, self.cfg.name or "", self.model_id)
+    def _apply(self, ledger: FleetLedger, topic: str, payload: bytes, known: dict[str, LedgerEntry]) -> bool:
+        outcome, detail = receive(ledger, topic, payload, self.key, self.cfg.name or "", self.model_id, known)
         if outcome == "applied":
             self.applied += 1
             log.info("fleet: %s", detail)
