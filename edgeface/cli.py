@@ -249,6 +249,9 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 def cmd_gallery(args: argparse.Namespace) -> int:
     from edgeface.gallery import Gallery, dump_export, shown_name
 
+    if args.new is not None and args.action != "rename":
+        _err(f"gallery {args.action} takes one argument, not {args.arg!r} and {args.new!r}")
+        return exitcodes.USAGE
     if args.action == "check":
         return cmd_gallery_check(args)
     if args.action == "list":
@@ -283,6 +286,15 @@ def cmd_gallery(args: argparse.Namespace) -> int:
             count = gallery.remove(args.arg)
         crops = EventStore(events_folder(cfg.events, cfg.gallery)).remove_person(args.arg)
         print(f"removed {args.arg} ({count} face(s)" + (f", {crops} event crop(s))" if crops else ")"))
+        return exitcodes.OK
+    if args.action == "rename":
+        if not args.arg or not args.new:
+            _err("gallery rename needs OLD and NEW names")
+            return exitcodes.USAGE
+        with Gallery(_gallery_path(args), create=False) as gallery:
+            count, merged = gallery.rename(args.arg, args.new)
+        print(f"merged {args.arg} into {args.new} ({count} face(s) moved)" if merged
+              else f"renamed {args.arg} to {args.new} ({count} face(s))")
         return exitcodes.OK
     if not args.arg:
         _err(f"gallery {args.action} needs a FILE")
@@ -383,14 +395,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(i)
     i.set_defaults(func=cmd_identify)
 
-    g = sub.add_parser("gallery", help="list, check, remove, export or import enrolled people",
+    g = sub.add_parser("gallery", help="list, check, remove, rename, export or import enrolled people",
                        description="list: people and face counts. check: a leave-one-out self-test: per person, "
                        "how often their own photos are recognised from the others; photos that look like someone "
                        "else; the estimated share of strangers that would be named; and what to do about each. "
-                       "remove NAME: delete a person. export FILE: write the gallery as JSON. import FILE: merge "
+                       "remove NAME: delete a person. rename OLD NEW: give a person another name; if NEW is already "
+                       "enrolled, the two become one person (a merge). With a fleet, both reach every device. "
+                       "export FILE: write the gallery as JSON. import FILE: merge "
                        "such an export in.")
-    g.add_argument("action", choices=["list", "check", "remove", "export", "import"])
+    g.add_argument("action", choices=["list", "check", "remove", "rename", "export", "import"])
     g.add_argument("arg", nargs="?", metavar="NAME|FILE")
+    g.add_argument("new", nargs="?", metavar="NEW", help="rename only: the new name")
     g.add_argument("--json", action="store_true", help="list or check as JSON")
     add_gallery_option(g)
     add_config_option(g)

@@ -8,8 +8,9 @@ from the retained record when it comes back, and its own old copy cannot bring t
 
 Rules (tests/test_fleet.py):
 - Per photo (sha256), the newest version wins; equal versions: the larger device id wins. A
-  photo belongs to one person, so renaming a person (remove, enrol the same photos as another
-  name) or merging two (enrol one's photos as the other) moves each photo to the newest owner.
+  photo belongs to one person, so renaming a person (`edgeface gallery rename OLD NEW`) or
+  merging two (renaming one onto the other) republishes each of their photos under the new
+  name, and every device moves each photo to its newest owner.
 - A record is applied only if its HMAC-SHA256 under the fleet key checks out; anything else is
   rejected and logged, so a client that may publish on the broker but lacks the key can neither
   add nor remove anyone. Broker ACLs and TLS stay the first line (README: Several devices).

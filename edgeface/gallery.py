@@ -435,6 +435,35 @@ class Gallery:
                 db.execute("DELETE FROM meta WHERE key IN ('model_id', 'embedding_size')")
         return count
 
+    def rename(self, old: str, new: str) -> tuple[int, bool]:
+        """Give ``old``'s faces (and their "not them" faces) to ``new``, in one transaction.
+        If ``new`` is already enrolled, the two become one person (a merge). Returns (faces
+        moved, merged). Fleet sync then moves each photo's record to ``new`` on every device."""
+        new = check_name(new)
+        with self._write() as db:
+            row = db.execute("SELECT id FROM people WHERE name = ?", (old,)).fetchone()
+            if row is None:
+                row = db.execute("SELECT id FROM people WHERE name = ?", (check_name(old),)).fetchone()
+            if row is None:
+                raise GalleryError(f"no person named {old!r} in {self.path}")
+            (old_id,) = row
+            (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", row).fetchone()
+            target = db.execute("SELECT id FROM people WHERE name = ?", (new,)).fetchone()
+            if target is None:
+                db.execute("UPDATE people SET name = ? WHERE id = ?", (new, old_id))
+                return count, False
+            (new_id,) = target
+            if new_id == old_id:
+                raise GalleryError(f"{old!r} is already called {new!r}")
+            # OR IGNORE: a photo both already had (older galleries allowed it) stays once
+            db.execute("UPDATE OR IGNORE embeddings SET person_id = ? WHERE person_id = ?", (new_id, old_id))
+            db.execute("UPDATE OR IGNORE negatives SET person_id = ? WHERE person_id = ?", (new_id, old_id))
+            # a merged photo of theirs cannot stay one of their "not them" faces
+            db.execute("DELETE FROM negatives WHERE person_id = ? AND source_sha256 IN "
+                       "(SELECT source_sha256 FROM embeddings WHERE person_id = ?)", (new_id, new_id))
+            db.execute("DELETE FROM people WHERE id = ?", (old_id,))
+        return count, True
+
     # -- export / import ---------------------------------------------------------------
     def export(self) -> dict:
         """Everything needed to rebuild the gallery elsewhere: embeddings, and the faces marked

@@ -3,6 +3,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from faces import astronaut_bgr, turned, write_jpeg
@@ -115,6 +116,19 @@ def test_gallery_export_import_remove(tmp_path, gallery):
     r = edgeface("gallery", "remove", "eileen", "--gallery", copy)
     assert r.returncode == 1 and "no person named 'eileen'" in r.stderr
     assert edgeface("gallery", "list", "--gallery", copy, "--json").stdout.strip() == "[]"
+
+
+def test_gallery_rename_and_its_usage_errors(tmp_path, gallery):
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(Path(gallery).read_bytes())
+    r = edgeface("gallery", "rename", "eileen", "--gallery", copy)
+    assert r.returncode == 2 and "needs OLD and NEW" in r.stderr
+    r = edgeface("gallery", "remove", "eileen", "extra", "--gallery", copy)
+    assert r.returncode == 2 and "takes one argument" in r.stderr
+    r = edgeface("gallery", "rename", "eileen", "eileen collins", "--gallery", copy)
+    assert r.returncode == 0 and "renamed eileen to eileen collins (1 face(s))" in r.stdout
+    r = edgeface("gallery", "list", "--gallery", copy, "--json")
+    assert [p["name"] for p in json.loads(r.stdout)] == ["eileen collins"]
 
 
 def test_help_explains_every_command():

@@ -190,6 +190,13 @@ def test_three_devices_share_enrolments_and_removals(tmp_path, mosquitto, run_da
     time.sleep(3)  # C's own old copy must not have brought her back anywhere
     assert all("eileen" not in _people_in(g) for g in galleries.values())
 
+    # a rename on C: the new name everywhere, the old one nowhere
+    r = subprocess.run([sys.executable, "-m", "edgeface", "gallery", "rename", "frank", "francis", "--gallery",
+                        galleries["c"]], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0 and "renamed frank to francis (1 face(s))" in r.stdout, r.stderr
+    assert _wait(lambda: all(_people_in(g) == {"francis"} for g in galleries.values())), \
+        {n: _people_in(g) for n, g in galleries.items()}
+
     # a forged record (no key) and a record of another model are refused and said so
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="mallory")
     client.connect(mosquitto.host, mosquitto.port)

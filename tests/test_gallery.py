@@ -113,3 +113,23 @@ def test_negatives_are_kept_per_person_exported_and_removed_with_them(tmp_path):
         assert [p.name for p in copy.people()] == ["ann"]  # nothing half-written
         copy.remove("ann")
         assert copy.vectors(negatives=True)[0] == []
+
+
+def test_rename_and_merge_move_faces_and_negatives(tmp_path):
+    with Gallery(tmp_path / "g.db") as g:
+        g.add("ann", [_enrol(0), _enrol(1)], MODEL_A)
+        g.add("bob", [_enrol(2)], MODEL_A)
+        g.add_negatives("ann", [_enrol(3)], MODEL_A)
+        g.add_negatives("bob", [_enrol(1)], MODEL_A)  # "not bob" is a photo of ann...
+        assert g.rename("ann", "anne") == (2, False)
+        assert [(p.name, p.embeddings, p.negatives) for p in g.people()] == [("anne", 2, 1), ("bob", 1, 1)]
+        with pytest.raises(GalleryError, match="no person named 'ann'"):
+            g.rename("ann", "bob")
+        with pytest.raises(GalleryError, match="already called"):
+            g.rename("bob", "bob")
+        with pytest.raises(GalleryError):
+            g.rename("bob", "")  # not a name: nothing changes
+        # ...so when anne and bob turn out to be one person, that negative goes, the other stays
+        assert g.rename("anne", "bob") == (2, True)
+        assert [(p.name, p.embeddings, p.negatives) for p in g.people()] == [("bob", 3, 1)]
+        assert g.owner(_enrol(0).source_sha256) == "bob"
