@@ -96,20 +96,24 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     if args.images and not files:
         _err("no images found in " + " ".join(args.images))
         return exitcodes.FAIL
+    at: list[tuple[int, int, int, int] | None] | None = None  # per file: the face meant (None: the largest)
     if args.event:
         from edgeface.events import EventsError, EventStore, events_folder
 
         store = EventStore(events_folder(cfg.events, cfg.gallery))
         try:
-            files += [store.crop_path(event_id) for event_id in args.event]
+            crops = [store.crop(event_id) for event_id in args.event]
         except EventsError as e:
             _err(str(e))
             return exitcodes.FAIL
+        at = [None] * len(files) + [event.face_in_crop() for _, event in crops]  # the face each event was about
+        files += [path for path, _ in crops]
     negative = args.not_name is not None
     try:
         with Gallery(cfg.gallery, create=not negative) as gallery:
             report = enroll(gallery, build_recognizer(cfg), name, files, max_pixels=cfg.max_pixels, say=print,
-                            warn=lambda line: print(line, file=sys.stderr), negative=negative)
+                            warn=lambda line: print(line, file=sys.stderr), negative=negative,
+                            at=at)
     except GalleryError as e:
         _err(str(e))
         return exitcodes.FAIL
@@ -180,7 +184,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     events = store.events()
     if args.json:
         for event in events:
-            print(json.dumps(event.as_json(), allow_nan=False))
+            print(json.dumps({k: v for k, v in event.as_json().items() if k != "crop_box"}, allow_nan=False))
         return exitcodes.OK
     if not events:
         hint = "" if e.keep_crops else " (events.keep_crops is off in this config)"

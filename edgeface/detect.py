@@ -457,3 +457,12 @@ def _continues(det: Detection, regions) -> bool:
 def largest(detections: list[Detection]) -> Detection | None:
     """The detection with the largest face (e.g. for enrolment), or None."""
     return max(detections, key=lambda d: d.size, default=None)
+
+
+def at_box(detections: list[Detection], box: tuple[float, float, float, float]) -> Detection | None:
+    """The detection centred nearest ``box`` (x, y, w, h), within half its side; else None. Picks
+    the face an event was about out of a crop that may hold a neighbour's face too."""
+    x, y, w, h = box
+    cx, cy, reach = x + w / 2, y + h / 2, max(w, h) / 2
+    near = [(math.hypot(d.cx - cx, d.cy - cy), d) for d in detections]
+    return min((t for t in near if t[0] <= reach), key=lambda t: t[0], default=(0.0, None))[1]

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edgeface.chip import sharpness
-from edgeface.detect import largest
+from edgeface.detect import at_box, largest
 from edgeface.gallery import Enrolment, Gallery
 from edgeface.images import DEFAULT_MAX_PIXELS, MAX_SIDE, ImageError, read_photo
 from edgeface.match import unit_rows
@@ -53,12 +53,14 @@ class EnrolReport:
 
 def enroll(gallery: Gallery, recognizer: Recognizer, name: str, files: Sequence[str | os.PathLike],
            max_pixels: int | None = DEFAULT_MAX_PIXELS, say: Say = _quiet, warn: Say = _quiet,
-           negative: bool = False) -> EnrolReport:
+           negative: bool = False, at: Sequence[tuple[int, int, int, int] | None] | None = None) -> EnrolReport:
     """Add ``name``'s largest face from each of ``files`` (``name`` already checked by
     gallery.check_name). ``say`` hears one line per photo used, ``warn`` one per photo skipped
     or doubtful. A photo already enrolled as someone else, larger than ``max_pixels`` (0/None:
     no cap), unreadable or without a face is skipped; nothing is written when no photo gave a face.
-    negative=True: the faces are marked "not ``name``" instead (``name`` must be enrolled)."""
+    negative=True: the faces are marked "not ``name``" instead (``name`` must be enrolled).
+    ``at``: per file, the box (original pixels) of the face meant, or None for the largest; an
+    event's crop can hold a neighbour's face beside the one the event was about."""
     spec = recognizer.embedder.spec
     gallery.check_model(spec.model_id)  # before minutes of work, not after
     enrolments: list[Enrolment] = []
@@ -73,7 +75,14 @@ def enroll(gallery: Gallery, recognizer: Recognizer, name: str, files: Sequence[
             if first is not None and first != name and not negative:
                 raise ImageError(f"{path}: this photo is already enrolled as {first!r}")
             detections = recognizer.find(photo.image)
-            face = largest(detections)
+            meant = at[n - 1] if at is not None else None
+            if meant is None:
+                face = largest(detections)
+            else:
+                x, y, w, h = (v * photo.scale for v in meant)
+                face = at_box(detections, (x, y, w, h))
+                if face is None and detections:
+                    raise ImageError(f"{path}: the face at {list(meant)} was not found again")
             if face is None:
                 raise ImageError(f"{path}: no face found")
             side = face.size / photo.scale
@@ -89,7 +98,7 @@ def enroll(gallery: Gallery, recognizer: Recognizer, name: str, files: Sequence[
             warn(f"{prefix}: skipped: {str(e).split(': ', 1)[-1]}")
             skipped += 1
             continue
-        if len(detections) > 1:
+        if len(detections) > 1 and meant is None:
             warn(f"{prefix}: warning: {len(detections)} faces, using the largest")
         if side < SMALL_FACE_PX:
             warn(f"{prefix}: warning: small face ({side:.0f} px); a photo with the face {SMALL_FACE_PX} px or "

@@ -58,6 +58,15 @@ class Event:
     camera: str
     time: float  # epoch seconds
     box: list[int]  # x, y, w, h of the face in the camera frame
+    # ... and in the crop, which may hold a neighbour's face too (None: an event from before it was kept)
+    crop_box: list[int] | None = None
+
+    def face_in_crop(self) -> tuple[int, int, int, int]:
+        if self.crop_box is not None:
+            x, y, w, h = self.crop_box
+            return x, y, w, h
+        x, y, w, h = self.box  # the crop's corner, as face_crop cut it (clipped at the frame's top left)
+        return x - max(0, x - round(w * CROP_MARGIN)), y - max(0, y - round(h * CROP_MARGIN)), w, h
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -79,16 +88,19 @@ class EventStore:
     def add(self, camera: str, name: str | None, score: float, box: tuple[int, int, int, int], t: float,
             frame: np.ndarray) -> Event | None:
         """Store one event's face crop (cut from ``frame`` around ``box``); None if nothing to cut."""
-        crop = face_crop(frame, box)
-        if crop is None:
+        rect = crop_rect(frame.shape, box)
+        if rect is None:
             return None
+        x0, y0, x1, y1 = rect
+        crop = np.ascontiguousarray(frame[y0:y1, x0:x1])
         ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
         if not ok:
             return None
         self._make_folder()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(t))
+        x, y, w, h = (int(v) for v in box)
         event = Event(f"{stamp}-{secrets.token_hex(3)}", name, round(float(score), 4), camera, float(t),
-                      [int(v) for v in box])
+                      [x, y, w, h], [x - x0, y - y0, w, h])
         self._write(self.folder / f"{event.id}.jpg", jpeg.tobytes())
         self._write(self.folder / f"{event.id}.json", json.dumps(event.as_json(), allow_nan=False).encode())
         self.prune()
@@ -126,8 +138,8 @@ class EventStore:
                 log.warning("events: skipping unreadable %s (%s)", path, e)
         return sorted(out, key=lambda e: (e.time, e.id), reverse=True)
 
-    def crop_path(self, event_id: str) -> Path:
-        """The JPEG of event ``event_id``; EventsError naming the id when there is none."""
+    def crop(self, event_id: str) -> tuple[Path, Event]:
+        """The JPEG of event ``event_id`` and its record; EventsError naming the id when there is none."""
         if not ID_FORMAT.match(event_id):
             raise EventsError(f"event {event_id!r}: not an event id (they look like 20261124T001002-3f9a1c; "
                               "see edgeface events)")
@@ -135,7 +147,11 @@ class EventStore:
         if not path.is_file():
             raise EventsError(f"event {event_id}: not found in {self.folder} (it may have aged out; see edgeface "
                               "events)")
-        return path
+        try:
+            event = Event(**json.loads((self.folder / f"{event_id}.json").read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            raise EventsError(f"event {event_id}: its record in {self.folder} cannot be read ({e})") from None
+        return path, event
 
     # -- deleting ------------------------------------------------------------------------
     def prune(self) -> int:
@@ -161,13 +177,20 @@ class EventStore:
             (self.folder / f"{event_id}{suffix}").unlink(missing_ok=True)
 
 
-def face_crop(frame: np.ndarray, box: tuple[int, int, int, int] | list[int]) -> np.ndarray | None:
-    """The face and CROP_MARGIN box sides around it, clipped to the frame: enough picture for the
-    still-image sweep to find the face again when it is enrolled from the crop."""
+def crop_rect(shape: tuple[int, ...], box: tuple[int, int, int, int] | list[int]
+              ) -> tuple[int, int, int, int] | None:
+    """x0, y0, x1, y1: the face and CROP_MARGIN box sides around it, clipped to the frame: enough
+    picture for the still-image sweep to find the face again when it is enrolled from the crop."""
     x, y, w, h = (int(v) for v in box)
     mx, my = int(round(w * CROP_MARGIN)), int(round(h * CROP_MARGIN))
-    fh, fw = frame.shape[:2]
+    fh, fw = shape[:2]
     x0, y0, x1, y1 = max(0, x - mx), max(0, y - my), min(fw, x + w + mx), min(fh, y + h + my)
-    if x1 <= x0 or y1 <= y0:
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def face_crop(frame: np.ndarray, box: tuple[int, int, int, int] | list[int]) -> np.ndarray | None:
+    rect = crop_rect(frame.shape, box)
+    if rect is None:
         return None
+    x0, y0, x1, y1 = rect
     return np.ascontiguousarray(frame[y0:y1, x0:x1])

@@ -67,3 +67,23 @@ def test_a_face_that_looks_like_another_enrolled_person_is_flagged(tmp_path, rec
     brighter = cv2.convertScaleAbs(astronaut_bgr(), alpha=1.1)
     report, people, warned = _enrol(tmp_path, recognizer, "bob", write_jpeg(tmp_path / "bob2.jpg", brighter))
     assert any("closer to eileen" in w and "than to bob's other photos" in w for w in warned), warned
+
+
+def test_the_face_meant_is_enrolled_not_the_largest(tmp_path, recognizer):
+    """An event's crop can hold a neighbour's larger face; enrolment takes the face at the event's box."""
+    import numpy as np
+
+    big = astronaut_bgr()
+    small = cv2.resize(big, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    frame = np.full((512, 512 + small.shape[1] + 20, 3), 120, np.uint8)
+    frame[:, :512] = big
+    frame[:small.shape[0], 532:] = small
+    photo = write_jpeg(tmp_path / "two.jpg", frame)
+    said, warned = [], []
+    with Gallery(tmp_path / "g.db") as g:
+        enroll(g, recognizer, "eileen", [photo, photo], say=said.append, warn=warned.append,
+               at=[(532 + 124, 52, 64, 64), (420, 400, 60, 60)])
+    x, y, w, h = map(int, re.search(r"face at \[(-?\d+), (-?\d+), (\d+), (\d+)\]", said[0]).groups())
+    assert abs(x + w / 2 - (532 + 156)) < 20 and abs(y + h / 2 - 84) < 20 and w < 100, said  # the small face (the big one: 120)
+    assert "the face at [420, 400, 60, 60] was not found again" in warned[-1], warned
+    assert not any("using the largest" in line for line in warned)

@@ -71,9 +71,9 @@ def test_events_age_out_and_go_with_their_person(tmp_path):
 def test_a_bad_or_unknown_event_id_is_refused_by_name(tmp_path):
     store = EventStore(tmp_path / "events")
     with pytest.raises(EventsError, match="not an event id"):
-        store.crop_path("../../etc/passwd")
+        store.crop("../../etc/passwd")
     with pytest.raises(EventsError, match="20261124T001002-abcdef: not found"):
-        store.crop_path("20261124T001002-abcdef")
+        store.crop("20261124T001002-abcdef")
 
 
 def test_the_crop_holds_the_face_with_room_around_it_and_stays_in_the_frame():
@@ -100,7 +100,7 @@ def test_review_and_correct_from_the_command_line(tmp_path):
     assert r.returncode == 0, r.stderr
     listed = [json.loads(line) for line in r.stdout.splitlines()]
     assert [e["id"] for e in listed] == [seen.id]
-    assert set(listed[0]) == {"id", "name", "score", "camera", "time", "box"}
+    assert set(listed[0]) == {"id", "name", "score", "camera", "time", "box"}  # where in the crop: internal
     r = edgeface("enroll", "eileen", "--event", seen.id, "--gallery", db)
     assert r.returncode == 0 and "1 new face(s) enrolled" in r.stdout, r.stdout + r.stderr
     # a face the camera will keep naming eileen, marked as not her
@@ -147,3 +147,15 @@ def test_the_daemon_keeps_event_crops_and_never_publishes_them(tmp_path, mosquit
         assert len(m.payload) < 4096 and not m.payload.startswith(b"\xff\xd8"), m.topic
     folder = tmp_path / "events"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and len(list(folder.glob("*.jpg"))) <= 5
+
+
+def test_an_event_knows_where_its_face_is_in_its_crop(tmp_path):
+    store = EventStore(tmp_path / "events")
+    frame = np.zeros((200, 300, 3), np.uint8)
+    for box in [(10, 20, 40, 40), (100, 100, 40, 40), (250, 150, 40, 40)]:
+        event = store.add("front", None, 0.5, box, 1_800_000_000.0, frame)
+        assert event.crop_box is not None and event.face_in_crop() == tuple(event.crop_box)
+        # an event kept before crop_box was written gets the same answer from its frame box
+        assert store.crop(event.id)[1].face_in_crop() == tuple(event.crop_box)
+        old = type(event)(event.id, event.name, event.score, event.camera, event.time, event.box)
+        assert old.face_in_crop() == tuple(event.crop_box), box
