@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from edgeface.chip import cut_chips
-from edgeface.detect import Detection, HaarDetector
+from edgeface.detect import ChipFaceCheck, Detection, HaarDetector
 from edgeface.embed import Embedder, ModelSpec
 from edgeface.landmarks import Aligner
 from edgeface.match import Match, Matcher, OpenSetRule
@@ -147,6 +147,7 @@ class FramePipeline:
             raise TypeError("FramePipeline schedules a HaarDetector's searches; got "
                             f"{type(recognizer.detector).__name__}")
         self.recognizer, self.tracker, self.detector = recognizer, tracker, recognizer.detector
+        self.face_check = ChipFaceCheck()
         self.motion = MotionDetector(motion) if motion is not None and motion.enabled else None
         self.frame_index = 0
         self._thumb: np.ndarray | None = None  # the previous frame's thumbnail (scene changes)
@@ -274,7 +275,9 @@ class FramePipeline:
         t4 = clock()
         matches = self.recognizer.match(embeddings) if todo else []
         by_track = {}
-        for tr, m in zip(todo, matches):
+        for tr, m, chip in zip(todo, matches, chips):
+            if m.name is None and not tr.face_confirmed and self.tracker.cfg.unknown_face_check:
+                tr.face_confirmed = self.face_check(chip)
             self.tracker.observe(tr, m.name, m.score, t)
             by_track[tr.id] = m
         events = self.tracker.events(t)

@@ -37,6 +37,9 @@ class TrackingConfig:
     # An unknown face is re-checked more often: it may be someone enrolled seen at a hard angle.
     unknown_reembed_interval: float = 0.25
     unknown_events: bool = True  # announce faces that match nobody (name null)
+    # ... only once one of their chips passed detect.ChipFaceCheck (an eye, or two face cascades
+    # agreeing): on the door clips every unknown event with everyone enrolled was a false face.
+    unknown_face_check: bool = True
 
     def __post_init__(self) -> None:
         # iou_min 0 would let any detection anywhere continue any track
@@ -76,6 +79,9 @@ class Track:
     # Found again after missed frames: what was found may be something else where the face was
     # (a person who just left the doorway), so its name is withheld until an embedding confirms it.
     recheck: bool = False
+    # One of its chips that matched nobody passed the face check (unknown_face_check). A named
+    # track needs it too before it turns unknown: it may have slid off the face onto the wall.
+    face_confirmed: bool = False
     votes: list[tuple[str | None, float]] = field(default_factory=list, repr=False)  # the first embeddings
     recent: deque[tuple[str | None, float]] = field(default_factory=deque, repr=False)  # after the decision
 
@@ -178,6 +184,8 @@ class Tracker:
                 if not track.announced or track.name != track.announced_name:
                     self._announce(track, t)
             return
+        if track.name is None and not track.announced and track.face_confirmed:
+            self._announce(track, t)  # an unknown face held back until its face check passed
         if track.recheck and name == track.name:
             track.recheck = False  # the face found again is the same person
         if name is not None and name != track.name:
@@ -204,7 +212,8 @@ class Tracker:
             track.score = max(track.score, mean)
 
     def _announce(self, track: Track, t: float) -> None:
-        if track.name is None and not self.cfg.unknown_events:
+        if track.name is None and (not self.cfg.unknown_events
+                                   or (self.cfg.unknown_face_check and not track.face_confirmed)):
             return
         det = track.detection
         track.announced, track.announced_name = True, track.name

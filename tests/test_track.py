@@ -7,14 +7,17 @@ def face(cx, cy=100.0, size=80.0, angle=0.0):
     return Detection(cx, cy, size, angle, 10.0)
 
 
-def run_frames(tracker, frames, names, t0=0.0, dt=0.1):
-    """Feed frames (lists of detections) with per-detection names; returns all events."""
+def run_frames(tracker, frames, names, t0=0.0, dt=0.1, face_check=lambda k: True):
+    """Feed frames (lists of detections) with per-detection names; returns all events.
+    face_check(k): whether the chips of frame k pass the face check (as FramePipeline asks it)."""
     events = []
     for k, dets in enumerate(frames):
         t = t0 + k * dt
         tracks = tracker.update(dets, t)
         for tr, name in zip(tracks, names[k]):
             if tr.needs_embedding(t):
+                if name is None and not tr.face_confirmed:
+                    tr.face_confirmed = face_check(k)
                 tracker.observe(tr, name, 0.9 if name else 0.3, t)
         events += tracker.events(t)
     return events
@@ -55,6 +58,25 @@ def test_unknown_face_announced_with_null_name_or_suppressed():
     assert [e.name for e in events] == [None]
     events = run_frames(Tracker(TrackingConfig(unknown_events=False)), [[face(100)]] * 5, [[None]] * 5)
     assert events == []
+
+
+def test_an_unknown_face_waits_for_its_face_check():
+    # never passes (a false face on the wallpaper): never announced
+    assert run_frames(Tracker(), [[face(100)]] * 10, [[None]] * 10, face_check=lambda k: False) == []
+    # passes from the 6th frame on (the visitor looked up): announced then, once
+    events = run_frames(Tracker(), [[face(100)]] * 10, [[None]] * 10, face_check=lambda k: k >= 5)
+    assert [e.name for e in events] == [None] and 0.5 <= events[0].t <= 0.5 + 0.25  # its next embedding
+    # switched off: announced on the vote, as before
+    events = run_frames(Tracker(TrackingConfig(unknown_face_check=False)), [[face(100)]] * 5, [[None]] * 5,
+                        face_check=lambda k: False)
+    assert [e.name for e in events] == [None] and abs(events[0].t - 0.1) < 1e-9
+    # a named track that then matches nobody turns unknown only if that face passes the check
+    # (it may have slid off the face onto the wall)
+    quick = TrackingConfig(reembed_interval=0.0, unknown_reembed_interval=0.0)
+    names = [["ann"]] * 3 + [[None]] * 7
+    assert [e.name for e in run_frames(Tracker(quick), [[face(100)]] * 10, names, face_check=lambda k: False)] \
+        == ["ann"]
+    assert [e.name for e in run_frames(Tracker(quick), [[face(100)]] * 10, names)] == ["ann", None]
 
 
 def test_identity_change_gives_a_second_event():
@@ -121,6 +143,7 @@ def test_unknown_track_is_rechecked_sooner_and_named_once_recognisable():
         track = tr.update([face(100, angle=60 - 4 * k)], t)[0]
         if track.needs_embedding(t):
             embedded += 1
+            track.face_confirmed = True  # a real face (FramePipeline's face check)
             tr.observe(track, "ann" if t >= 1.0 else None, 0.9 if t >= 1.0 else 0.5, t)
         events += tr.events(t)
     assert [e.name for e in events] == [None, "ann"]
