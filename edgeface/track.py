@@ -184,7 +184,7 @@ class Tracker:
                 if not track.announced or track.name != track.announced_name:
                     self._announce(track, t)
             return
-        if track.name is None and not track.announced and track.face_confirmed:
+        if track.name is None and track.face_confirmed and (not track.announced or track.announced_name is not None):
             self._announce(track, t)  # an unknown face held back until its face check passed
         if track.recheck and name == track.name:
             track.recheck = False  # the face found again is the same person

@@ -77,6 +77,8 @@ def test_an_unknown_face_waits_for_its_face_check():
     assert [e.name for e in run_frames(Tracker(quick), [[face(100)]] * 10, names, face_check=lambda k: False)] \
         == ["ann"]
     assert [e.name for e in run_frames(Tracker(quick), [[face(100)]] * 10, names)] == ["ann", None]
+    late = run_frames(Tracker(quick), [[face(100)]] * 10, names, face_check=lambda k: k >= 8)
+    assert [(e.name, round(e.t, 1)) for e in late] == [("ann", 0.1), (None, 0.8)]
 
 
 def test_identity_change_gives_a_second_event():
