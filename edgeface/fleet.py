@@ -16,6 +16,10 @@ Rules (tests/test_fleet.py):
   add nor remove anyone. Broker ACLs and TLS stay the first line (README: Several devices).
 - A record made by another model is ignored (logged once per device): embeddings of two models
   cannot be compared.
+- "Not this person" faces (`edgeface enroll --not NAME`) travel the same way, one record per
+  (photo, person) on ``{prefix}/fleet/{fleet}/not/{sha256}-{person key}``, with the same
+  newest-wins rule and tombstones. One that arrives before its person does waits (in memory; the
+  retained record brings it back after a restart). When a person goes, so do their negatives.
 - Every device also keeps a retained status on ``{prefix}/fleet/{fleet}/devices/{device}``:
   model, people, faces and last contact (`edgeface fleet status`).
 """
@@ -52,6 +56,7 @@ SETTLE_S = 1.5  # after (re)connecting, retained records stop arriving for this 
 SETTLE_MAX_S = 15.0
 STATUS_EVERY_S = 60.0
 SHA = re.compile(r"^[0-9a-f]{64}$")
+PENDING_MAX = 100_000  # "not them" records waiting for their person, at most
 
 
 class FleetError(RuntimeError):
@@ -111,10 +116,23 @@ def verify(record: dict, key: bytes) -> dict | None:
     return body if hmac.compare_digest(want, sig) else None
 
 
-def face_record(fleet: str, sha: str, entry: LedgerEntry, vector: bytes | None, model_id: str) -> dict:
-    return {"format": FORMAT, "fleet": fleet, "sha256": sha, "person": entry.person, "version": entry.version,
+def face_record(fleet: str, sha: str, entry: LedgerEntry, vector: bytes | None, model_id: str,
+                negative: bool = False) -> dict:
+    """The body of one photo's record; negative: the photo is "not entry.person"."""
+    body = {"format": FORMAT, "fleet": fleet, "sha256": sha, "person": entry.person, "version": entry.version,
             "origin": entry.origin, "model": model_id,
             "vector": base64.b64encode(vector).decode() if vector is not None else None}
+    return {**body, "kind": "not"} if negative else body
+
+
+def negative_key(sha: str, person: str) -> str:
+    """The ledger key and topic level of "photo sha is not person": a person may have many
+    negatives, and one photo may be a negative of several people."""
+    return f"{sha}-{hashlib.sha256(person.encode()).hexdigest()[:16]}"
+
+
+def is_negative_key(key: str) -> bool:
+    return len(key) > 64
 
 
 def newer(a: LedgerEntry, b: LedgerEntry | None) -> bool:
@@ -124,8 +142,9 @@ def newer(a: LedgerEntry, b: LedgerEntry | None) -> bool:
 def receive(ledger: FleetLedger, topic: str, payload: bytes, key: bytes, fleet: str, model_id: str,
             known: dict[str, LedgerEntry] | None = None) -> tuple[str, str]:
     """Check one received record and apply it if it is newer than ours. Returns (outcome,
-    detail): ("applied", what), ("rejected", why), ("other model", its device), ("old", "") or
-    ("empty", ""). ``known``: ledger.entries(), read once for a batch and kept up to date here."""
+    detail): ("applied", what), ("rejected", why), ("other model", its device), ("old", ""),
+    ("empty", "") or ("pending", person): a "not them" record whose person is not here yet.
+    ``known``: ledger.entries(), read once for a batch and kept up to date here."""
     if not payload:
         return "empty", ""  # a cleared retained topic
     try:
@@ -136,8 +155,10 @@ def receive(ledger: FleetLedger, topic: str, payload: bytes, key: bytes, fleet: 
     if body is None:
         return "rejected", "not signed with this fleet's key"
     sha = body.get("sha256")
+    negative = body.get("kind") == "not"
     if body.get("fleet") != fleet or not isinstance(sha, str) or not SHA.match(sha) \
-            or not topic.endswith(f"/faces/{sha}"):
+            or body.get("kind", "face") not in ("face", "not") \
+            or (not negative and not topic.endswith(f"/faces/{sha}")):
         return "rejected", "it names another fleet or photo"
     if body.get("model") != model_id:
         return "other model", str(body.get("origin"))
@@ -149,15 +170,23 @@ def receive(ledger: FleetLedger, topic: str, payload: bytes, key: bytes, fleet: 
         vector = None if entry.deleted else np.frombuffer(base64.b64decode(body["vector"]), np.float32)
     except (KeyError, TypeError, ValueError, GalleryError) as e:
         return "rejected", str(e)
-    if not newer(entry, (ledger.entries() if known is None else known).get(sha)):
+    entry_key = negative_key(sha, entry.person) if negative else sha
+    if negative and not topic.endswith(f"/not/{entry_key}"):
+        return "rejected", "it names another fleet or photo"
+    if not newer(entry, (ledger.entries() if known is None else known).get(entry_key)):
         return "old", ""
     try:
-        ledger.apply(sha, entry, vector, model_id)
+        if negative:
+            if not ledger.apply_negative(sha, entry, vector, model_id):
+                return "pending", entry.person
+        else:
+            ledger.apply(sha, entry, vector, model_id)
     except GalleryError as e:
         return "rejected", f"cannot apply it: {e}"
     if known is not None:
-        known[sha] = entry
-    return "applied", f"{'removed' if entry.deleted else 'added'} {entry.person} (photo {sha[:12]}) from {entry.origin}"
+        known[entry_key] = entry
+    what = f"'not {entry.person}'" if negative else entry.person
+    return "applied", f"{'removed' if entry.deleted else 'added'} {what} (photo {sha[:12]}) from {entry.origin}"
 
 
 @dataclass(frozen=True)
@@ -186,6 +215,13 @@ class FleetLedger:
             "SELECT e.source_sha256, p.name, e.vector FROM embeddings e JOIN people p ON p.id = e.person_id"
         ).fetchall()
         return {sha: (name, vector) for sha, name, vector in rows}
+
+    def negatives(self) -> dict[str, tuple[str, str, bytes]]:
+        """negative_key -> (photo sha256, person, vector bytes) of every "not them" face."""
+        rows = self.gallery.db.execute(
+            "SELECT n.source_sha256, p.name, n.vector FROM negatives n JOIN people p ON p.id = n.person_id"
+        ).fetchall()
+        return {negative_key(sha, name): (sha, name, vector) for sha, name, vector in rows}
 
     def note(self, sha: str, entry: LedgerEntry) -> None:
         """Record a version this device published."""
@@ -218,9 +254,36 @@ class FleetLedger:
                            " VALUES (?, ?, ?, ?, ?, ?)",
                            (pid, vector.tobytes(), sha, f"fleet:{entry.origin}", model_id, entry.version))
             db.execute("DELETE FROM people WHERE id NOT IN (SELECT person_id FROM embeddings)")
+            # their negatives went with them (ON DELETE CASCADE); the device that removed them
+            # publishes the tombstones, so here they are only marked gone, at the version we had
+            db.execute("UPDATE fleet_ledger SET deleted = 1 WHERE deleted = 0 AND length(sha256) > 64 "
+                       "AND person NOT IN (SELECT name FROM people)")
             if not db.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone():
                 db.execute("DELETE FROM meta WHERE key IN ('model_id', 'embedding_size')")
             self._upsert(db, sha, entry)
+
+    def apply_negative(self, sha: str, entry: LedgerEntry, vector: np.ndarray | None, model_id: str) -> bool:
+        """A received "photo sha is not entry.person", already checked newer than ours. False
+        (nothing done) when that person is not enrolled here yet. A photo enrolled as the
+        person themselves stays theirs: the negative is noted but not kept."""
+        g = self.gallery
+        row = g.db.execute("SELECT id FROM people WHERE name = ?", (entry.person,)).fetchone()
+        if vector is not None:
+            if row is None:
+                return False
+            g.check_model(model_id)
+            vector = g._check_vector(vector, g.embedding_size(), f"fleet record {sha[:12]}")
+        with g._write() as db:
+            if row is not None:
+                db.execute("DELETE FROM negatives WHERE person_id = ? AND source_sha256 = ?", (row[0], sha))
+                own = db.execute("SELECT 1 FROM embeddings WHERE person_id = ? AND source_sha256 = ?",
+                                 (row[0], sha)).fetchone()
+                if vector is not None and not own:
+                    db.execute("INSERT INTO negatives (person_id, vector, source_sha256, source_name, model_id, "
+                               "created) VALUES (?, ?, ?, ?, ?, ?)",
+                               (row[0], vector.tobytes(), sha, f"fleet:{entry.origin}", model_id, entry.version))
+            self._upsert(db, negative_key(sha, entry.person), entry)
+        return True
 
     def origins(self, own: str) -> dict[str, str]:
         """person -> where their faces came from: "this device", or the devices that published them."""
@@ -248,6 +311,7 @@ class FleetSync:
         self.base = f"{mqtt_cfg.topic_prefix}/fleet/{cfg.name}"
         self.qos = mqtt_cfg.qos
         self._inbox: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=1_000_000)
+        self._pending: dict[str, bytes] = {}  # topic -> a "not them" record waiting for its person
         self._lock = threading.Lock()
         self._connected_at: float | None = None
         self._last_message = 0.0
@@ -269,7 +333,7 @@ class FleetSync:
             return
         with self._lock:
             self._connected_at = self._last_message = time.monotonic()
-        client.subscribe(f"{self.base}/faces/+", qos=self.qos)
+        client.subscribe([(f"{self.base}/faces/+", self.qos), (f"{self.base}/not/+", self.qos)])
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._lock:
@@ -307,13 +371,24 @@ class FleetSync:
         known = ledger.entries() if batch else {}
         for topic, payload in batch:
             changed |= self._apply(ledger, topic, payload, known)
+        if changed and self._pending:
+            # someone arrived: the "not them" records that waited for them can go in now
+            waiting, self._pending = self._pending, {}
+            for topic, payload in waiting.items():
+                changed |= self._apply(ledger, topic, payload, known)
         return changed
 
     def _apply(self, ledger: FleetLedger, topic: str, payload: bytes, known: dict[str, LedgerEntry]) -> bool:
         outcome, detail = receive(ledger, topic, payload, self.key, self.cfg.name or "", self.model_id, known)
         if outcome == "applied":
             self.applied += 1
+            self._pending.pop(topic, None)
             log.info("fleet: %s", detail)
+        elif outcome == "pending":
+            if topic not in self._pending and len(self._pending) >= PENDING_MAX:
+                self._pending.pop(next(iter(self._pending)))
+            self._pending[topic] = payload
+            log.debug("fleet: 'not %s' waits until %s is enrolled here", detail, detail)
         elif outcome == "rejected":
             self.rejected += 1
             log.warning("fleet: rejected a record on %s: %s", topic, detail)
@@ -326,27 +401,37 @@ class FleetSync:
         return outcome == "applied"
 
     def _publish_changes(self, ledger: FleetLedger) -> None:
-        faces, known = ledger.faces(), ledger.entries()
+        """Publish what differs between the gallery and the ledger: faces first, so that on other
+        devices a person exists before their "not them" faces arrive."""
+        faces, negatives, known = ledger.faces(), ledger.negatives(), ledger.entries()
         now = time.time()
-        todo: list[tuple[str, str, bytes | None]] = []
+        todo: list[tuple[str, str, str, bytes | None]] = []  # (key, sha, person, vector or None)
         for sha, (person, blob) in faces.items():
             e = known.get(sha)
             if e is None or e.deleted or e.person != person:
-                todo.append((sha, person, blob))
-        for sha, e in known.items():
-            if not e.deleted and sha not in faces:
-                todo.append((sha, e.person, None))
-        for sha, person, vector in todo:
-            old = known.get(sha)
+                todo.append((sha, sha, person, blob))
+        for key, (sha, person, blob) in negatives.items():
+            e = known.get(key)
+            if e is None or e.deleted:
+                todo.append((key, sha, person, blob))
+        for key, e in known.items():
+            if not e.deleted and key not in faces and key not in negatives:
+                todo.append((key, key[:64], e.person, None))
+        todo.sort(key=lambda t: is_negative_key(t[0]))
+        for key, sha, person, vector in todo:
+            old = known.get(key)
+            negative = is_negative_key(key)
             version = max(now, old.version + 1e-3) if old else now
             entry = LedgerEntry(person, round(version, 3), self.device, vector is None)
-            record = sign(face_record(self.cfg.name or "", sha, entry, vector, self.model_id), self.key)
-            info = self.client.publish(f"{self.base}/faces/{sha}", canonical(record), qos=self.qos, retain=True)
+            record = sign(face_record(self.cfg.name or "", sha, entry, vector, self.model_id, negative), self.key)
+            topic = f"{self.base}/{'not' if negative else 'faces'}/{key}"
+            info = self.client.publish(topic, canonical(record), qos=self.qos, retain=True)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 log.warning("fleet: cannot publish now (%s); will retry", mqtt.error_string(info.rc))
                 return
-            ledger.note(sha, entry)
-            log.info("fleet: published %s %s (photo %.12s)", "removal of" if vector is None else "", person, sha)
+            ledger.note(key, entry)
+            log.info("fleet: published %s%s (photo %.12s)", "removal of " if vector is None else "",
+                     f"'not {person}'" if negative else person, sha)
         if todo:
             self._next_status = 0.0
 
@@ -354,6 +439,7 @@ class FleetSync:
         faces = ledger.faces()
         body = {"format": FORMAT, "fleet": self.cfg.name, "device": self.device, "model": self.model_id,
                 "people": len({p for p, _ in faces.values()}), "faces": len(faces),
+                "negatives": len(ledger.negatives()),
                 "gallery_version": _gallery_digest(ledger), "last_contact": round(time.time(), 3)}
         self.client.publish(f"{self.base}/devices/{self.device}", canonical(sign(body, self.key)), qos=self.qos,
                             retain=True)

@@ -16,7 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_daemon import enroll, run_daemon, shipped_model, write_config  # noqa: F401 (fixture)
 
-from edgeface.fleet import FleetError, FleetLedger, LedgerEntry, canonical, face_record, read_key, receive, sign
+from edgeface.fleet import (
+    FleetError,
+    FleetLedger,
+    LedgerEntry,
+    canonical,
+    face_record,
+    negative_key,
+    read_key,
+    receive,
+    sign,
+)
 from edgeface.gallery import Gallery
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,6 +42,20 @@ def _record(sha_n, person, version, origin="dev-a", vector=True, key=KEY, model=
     body = face_record(FLEET, sha, LedgerEntry(person, version, origin, not vector), v.tobytes() if vector else None,
                        model)
     return f"edgeface/fleet/{FLEET}/faces/{sha}", canonical(sign(body, key))
+
+
+def _negative(sha_n, person, version, origin="dev-a", vector=True, key=KEY, topic_person=None):
+    """A "photo sha_n is not person" record (topic_person: a topic naming someone else)."""
+    sha = f"{sha_n:064x}"
+    v = np.zeros(4, np.float32)
+    v[sha_n % 4] = 1
+    body = face_record(FLEET, sha, LedgerEntry(person, version, origin, not vector), v.tobytes() if vector else None,
+                       MODEL, negative=True)
+    return f"edgeface/fleet/{FLEET}/not/{negative_key(sha, topic_person or person)}", canonical(sign(body, key))
+
+
+def _negatives(gallery):
+    return sorted((p.name, p.negatives) for p in gallery.people() if p.negatives)
 
 
 def _people(gallery):
@@ -78,6 +102,33 @@ def test_forged_foreign_and_other_model_records_are_refused(tmp_path):
         assert _people(g) == []
 
 
+def test_not_them_records_wait_for_their_person_and_go_with_them(tmp_path):
+    with Gallery(tmp_path / "g.db") as g:
+        ledger = FleetLedger(g)
+        # "photo 5 is not ann" before ann is here: it waits, nothing is written
+        assert receive(ledger, *_negative(5, "ann", 10.0), KEY, FLEET, MODEL) == ("pending", "ann")
+        assert ledger.entries() == {}
+        receive(ledger, *_record(1, "ann", 9.0), KEY, FLEET, MODEL)
+        assert receive(ledger, *_negative(5, "ann", 10.0), KEY, FLEET, MODEL)[0] == "applied"
+        assert _negatives(g) == [("ann", 1)]
+        # the same photo may be "not" several people; a photo of ann's own is never "not ann"
+        receive(ledger, *_record(2, "bob", 9.0), KEY, FLEET, MODEL)
+        assert receive(ledger, *_negative(5, "bob", 11.0), KEY, FLEET, MODEL)[0] == "applied"
+        assert receive(ledger, *_negative(1, "ann", 11.0), KEY, FLEET, MODEL)[0] == "applied"
+        assert _negatives(g) == [("ann", 1), ("bob", 1)]
+        # newest wins: a tombstone removes it, an older copy cannot bring it back
+        receive(ledger, *_negative(5, "bob", 12.0, vector=False), KEY, FLEET, MODEL)
+        assert receive(ledger, *_negative(5, "bob", 11.5), KEY, FLEET, MODEL)[0] == "old"
+        assert _negatives(g) == [("ann", 1)]
+        # a topic that names another person is refused
+        assert receive(ledger, *_negative(6, "ann", 13.0, topic_person="bob"), KEY, FLEET, MODEL)[0] == "rejected"
+        # ann removed (her last face's tombstone): her negatives go too, marked gone in the ledger
+        receive(ledger, *_record(1, "ann", 20.0, vector=False), KEY, FLEET, MODEL)
+        assert _people(g) == [("bob", 1)] and _negatives(g) == []
+        assert ledger.entries()[negative_key(f"{5:064x}", "ann")].deleted
+        assert receive(ledger, *_negative(5, "ann", 10.0), KEY, FLEET, MODEL)[0] == "old"
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.permutations(list(range(8))))
 def test_any_order_of_the_same_records_gives_the_same_gallery(tmp_path_factory, order):
@@ -113,6 +164,14 @@ def _people_in(db) -> set[str]:
         return {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM people")}
     except sqlite3.Error:
         return set()
+
+
+def _negatives_in(db) -> dict[str, int]:
+    try:
+        return dict(sqlite3.connect(db).execute(
+            "SELECT p.name, COUNT(*) FROM negatives n JOIN people p ON p.id = n.person_id GROUP BY p.name"))
+    except sqlite3.Error:
+        return {}
 
 
 def _wait(predicate, timeout=60.0) -> bool:
@@ -175,8 +234,15 @@ def test_three_devices_share_enrolments_and_removals(tmp_path, mosquitto, run_da
     enroll(galleries["a"], other, model, name="frank")
     assert _wait(lambda: "frank" in _people_in(galleries["b"]))
     assert "frank" not in _people_in(galleries["c"])
+    # ... and B marks a face as "not frank": A has it, and C once it is back
+    stranger = write_jpeg(tmp_path / "stranger.jpg", turned(astronaut_bgr(), -25))
+    r = subprocess.run([sys.executable, "-m", "edgeface", "enroll", "--not", "frank", stranger, "--gallery",
+                        galleries["b"], "--model", model], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _wait(lambda: _negatives_in(galleries["a"]) == {"frank": 1}), daemons["a"].log()
     daemons["c"] = run_daemon(configs["c"])
     assert _wait(lambda: "frank" in _people_in(galleries["c"])), daemons["c"].log()
+    assert _wait(lambda: _negatives_in(galleries["c"]) == {"frank": 1}), daemons["c"].log()
 
     # C off again; B removes eileen; gone on A, and on C once it is back
     daemons["c"].signal(signal.SIGTERM)
@@ -196,6 +262,8 @@ def test_three_devices_share_enrolments_and_removals(tmp_path, mosquitto, run_da
     assert r.returncode == 0 and "renamed frank to francis (1 face(s))" in r.stdout, r.stderr
     assert _wait(lambda: all(_people_in(g) == {"francis"} for g in galleries.values())), \
         {n: _people_in(g) for n, g in galleries.items()}
+    assert _wait(lambda: all(_negatives_in(g) == {"francis": 1} for g in galleries.values())), \
+        {n: _negatives_in(g) for n, g in galleries.items()}
 
     # a forged record (no key) and a record of another model are refused and said so
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="mallory")
