@@ -256,8 +256,13 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     if args.new is not None and args.action != "rename":
         _err(f"gallery {args.action} takes one argument, not {args.arg!r} and {args.new!r}")
         return exitcodes.USAGE
+    if args.photo and args.action != "remove":
+        _err("--photo goes with gallery remove NAME")
+        return exitcodes.USAGE
     if args.action == "check":
         return cmd_gallery_check(args)
+    if args.action == "list" and args.arg:
+        return _list_photos(args)
     if args.action == "list":
         from edgeface.fleet import FleetLedger
 
@@ -286,10 +291,25 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         from edgeface.events import EventStore, events_folder
 
         cfg = config_from_args(args)
-        with Gallery(cfg.gallery, create=False) as gallery:
-            count = gallery.remove(args.arg)
+        if args.photo:
+            from edgeface.gallery_photos import remove_photos
+
+            with Gallery(cfg.gallery, create=False) as gallery:
+                removed = remove_photos(gallery, args.arg, args.photo)
+            marks = f" and {removed.negatives} 'not them' mark(s)" if removed.negatives else ""
+            print(f"removed {removed.faces} face(s){marks} of {args.arg}")
+            if not removed.person_gone:
+                return exitcodes.OK
+            print(f"{args.arg} had no face left and is removed")
+            count = 0
+        else:
+            with Gallery(cfg.gallery, create=False) as gallery:
+                count = gallery.remove(args.arg)
         crops = EventStore(events_folder(cfg.events, cfg.gallery)).remove_person(args.arg)
-        print(f"removed {args.arg} ({count} face(s)" + (f", {crops} event crop(s))" if crops else ")"))
+        if not args.photo:
+            print(f"removed {args.arg} ({count} face(s)" + (f", {crops} event crop(s))" if crops else ")"))
+        elif crops:
+            print(f"removed {crops} event crop(s) of {args.arg}")
         return exitcodes.OK
     if args.action == "rename":
         if not args.arg or not args.new:
@@ -323,6 +343,23 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         size = spec.embedding_size if isinstance(data, dict) and data.get("model_id") == spec.model_id else None
         added = gallery.import_(data, embedding_size=size)
     print(f"imported {added} new face(s) from {args.arg}")
+    return exitcodes.OK
+
+
+def _list_photos(args: argparse.Namespace) -> int:
+    """gallery list NAME: the photos a person was enrolled from, and those marked not them."""
+    from edgeface.gallery import Gallery
+    from edgeface.gallery_photos import photos
+
+    with Gallery(_gallery_path(args), create=False) as gallery:
+        rows = photos(gallery, args.arg)
+    if args.json:
+        print(json.dumps([{"sha256": r.sha256, "source": r.source_name, "not_them": r.negative,
+                           "created": round(r.created, 3)} for r in rows], allow_nan=False))
+        return exitcodes.OK
+    for r in rows:
+        when = time.strftime("%Y-%m-%d", time.gmtime(r.created))
+        print(f"{r.sha256[:12]}\t{'not them' if r.negative else 'face'}\t{when}\t{r.source_name}")
     return exitcodes.OK
 
 
@@ -403,7 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="list: people and face counts. check: a leave-one-out self-test: per person, "
                        "how often their own photos are recognised from the others; photos that look like someone "
                        "else; the estimated share of strangers that would be named; and what to do about each. "
-                       "remove NAME: delete a person. rename OLD NEW: give a person another name; if NEW is already "
+                       "list NAME: the photos NAME was enrolled from (and those marked not NAME). "
+                       "remove NAME: delete a person; with --photo, only those photos (or 'not them' marks). "
+                       "rename OLD NEW: give a person another name; if NEW is already "
                        "enrolled, the two become one person (a merge). With a fleet, both reach every device. "
                        "export FILE: write the gallery as JSON. import FILE: merge "
                        "such an export in.")
@@ -411,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("arg", nargs="?", metavar="NAME|FILE")
     g.add_argument("new", nargs="?", metavar="NEW", help="rename only: the new name")
     g.add_argument("--json", action="store_true", help="list or check as JSON")
+    g.add_argument("--photo", action="append", metavar="FILE|SHA", default=[],
+                   help="remove only: one of the person's photos, as the file, the path it was enrolled from, "
+                   "or 8+ leading hex digits of its sha256 (gallery list NAME); may repeat. A photo marked "
+                   "'not NAME' is unmarked the same way")
     add_gallery_option(g)
     add_config_option(g)
     g.set_defaults(func=cmd_gallery)

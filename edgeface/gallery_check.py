@@ -10,6 +10,7 @@ Each enrolled photo is matched against the rest of the gallery, with the matcher
 """
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -167,7 +168,8 @@ def advice(report: CheckReport) -> list[str]:
                        "add sharper, frontal photos, ideally from the camera that will see them")
     for c in report.confusable:
         out.append(f"{c.person}: {c.photo} looks like {c.looks_like} ({c.score:.3f} vs {c.own_score:.3f} to their "
-                   f"own photos). If it is not {c.person}, remove {c.person} and enrol again without it; if the "
+                   f"own photos). If it is not {c.person}, remove it: `edgeface gallery remove {c.person} --photo "
+                   f"{shlex.quote(c.photo)}`; if the "
                    f"two just look alike, add photos of each, and mark a wrong sighting with "
                    f"`edgeface enroll --not NAME PHOTO`")
     if report.stranger_rate is not None and report.stranger_rate > STRANGER_RATE_HIGH:

@@ -131,6 +131,24 @@ def test_gallery_rename_and_its_usage_errors(tmp_path, gallery):
     assert [p["name"] for p in json.loads(r.stdout)] == ["eileen collins"]
 
 
+def test_gallery_list_name_shows_photos_and_remove_photo_takes_one(tmp_path, gallery, photos):
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(Path(gallery).read_bytes())
+    r = edgeface("gallery", "list", "eileen", "--gallery", copy)
+    assert r.returncode == 0 and "\tface\t" in r.stdout and r.stdout.rstrip().endswith(photos["upright"]), r.stdout
+    r = edgeface("gallery", "list", "eileen", "--gallery", copy, "--json")
+    (row,) = json.loads(r.stdout)
+    assert row["source"] == photos["upright"] and not row["not_them"] and len(row["sha256"]) == 64
+    r = edgeface("gallery", "list", "--photo", photos["upright"], "--gallery", copy)
+    assert r.returncode == 2 and "--photo goes with gallery remove NAME" in r.stderr
+    r = edgeface("gallery", "remove", "eileen", "--photo", photos[35], "--gallery", copy)
+    assert r.returncode == 1 and "not one of this person's photos" in r.stderr
+    r = edgeface("gallery", "remove", "eileen", "--photo", row["sha256"][:10], "--gallery", copy)
+    assert r.returncode == 0, r.stderr
+    assert "removed 1 face(s) of eileen" in r.stdout and "eileen had no face left and is removed" in r.stdout
+    assert edgeface("gallery", "list", "--gallery", copy, "--json").stdout.strip() == "[]"
+
+
 def test_help_explains_every_command():
     r = edgeface("--help")
     assert r.returncode == 0

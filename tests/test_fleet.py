@@ -264,6 +264,12 @@ def test_three_devices_share_enrolments_and_removals(tmp_path, mosquitto, run_da
         {n: _people_in(g) for n, g in galleries.items()}
     assert _wait(lambda: all(_negatives_in(g) == {"francis": 1} for g in galleries.values())), \
         {n: _negatives_in(g) for n, g in galleries.items()}
+    # A takes that mark back (gallery remove --photo): gone everywhere, francis stays
+    r = subprocess.run([sys.executable, "-m", "edgeface", "gallery", "remove", "francis", "--photo", stranger,
+                        "--gallery", galleries["a"]], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0 and "1 'not them' mark(s)" in r.stdout, r.stdout + r.stderr
+    assert _wait(lambda: all(_negatives_in(g) == {} and _people_in(g) == {"francis"} for g in galleries.values())), \
+        {n: _negatives_in(g) for n, g in galleries.items()}
 
     # a forged record (no key) and a record of another model are refused and said so
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="mallory")

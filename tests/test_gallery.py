@@ -133,3 +133,37 @@ def test_rename_and_merge_move_faces_and_negatives(tmp_path):
         assert g.rename("anne", "bob") == (2, True)
         assert [(p.name, p.embeddings, p.negatives) for p in g.people()] == [("bob", 3, 1)]
         assert g.owner(_enrol(0).source_sha256) == "bob"
+
+
+def test_photos_are_listed_and_removed_one_at_a_time(tmp_path):
+    import hashlib
+
+    from edgeface.gallery_photos import photos, remove_photos
+
+    photo = tmp_path / "kept.jpg"
+    photo.write_bytes(b"a photo")
+    as_file = Enrolment(np.eye(4, dtype=np.float32)[3], hashlib.sha256(b"a photo").hexdigest(), "/elsewhere/kept.jpg")
+    with Gallery(tmp_path / "g.db") as g:
+        g.add("ann", [_enrol(0), _enrol(1), as_file], MODEL_A)
+        g.add("bob", [_enrol(2)], MODEL_A)
+        g.add_negatives("ann", [_enrol(2)], MODEL_A)
+        rows = photos(g, "ann")
+        assert [(r.source_name, r.negative) for r in rows] == [
+            ("photo0.jpg", False), ("photo1.jpg", False), ("/elsewhere/kept.jpg", False), ("photo2.jpg", True)]
+        # a ref that names nothing, or too little: nothing is removed
+        with pytest.raises(GalleryError, match="nope.jpg: not one of this person's photos"):
+            remove_photos(g, "ann", ["photo0.jpg", "nope.jpg"])
+        with pytest.raises(GalleryError, match="photos start with these digits"):
+            remove_photos(g, "ann", ["00000000"])
+        with pytest.raises(GalleryError, match="no person named 'cy'"):
+            remove_photos(g, "cy", ["photo0.jpg"])
+        assert len(photos(g, "ann")) == 4
+        # by the path it was enrolled from, by the file itself, and a "not ann" mark by its sha256
+        removed = remove_photos(g, "ann", ["photo0.jpg", str(photo), f"{2:064x}"])
+        assert (removed.faces, removed.negatives, removed.person_gone) == (2, 1, False)
+        assert [(p.name, p.embeddings, p.negatives) for p in g.people()] == [("ann", 1, 0), ("bob", 1, 0)]
+        # the last face takes the person with it; bob keeps photo 2
+        assert remove_photos(g, "ann", [f"{1:064x}"[:60]]).person_gone
+        assert [(p.name, p.embeddings) for p in g.people()] == [("bob", 1)]
+        assert remove_photos(g, "bob", ["photo2.jpg"]).person_gone
+        assert g.people() == [] and g.model_id() is None  # empty: any model may enrol again

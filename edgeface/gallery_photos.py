@@ -1,0 +1,99 @@
+"""One person's photos in the gallery: list them, and remove some without re-enrolling the rest.
+
+A photo is named the way a user knows it: the file itself (its sha256 is what the gallery
+keeps), the path it was enrolled from, or the first 8 or more hex digits of its sha256 (as
+`edgeface gallery list NAME` shows them). The same call removes "not them" marks, so a wrong
+`enroll --not` can be taken back. With a fleet, the removals reach every device as tombstones.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeface.gallery import Gallery, GalleryError
+
+SHA_PREFIX = re.compile(r"[0-9a-f]{8,64}")
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    sha256: str
+    source_name: str  # where it was enrolled from ("fleet:DEVICE" when another device sent it)
+    negative: bool  # a face marked "not them", not one of theirs
+    created: float
+
+
+@dataclass(frozen=True)
+class Removed:
+    faces: int
+    negatives: int
+    person_gone: bool  # their last face went, so they did too
+
+
+def _person_id(gallery: Gallery, name: str) -> int:
+    row = gallery.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise GalleryError(f"no person named {name!r} in {gallery.path}")
+    return int(row[0])
+
+
+def photos(gallery: Gallery, name: str) -> list[PhotoRow]:
+    """A person's photos, then the faces marked as not them, oldest first."""
+    pid = _person_id(gallery, name)
+    out = []
+    for table, negative in (("embeddings", False), ("negatives", True)):
+        rows = gallery.db.execute(f"SELECT source_sha256, source_name, created FROM {table} WHERE person_id = ? "
+                                  "ORDER BY created, id", (pid,)).fetchall()
+        out += [PhotoRow(sha, source, negative, created) for sha, source, created in rows]
+    return out
+
+
+def photo_sha(ref: str) -> str | None:
+    """The sha256 of ``ref`` if it is a readable file here."""
+    path = Path(ref)
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    except OSError:
+        return None
+
+
+def resolve(rows: list[PhotoRow], ref: str) -> set[str]:
+    """The sha256s among ``rows`` that ``ref`` names; GalleryError if none, or if a prefix is
+    ambiguous."""
+    sha = photo_sha(ref)
+    hits = {r.sha256 for r in rows if r.sha256 == sha} if sha else set()
+    if not hits:  # a file changed since, or gone: the path it was enrolled from
+        hits = {r.sha256 for r in rows if r.source_name == ref}
+    if not hits and SHA_PREFIX.fullmatch(ref):
+        hits = {r.sha256 for r in rows if r.sha256.startswith(ref)}
+        if len(hits) > 1:
+            raise GalleryError(f"{ref}: {len(hits)} photos start with these digits; give more of them")
+    if not hits:
+        raise GalleryError(f"{ref}: not one of this person's photos (see `edgeface gallery list NAME`)")
+    return hits
+
+
+def remove_photos(gallery: Gallery, name: str, refs: list[str]) -> Removed:
+    """Remove the named photos of ``name`` (their faces, and "not them" marks) in one
+    transaction: if any ref names nothing, nothing is removed. Removing a person's last face
+    removes the person, as `gallery remove NAME` would."""
+    rows = photos(gallery, name)
+    shas: set[str] = set()
+    for ref in refs:
+        shas |= resolve(rows, ref)
+    pid = _person_id(gallery, name)
+    faces = negatives = 0
+    with gallery._write() as db:
+        for sha in sorted(shas):
+            faces += db.execute("DELETE FROM embeddings WHERE person_id = ? AND source_sha256 = ?",
+                                (pid, sha)).rowcount
+            negatives += db.execute("DELETE FROM negatives WHERE person_id = ? AND source_sha256 = ?",
+                                    (pid, sha)).rowcount
+        gone = db.execute("SELECT 1 FROM embeddings WHERE person_id = ? LIMIT 1", (pid,)).fetchone() is None
+        if gone:
+            db.execute("DELETE FROM people WHERE id = ?", (pid,))
+            if not db.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone():
+                db.execute("DELETE FROM meta WHERE key IN ('model_id', 'embedding_size')")
+    return Removed(faces, negatives, gone)
