@@ -253,11 +253,12 @@ class FleetLedger:
                 db.execute("INSERT INTO embeddings (person_id, vector, source_sha256, source_name, model_id, created)"
                            " VALUES (?, ?, ?, ?, ?, ?)",
                            (pid, vector.tobytes(), sha, f"fleet:{entry.origin}", model_id, entry.version))
-            db.execute("DELETE FROM people WHERE id NOT IN (SELECT person_id FROM embeddings)")
-            # their negatives went with them (ON DELETE CASCADE); the device that removed them
-            # publishes the tombstones, so here they are only marked gone, at the version we had
-            db.execute("UPDATE fleet_ledger SET deleted = 1 WHERE deleted = 0 AND length(sha256) > 64 "
-                       "AND person NOT IN (SELECT name FROM people)")
+            gone = db.execute("DELETE FROM people WHERE id NOT IN (SELECT person_id FROM embeddings)").rowcount
+            if gone:
+                # their negatives went with them (ON DELETE CASCADE); the device that removed them
+                # publishes the tombstones, so here they are only marked gone, at the version we had
+                db.execute("UPDATE fleet_ledger SET deleted = 1 WHERE deleted = 0 AND length(sha256) > 64 "
+                           "AND person NOT IN (SELECT name FROM people)")
             if not db.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone():
                 db.execute("DELETE FROM meta WHERE key IN ('model_id', 'embedding_size')")
             self._upsert(db, sha, entry)
