@@ -82,12 +82,16 @@ def read_key(path: str | os.PathLike) -> bytes:
     path = Path(path)
     try:
         mode = path.stat().st_mode
-        key = path.read_bytes().strip()
+        raw = path.read_bytes()
     except OSError as e:
         raise FleetError(f"fleet.key_file: cannot read {path}: {e.strerror or e}") from None
     if stat.S_IMODE(mode) & 0o077:
         raise FleetError(f"fleet.key_file: {path} can be read by other users (mode {stat.S_IMODE(mode):o}); "
                          f"chmod 600 {path}")
+    # A text key (`openssl rand -hex 32 > key`) loses its newline; random bytes are taken whole,
+    # since stripping them would shorten the one in ~20 that starts or ends with a space or newline
+    text = raw.strip()
+    key = text if text and all(32 <= b < 127 for b in text) else raw
     if len(key) < KEY_MIN_BYTES:
         raise FleetError(f"fleet.key_file: {path} holds {len(key)} bytes; use {KEY_MIN_BYTES} or more "
                          f"(head -c 32 /dev/urandom > {path})")

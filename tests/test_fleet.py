@@ -154,6 +154,13 @@ def test_the_key_file_must_be_private_and_long_enough(tmp_path):
     key.write_bytes(b"short")
     with pytest.raises(FleetError, match="5 bytes; use 32 or more"):
         read_key(key)
+    # random bytes are taken whole, even when they start or end like whitespace
+    binary = b"\n " + os.urandom(28) + b"\t\n"
+    key.write_bytes(binary)
+    assert read_key(key) == binary
+    # a text key loses its newline, so devices that wrote it with or without one agree
+    key.write_bytes(b"ab" * 32 + b"\n")
+    assert read_key(key) == b"ab" * 32
 
 
 # -- three daemons -------------------------------------------------------------------------
