@@ -263,8 +263,7 @@ class FleetLedger:
                 # publishes the tombstones, so here they are only marked gone, at the version we had
                 db.execute("UPDATE fleet_ledger SET deleted = 1 WHERE deleted = 0 AND length(sha256) > 64 "
                            "AND person NOT IN (SELECT name FROM people)")
-            if not db.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone():
-                db.execute("DELETE FROM meta WHERE key IN ('model_id', 'embedding_size')")
+            g.forget_model_if_empty(db)
             self._upsert(db, sha, entry)
 
     def apply_negative(self, sha: str, entry: LedgerEntry, vector: np.ndarray | None, model_id: str) -> bool:

@@ -430,10 +430,14 @@ class Gallery:
                 raise GalleryError(f"no person named {name!r} in {self.path}")
             (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", row).fetchone()
             db.execute("DELETE FROM people WHERE id = ?", row)
-            if not db.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone():
-                # empty again: any model may enrol
-                db.execute("DELETE FROM meta WHERE key IN ('model_id', 'embedding_size')")
+            self.forget_model_if_empty(db)
         return count
+
+    @staticmethod
+    def forget_model_if_empty(db: sqlite3.Connection) -> None:
+        """Inside a write: once the last face is gone, any model may enrol again."""
+        if not db.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone():
+            db.execute("DELETE FROM meta WHERE key IN ('model_id', 'embedding_size')")
 
     def rename(self, old: str, new: str) -> tuple[int, bool]:
         """Give ``old``'s faces (and their "not them" faces) to ``new``, in one transaction.

@@ -94,6 +94,5 @@ def remove_photos(gallery: Gallery, name: str, refs: list[str]) -> Removed:
         gone = db.execute("SELECT 1 FROM embeddings WHERE person_id = ? LIMIT 1", (pid,)).fetchone() is None
         if gone:
             db.execute("DELETE FROM people WHERE id = ?", (pid,))
-            if not db.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone():
-                db.execute("DELETE FROM meta WHERE key IN ('model_id', 'embedding_size')")
+            gallery.forget_model_if_empty(db)
     return Removed(faces, negatives, gone)
