@@ -1,3 +1,3 @@
-from edgeface.cli import main
+from edgeface.cli.main import main
 
 raise SystemExit(main())

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from edgeface.broker import Mosquitto, mosquitto_executable
+from edgeface.cli.testbroker import Mosquitto, mosquitto_executable
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 from skimage import data
 
-from edgeface.geometry import turn_image
+from edgeface.vision.geometry import turn_image
 
 
 def astronaut_bgr() -> np.ndarray:

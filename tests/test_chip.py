@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from edgeface import chip, geometry
-from edgeface.detect import Detection, DetectionConfig, HaarDetector
+from edgeface.config import DetectionConfig
+from edgeface.vision import chip, geometry
+from edgeface.vision.detect import Detection, HaarDetector
 
 
 @pytest.fixture(scope="module")

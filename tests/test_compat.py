@@ -1,13 +1,13 @@
-"""edgeface.compat: Frigate- and Double Take-shaped payloads (pure builders), and their topics on a real broker."""
+"""edgeface.mqtt.compat: Frigate- and Double Take-shaped payloads (pure builders), and their topics on a real broker."""
 import json
 from datetime import datetime
 
 import pytest
 
-from edgeface.compat import double_take_payload, double_take_topic, double_take_topic_name, frigate_face_update
 from edgeface.config import HomeConfig, MqttConfig
-from edgeface.publish import Publisher
-from edgeface.track import IdentityEvent
+from edgeface.mqtt.compat import double_take_payload, double_take_topic, double_take_topic_name, frigate_face_update
+from edgeface.mqtt.publish import Publisher
+from edgeface.recognition.track import IdentityEvent
 
 T = 1_700_000_123.456789
 

@@ -4,9 +4,7 @@ import sys
 
 import pytest
 
-from edgeface.config import ConfigError, MqttConfig, load, parse
-from edgeface.detect import DetectionConfig
-from edgeface.track import TrackingConfig
+from edgeface.config import ConfigError, DetectionConfig, MqttConfig, TrackingConfig, load, parse
 
 CAMERA = "cameras:\n  - {name: front, source: 0}\n"
 

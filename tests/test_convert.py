@@ -21,8 +21,8 @@ from edgeface.convert.fidelity import (
     verification_accuracy,
 )
 from edgeface.convert.resnet import parse_dlib_resnet
-from edgeface.embed import file_sha256
-from edgeface.match import unit_rows
+from edgeface.recognition.embed import file_sha256
+from edgeface.recognition.match import unit_rows
 from tests.dlib_reference import dlib_forward_numpy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -246,7 +246,7 @@ def test_tiny_keras_embedder_goes_through_quantisation(tmp_path):
     assert "float32" not in info["tensor_dtypes"]
 
     try:
-        from edgeface.embed import Embedder, load_spec
+        from edgeface.recognition.embed import Embedder, load_spec
     except ImportError:
         return
     spec = load_spec(tflite)
@@ -272,7 +272,7 @@ def test_shipped_int8_model_gives_unit_norm_128d_embeddings_close_to_dlib(astron
     assert "float32" not in info["tensor_dtypes"], info
 
     try:
-        from edgeface.embed import Embedder
+        from edgeface.recognition.embed import Embedder
     except ImportError:
         Embedder = None
     if Embedder is not None:
@@ -327,7 +327,7 @@ def test_dlib_conversion_end_to_end_on_a_few_photos(tmp_path, dat):
     assert meta["fidelity"]["int8_vs_reference_cosine"]["min"] >= 0.97
     assert meta["source"]["sha256"] == file_sha256(dat)
     try:
-        from edgeface.embed import load_spec
+        from edgeface.recognition.embed import load_spec
     except ImportError:
         return
     spec = load_spec(out / "dlib_resnet_v1_int8.tflite")
@@ -342,8 +342,8 @@ def test_runtime_modules_never_import_tensorflow_or_dlib():
     """The daemon's import graph stays free of the `convert` extra; so does the converter's CLI
     module until a conversion actually runs."""
     code = ("import sys\n"
-            "import edgeface, edgeface.cli, edgeface.daemon, edgeface.pipeline, edgeface.convert.cli\n"
-            "edgeface.cli.build_parser()\n"
+            "import edgeface, edgeface.cli.main, edgeface.service.daemon, edgeface.recognition.pipeline, edgeface.convert.cli\n"
+            "edgeface.cli.main.build_parser()\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'dlib'))\n"
             "print(edgeface.__file__)\n"
             "print(','.join(heavy) or 'none')\n")

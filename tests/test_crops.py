@@ -6,9 +6,9 @@ from faces import astronaut_bgr
 from skimage import data
 
 from edgeface.config import Config
-from edgeface.detect import largest
-from edgeface.match import Matcher, OpenSetRule
-from edgeface.pipeline import build_recognizer
+from edgeface.recognition.match import Matcher, OpenSetRule
+from edgeface.recognition.pipeline import build_recognizer
+from edgeface.vision.detect import largest
 
 
 @pytest.fixture(scope="module")

@@ -23,14 +23,14 @@ import pytest
 import yaml
 from faces import astronaut_bgr, turned
 
-from edgeface.broker import free_port
-from edgeface.demo import clip_background, face_frame, head_and_shoulders
+from edgeface.cli.demo import clip_background, face_frame, head_and_shoulders
+from edgeface.cli.testbroker import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def shipped_model():
-    from edgeface.embed import default_model_path
+    from edgeface.recognition.embed import default_model_path
 
     p = default_model_path()
     return str(p) if p.is_file() and p.with_suffix(".json").is_file() else None
@@ -400,7 +400,7 @@ def test_example_config_loads():
 
 
 def test_sd_notify_to_a_path_socket(tmp_path, monkeypatch):
-    from edgeface import sdnotify
+    from edgeface.service import sdnotify
 
     path = str(tmp_path / "notify.sock")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -462,7 +462,7 @@ def compose_people_clip(path, photos, seconds=3.0, gap=2.0, fps=10.0, size=(480,
 def clearest_face_photo(folder, candidates=4):
     """Of the first few photos, the one whose largest face fills most of it: a clip of a photo
     with a tiny or profile face tests the detector, not the daemon."""
-    from edgeface.detect import HaarDetector
+    from edgeface.vision.detect import HaarDetector
 
     detector = HaarDetector()
     best, best_fill = None, -1.0

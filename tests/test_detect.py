@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from edgeface import geometry
-from edgeface.detect import Detection, DetectionConfig, HaarDetector
+from edgeface.config import DetectionConfig
+from edgeface.vision import geometry
+from edgeface.vision.detect import Detection, HaarDetector
 
 
 @pytest.fixture(scope="module")

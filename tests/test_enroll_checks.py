@@ -6,9 +6,9 @@ import pytest
 from faces import astronaut_bgr, turned, write_jpeg
 
 from edgeface.config import Config
-from edgeface.enroll import MIN_FACE_PX, enroll
-from edgeface.gallery import Gallery
-from edgeface.pipeline import build_recognizer
+from edgeface.recognition.enroll import MIN_FACE_PX, enroll
+from edgeface.recognition.pipeline import build_recognizer
+from edgeface.store.gallery import Gallery
 
 
 @pytest.fixture(scope="module")

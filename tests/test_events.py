@@ -15,8 +15,8 @@ from test_daemon import enroll as enroll_with_model
 from test_daemon import is_status, media, run_daemon, shipped_model, write_config  # noqa: F401 (fixtures)
 
 from edgeface.config import parse
-from edgeface.events import EventsError, EventStore, face_crop
-from edgeface.yamltree import ConfigError
+from edgeface.config.yamltree import ConfigError
+from edgeface.store.events import EventsError, EventStore, face_crop
 
 REPO = Path(__file__).resolve().parent.parent
 FACE_BOX = (177, 75, 92, 92)  # the astronaut's face in astronaut_bgr()
@@ -105,7 +105,7 @@ def test_review_and_correct_from_the_command_line(tmp_path):
     assert r.returncode == 0 and "1 new face(s) enrolled" in r.stdout, r.stdout + r.stderr
     # a face the camera will keep naming eileen, marked as not her
     from edgeface.config import Config
-    from edgeface.pipeline import build_recognizer
+    from edgeface.recognition.pipeline import build_recognizer
 
     recognizer = build_recognizer(Config())
     found = recognizer.find(turned_frame)

@@ -6,8 +6,8 @@ from faces import astronaut_bgr, turned
 from skimage import data
 
 from edgeface.config import Config
-from edgeface.detect import ChipFaceCheck
-from edgeface.pipeline import build_recognizer
+from edgeface.recognition.pipeline import build_recognizer
+from edgeface.vision.detect import ChipFaceCheck
 
 
 @pytest.fixture(scope="module")

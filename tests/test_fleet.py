@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_daemon import enroll, run_daemon, shipped_model, write_config  # noqa: F401 (fixture)
 
-from edgeface.fleet import (
+from edgeface.fleet.sync import (
     FleetError,
     FleetLedger,
     LedgerEntry,
@@ -27,7 +27,7 @@ from edgeface.fleet import (
     receive,
     sign,
 )
-from edgeface.gallery import Gallery
+from edgeface.store.gallery import Gallery
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = b"k" * 32

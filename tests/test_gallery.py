@@ -4,7 +4,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from edgeface.gallery import Enrolment, Gallery, GalleryError, dump_export
+from edgeface.store.gallery import Enrolment, Gallery, GalleryError, dump_export
 
 MODEL_A, MODEL_B = "a" * 64, "b" * 64
 
@@ -138,7 +138,7 @@ def test_rename_and_merge_move_faces_and_negatives(tmp_path):
 def test_photos_are_listed_and_removed_one_at_a_time(tmp_path):
     import hashlib
 
-    from edgeface.gallery_photos import photos, remove_photos
+    from edgeface.store.photos import photos, remove_photos
 
     photo = tmp_path / "kept.jpg"
     photo.write_bytes(b"a photo")

@@ -2,6 +2,7 @@
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import sqlite3
@@ -14,7 +15,10 @@ import numpy as np
 import pytest
 
 from edgeface.config import MqttConfig
-from edgeface.gallery import (
+from edgeface.mqtt.publish import Publisher
+from edgeface.recognition.match import Matcher
+from edgeface.recognition.track import IdentityEvent
+from edgeface.store.gallery import (
     APPLICATION_ID,
     NAME_MAX,
     Enrolment,
@@ -24,9 +28,6 @@ from edgeface.gallery import (
     check_name,
     dump_export,
 )
-from edgeface.match import Matcher
-from edgeface.publish import Publisher
-from edgeface.track import IdentityEvent
 
 MODEL = "a" * 64
 SIZE = 8
@@ -147,7 +148,7 @@ def test_import_refuses_a_photo_enrolled_as_someone_else_and_checks_size_against
 
 
 def test_import_cli_knows_the_model_size(tmp_path):
-    from edgeface.embed import default_model_path, load_spec
+    from edgeface.recognition.embed import default_model_path, load_spec
 
     spec = load_spec(default_model_path())
     bad = _export([{**_record(), "vector": [1.0, 2.0, 3.0]}], model_id=spec.model_id)
@@ -173,7 +174,7 @@ def test_a_poisoned_gallery_still_matches_and_never_scores_nan(tmp_path, caplog)
             g.db.execute("INSERT INTO embeddings (person_id, vector, source_sha256, source_name, model_id, created) "
                          "VALUES (?, ?, ?, 'x', ?, 0)", (pid, blob, f"{9 + i}" * 64, MODEL))
         g.db.commit()
-        with caplog.at_level(logging.WARNING, "edgeface.gallery"):
+        with caplog.at_level(logging.WARNING, "edgeface.store.gallery"):
             names, vectors = g.vectors()
         assert names == ["ann", "bob"] and vectors.shape == (2, SIZE) and np.isfinite(vectors).all()
         assert "3 stored embedding(s) left out" in caplog.text
@@ -282,8 +283,27 @@ def test_permission_denied_is_reported_as_such(tmp_path, mode, folder_mode):
     os.chmod(folder / "g.db", mode)
     os.chmod(folder, folder_mode)
     try:
-        r = _without_root_powers(f"from edgeface.gallery import Gallery; Gallery({str(folder / 'g.db')!r})")
+        r = _without_root_powers(f"from edgeface.store.gallery import Gallery; Gallery({str(folder / 'g.db')!r})")
     finally:
         os.chmod(folder, 0o755)
     assert "GalleryError" in r.stderr and "permission denied" in r.stderr, r.stderr
     assert "sudo -u edgeface" in r.stderr and "not an edgeface gallery" not in r.stderr
+
+
+def _open_gallery(path):
+    with Gallery(path):
+        pass
+
+
+def test_a_gallery_made_by_several_processes_at_once_is_theirs_in_every_one(tmp_path):
+    """The daemon starting while `enroll` makes the gallery: each must see no tables or all of
+    them. The tables used to be made one by one, and an opener in between took the half-made
+    file for another program's database."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(6) as pool:
+        for round_ in range(6):
+            path = tmp_path / f"g{round_}.db"
+            for result in [pool.apply_async(_open_gallery, (path,)) for _ in range(6)]:
+                result.get(timeout=60)
+            with Gallery(path, create=False) as g:
+                assert g.people() == [] and g.version() >= 0

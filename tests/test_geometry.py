@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeface import geometry
+from edgeface.vision import geometry
 
 
 @pytest.mark.parametrize("angle", [-60, -33.3, 0, 15, 45, 90])

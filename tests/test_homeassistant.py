@@ -25,8 +25,8 @@ import cv2
 import pytest
 
 from edgeface.config import HomeConfig, MqttConfig
-from edgeface.presence import Presence, entity_key
-from edgeface.publish import Publisher
+from edgeface.mqtt.presence import Presence, entity_key
+from edgeface.mqtt.publish import Publisher
 
 T0 = 1_700_000_000.0
 DP = "homeassistant"
@@ -309,7 +309,7 @@ def test_entities_follow_the_gallery_without_a_restart_and_stale_ones_go_after_o
 # -- the daemon, end to end ------------------------------------------------------------------
 from test_daemon import Daemon, astronaut_head, enroll, needs_shipped_model, shipped_model, write_config  # noqa: E402
 
-from edgeface.demo import clip_background, face_frame  # noqa: E402
+from edgeface.cli.demo import clip_background, face_frame  # noqa: E402
 
 
 def face_then_empty_clip(path: Path, face_s=3.0, empty_s=6.0, fps=10.0, size=(320, 240)) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from faces import astronaut_bgr, write_jpeg
 
-from edgeface.images import ImageError, expand, image_size, read_image, read_photo
+from edgeface.vision.images import ImageError, expand, image_size, read_image, read_photo
 
 
 def test_reads_a_jpeg_and_hashes_its_bytes(tmp_path):

@@ -1,4 +1,4 @@
-"""Landmarks (edgeface.landmarks) against dlib on the astronaut; dlib-framed chips from Haar
+"""Landmarks (edgeface.vision.landmarks) against dlib on the astronaut; dlib-framed chips from Haar
 detections, upright and turned."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from edgeface.convert.dlib_format import DlibFormatError
 from edgeface.convert.landmarks import parse_shape_predictor, to_npz_arrays, write_npz
-from edgeface.landmarks import (
+from edgeface.vision.landmarks import (
     Aligner,
     LandmarkPredictor,
     chip_transform,
@@ -90,7 +90,7 @@ def test_chip_transform_matches_dlib_get_face_chip(dlib_parts):
 
 
 def _haar_face(frame):
-    from edgeface.detect import HaarDetector, largest
+    from edgeface.vision.detect import HaarDetector, largest
     det = largest(HaarDetector().detect(frame))
     assert det is not None
     return det

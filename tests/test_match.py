@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeface.match import Matcher, match, person_scores, unit_rows
+from edgeface.recognition.match import Matcher, match, person_scores, unit_rows
 
 
 def _vectors(rng, n, d=8):

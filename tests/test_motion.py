@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from faces import astronaut_bgr, turned
 
-from edgeface.detect import HaarDetector
-from edgeface.embed import Embedder
-from edgeface.match import Matcher
-from edgeface.motion import MotionConfig, MotionDetector, grow_and_merge, mask_boxes
-from edgeface.pipeline import FramePipeline, Recognizer
-from edgeface.track import Tracker
+from edgeface.config import MotionConfig
+from edgeface.recognition.embed import Embedder
+from edgeface.recognition.match import Matcher
+from edgeface.recognition.pipeline import FramePipeline, Recognizer
+from edgeface.recognition.track import Tracker
+from edgeface.vision.detect import HaarDetector
+from edgeface.vision.motion import MotionDetector, grow_and_merge, mask_boxes
 
 W, H = 640, 480
 
@@ -179,7 +180,7 @@ def test_motion_config_section_documented_and_switchable(tmp_path):
 
     import yaml
 
-    from edgeface import config
+    from edgeface.config import loader as config
 
     path = Path(__file__).resolve().parent.parent / "systemd" / "edgeface.yaml"
     documented = yaml.safe_load(path.read_text())["motion"]

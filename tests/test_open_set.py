@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeface.gallery_check import check
-from edgeface.match import Matcher, OpenSetRule, unit_rows
+from edgeface.recognition.gallery_check import check
+from edgeface.recognition.match import Matcher, OpenSetRule, unit_rows
 
 
 def _around(rng, centre, n, spread):

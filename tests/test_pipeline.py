@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from faces import astronaut_bgr, turned
 
-from edgeface.detect import HaarDetector
-from edgeface.embed import Embedder
-from edgeface.match import Matcher
-from edgeface.pipeline import FramePipeline, Recognizer
-from edgeface.track import Tracker
+from edgeface.recognition.embed import Embedder
+from edgeface.recognition.match import Matcher
+from edgeface.recognition.pipeline import FramePipeline, Recognizer
+from edgeface.recognition.track import Tracker
+from edgeface.vision.detect import HaarDetector
 
 
 def corr(a, b):

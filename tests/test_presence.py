@@ -1,4 +1,4 @@
-"""edgeface.presence: the pure state machine behind the per-person presence entities (no I/O, no sleeping)."""
+"""edgeface.mqtt.presence: the pure state machine behind the per-person presence entities (no I/O, no sleeping)."""
 import math
 import re
 import threading
@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from edgeface.config import ConfigError, parse
-from edgeface.presence import Presence, PresenceUpdate, entity_key
+from edgeface.mqtt.presence import Presence, PresenceUpdate, entity_key
 
 T0 = 1_700_000_000.0  # any wall-clock second: the machine only ever sees the times it is given
 

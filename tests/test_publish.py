@@ -2,8 +2,8 @@
 import re
 
 from edgeface.config import MqttConfig
-from edgeface.publish import Publisher
-from edgeface.track import IdentityEvent
+from edgeface.mqtt.publish import Publisher
+from edgeface.recognition.track import IdentityEvent
 
 
 def event(name="ann", track_id=1, t=1_700_000_000.25):

@@ -6,7 +6,7 @@ import re
 import time
 
 from edgeface.config import MqttConfig, load
-from edgeface.publish import CLASH_BACKOFF_MAX_S, Publisher
+from edgeface.mqtt.publish import CLASH_BACKOFF_MAX_S, Publisher
 
 WINDOW_S = 20  # observation window for the clash test: flaps are counted in it, not timed
 
@@ -17,7 +17,7 @@ def status_flaps(sub) -> int:
 
 
 def test_two_clients_with_one_id_say_so_once_and_back_off(mosquitto, subscriber, caplog):
-    caplog.set_level(logging.DEBUG, logger="edgeface.publish")
+    caplog.set_level(logging.DEBUG, logger="edgeface.mqtt.publish")
     sub = subscriber("edgeface/status")
     twins = [Publisher(MqttConfig(host=mosquitto.host, port=mosquitto.port, client_id="edgeface-twin",
                                   discovery=False), ["front"]) for _ in range(2)]

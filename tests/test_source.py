@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeface.config import CameraConfig
-from edgeface.source import CameraReader, describe, is_file_source
+from edgeface.service.source import CameraReader, describe, is_file_source
 
 
 def write_clip(path, frames=20, fps=20.0, size=(160, 120)):
@@ -75,7 +75,7 @@ def test_fps_cap_and_loop(tmp_path):
 
 
 def test_missing_camera_is_retried_with_backoff_and_logged_once_per_step(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="edgeface.source")
+    caplog.set_level(logging.WARNING, logger="edgeface.service.source")
     reader = CameraReader(CameraConfig("gone", str(tmp_path / "later.avi")), backoff_initial=0.05, backoff_max=0.2)
     reader.start()
     time.sleep(1.2)

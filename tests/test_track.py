@@ -1,6 +1,7 @@
 """Tracker logic: association, identity voting, events per appearance, embedding cadence."""
-from edgeface.detect import Detection
-from edgeface.track import Tracker, TrackingConfig
+from edgeface.config import TrackingConfig
+from edgeface.recognition.track import Tracker
+from edgeface.vision.detect import Detection
 
 
 def face(cx, cy=100.0, size=80.0, angle=0.0):

@@ -204,7 +204,7 @@ arm - "$WORK" <<'EOF'
 import sys
 import cv2
 from skimage import data
-from edgeface.geometry import turn_image
+from edgeface.vision.geometry import turn_image
 out = sys.argv[1]
 astronaut = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
 cv2.imwrite(f"{out}/enrol.png", astronaut[0:300, 70:370])       # head and shoulders, upright

@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 
 from edgeface.config import Config
-from edgeface.detect import largest
-from edgeface.geometry import turn_image
-from edgeface.match import match
-from edgeface.pipeline import build_recognizer
+from edgeface.recognition.match import match
+from edgeface.recognition.pipeline import build_recognizer
+from edgeface.vision.detect import largest
+from edgeface.vision.geometry import turn_image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

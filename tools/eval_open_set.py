@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.config import Config
-from edgeface.detect import largest
-from edgeface.images import IMAGE_SUFFIXES, ImageError, read_photo
-from edgeface.match import Matcher, OpenSetRule
-from edgeface.pipeline import build_recognizer
+from edgeface.recognition.match import Matcher, OpenSetRule
+from edgeface.recognition.pipeline import build_recognizer
+from edgeface.vision.detect import largest
+from edgeface.vision.images import IMAGE_SUFFIXES, ImageError, read_photo
 
 
 def photos(folder: Path) -> dict[str, list[Path]]:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.broker import free_port
-from edgeface.config import MqttConfig
-from edgeface.fleet import FleetConfig, FleetLedger, FleetSync
-from edgeface.gallery import Enrolment, Gallery
+from edgeface.cli.testbroker import free_port
+from edgeface.config import FleetConfig, MqttConfig
+from edgeface.fleet.sync import FleetLedger, FleetSync
+from edgeface.store.gallery import Enrolment, Gallery
 
 MODEL = "f" * 64
 

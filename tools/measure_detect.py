@@ -27,9 +27,10 @@ import time
 import cv2
 import numpy as np
 
-from edgeface import chip as chipmod
-from edgeface import geometry
-from edgeface.detect import DetectionConfig, HaarDetector
+from edgeface.config import DetectionConfig
+from edgeface.vision import chip as chipmod
+from edgeface.vision import geometry
+from edgeface.vision.detect import HaarDetector
 
 DATASET = os.environ.get("EDGEFACE_DATASET",
                          os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "five-celebs"))

@@ -25,7 +25,7 @@ def main():
     from skimage.data import astronaut
 
     from edgeface.config import Config
-    from edgeface.pipeline import build_recognizer
+    from edgeface.recognition.pipeline import build_recognizer
 
     frame = np.ascontiguousarray(astronaut()[..., ::-1])  # BGR, as frames arrive
     print(f"machine: {os.cpu_count()} cpus, 1-min load {os.getloadavg()[0]:.2f}")

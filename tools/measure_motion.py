@@ -2,7 +2,7 @@
 """Compare motion detectors for edgeface's motion stage, and write an empty-room clip.
 
   measure_motion.py compare DOOR_CLIP.avi [DOOR_CLIP.avi ...]
-      For each method (running average at several learn rates, as edgeface.motion does; OpenCV's
+      For each method (running average at several learn rates, as edgeface.vision.motion does; OpenCV's
       MOG2 and KNN subtractors on the same small grey copy): ms per frame, the share of EMPTY
       frames (nobody even partly in view, from the clip's .json) with any motion area (false
       motion: noise, drift, ghosts), the share of frames with someone present that have a motion
@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from edgeface.motion import (
+from edgeface.vision.motion import (
     MotionConfig,
     MotionDetector,
     grow_and_merge,

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edgeface.convert.common import CHIP_PADDING, ConvertError, log
-from edgeface.images import IMAGE_SUFFIXES
+from edgeface.vision.images import IMAGE_SUFFIXES
 
 
 def import_dlib() -> Any:
@@ -115,9 +115,9 @@ def cut_chip_set(folders: list[Path], size: int, what: str) -> ChipSet:
 
 def runtime_chip_set(folders: list[Path], size: int) -> ChipSet:
     """Chips cut the way edgeface's runtime cuts them: its Haar detector, then five landmarks
-    (edgeface.landmarks.Aligner) placing the chip like dlib's get_face_chip; largest face per photo."""
-    from edgeface.detect import HaarDetector, largest
-    from edgeface.landmarks import Aligner
+    (edgeface.vision.landmarks.Aligner) placing the chip like dlib's get_face_chip; largest face per photo."""
+    from edgeface.vision.detect import HaarDetector, largest
+    from edgeface.vision.landmarks import Aligner
 
     detector, aligner = HaarDetector(), Aligner()
     chips, labels, sources = [], [], []

@@ -52,7 +52,7 @@ from edgeface.convert.output import (
     write_model,
 )
 from edgeface.convert.resnet import DLIB_DAT_NAME, parse_dlib_resnet, summarize
-from edgeface.embed import file_sha256
+from edgeface.recognition.embed import file_sha256
 
 DLIB_MODEL_NAME = "dlib_resnet_v1_int8"
 
@@ -113,7 +113,7 @@ def _add_data_options(ap: argparse.ArgumentParser) -> None:
                       help="calibrate on the chips only (default adds mirrored and slightly rotated copies)")
     data.add_argument("--runtime-chips", action="store_true",
                       help="also cut the evaluation faces the way edgeface's runtime does (its Haar detector, "
-                           "then five landmarks from edgeface.landmarks.Aligner placing the chip) and report "
+                           "then five landmarks from edgeface.vision.landmarks.Aligner placing the chip) and report "
                            "int8 fidelity and verification on those chips too (slower: the multi-angle Haar "
                            "detector)")
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from edgeface.convert.chips import ChipSet
 from edgeface.convert.common import log
-from edgeface.embed import dequantize, quantize
-from edgeface.match import unit_rows
+from edgeface.recognition.embed import dequantize, quantize
+from edgeface.recognition.match import unit_rows
 
 # Acceptance limits of issue 2 (dlib path); --keras uses the same limits against the Keras model.
 MIN_FLOAT_MEAN_COS = 0.9999
@@ -35,7 +35,7 @@ def output_dim(model_bytes: bytes) -> int:
 
 
 class TFLiteRunner:
-    """One face at a time through a TFLite model held in memory, quantised as edgeface.embed does."""
+    """One face at a time through a TFLite model held in memory, quantised as edgeface.recognition.embed does."""
 
     def __init__(self, model_bytes: bytes, threads: int = 1):
         self.it = _interpreter(model_bytes, threads)

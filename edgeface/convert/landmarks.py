@@ -6,10 +6,10 @@ idx1/idx2/thresh then leaf value columns), the anchor indices and the pixel delt
 floats use dlib's variable-length integer and portable float encodings, decoded by
 edgeface.convert.dlib_format's ``DlibReader``.
 
-``--verify`` (needs dlib) compares edgeface.landmarks.LandmarkPredictor with dlib.shape_predictor
+``--verify`` (needs dlib) compares edgeface.vision.landmarks.LandmarkPredictor with dlib.shape_predictor
 on photos, using dlib's HOG face rectangles, and reports landmark error relative to the
 inter-ocular distance. ``--fit-rect`` measures the Haar box -> dlib HOG rect mapping that
-edgeface.landmarks uses (RECT_SCALE, RECT_DX, RECT_DY). ``--evaluate`` compares chips (dlib's,
+edgeface.vision.landmarks uses (RECT_SCALE, RECT_DX, RECT_DY). ``--evaluate`` compares chips (dlib's,
 HOG rect + ours, Haar + landmarks, Haar box only) through the shipped int8 embedder. The photo
 folders default to five-celebs train and val.
 
@@ -34,7 +34,7 @@ from edgeface.convert.common import (
     atomic_write,
 )
 from edgeface.convert.dlib_format import DlibReader, open_dlib_file
-from edgeface.embed import file_sha256
+from edgeface.recognition.embed import file_sha256
 
 DAT_NAME = "shape_predictor_5_face_landmarks.dat"
 DEFAULT_OUT = REPO_ROOT / "models" / "landmarks_5pt.npz"

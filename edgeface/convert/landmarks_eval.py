@@ -27,8 +27,8 @@ def _hog_rects(hog: Any, rgb: np.ndarray) -> list[Any]:
 
 
 def verify(npz: Path, dat: Path, folders: list[Path], limit: int | None = None) -> dict[str, Any]:
-    """Landmarks of edgeface.landmarks vs dlib.shape_predictor on dlib HOG rects (grey images)."""
-    from edgeface.landmarks import LandmarkPredictor
+    """Landmarks of edgeface.vision.landmarks vs dlib.shape_predictor on dlib HOG rects (grey images)."""
+    from edgeface.vision.landmarks import LandmarkPredictor
 
     dlib = import_dlib()
     ours = LandmarkPredictor(npz)
@@ -70,8 +70,8 @@ def _quartiles(v: list[float]) -> list[float]:
 def fit_rect(folders: list[Path], dat: Path) -> dict[str, Any]:
     """dlib HOG rect relative to the matching Haar detection, in the Haar face's upright frame:
     medians of side / Haar size and centre offset / Haar size over five-celebs photos."""
-    from edgeface.detect import HaarDetector
-    from edgeface.landmarks import Aligner
+    from edgeface.vision.detect import HaarDetector
+    from edgeface.vision.landmarks import Aligner
 
     dlib = import_dlib()
     hog, haar = dlib.get_frontal_face_detector(), HaarDetector()
@@ -106,9 +106,9 @@ def _chips_of_four_kinds(folders: list[Path], npz: Path,
                          dat: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str], list[float]]:
     """Largest face per photo cut four ways (CHIP_KINDS): ({kind: {photo: chip}}, {photo: label},
     ms per Haar-aligned chip)."""
-    from edgeface.chip import cut, cut_chips
-    from edgeface.detect import HaarDetector, largest
-    from edgeface.landmarks import Aligner, LandmarkPredictor, _grey, chip_to_image
+    from edgeface.vision.chip import cut, cut_chips
+    from edgeface.vision.detect import HaarDetector, largest
+    from edgeface.vision.landmarks import Aligner, LandmarkPredictor, _grey, chip_to_image
 
     dlib = import_dlib()
     hog, sp, haar = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dat)), HaarDetector()
@@ -142,7 +142,7 @@ def evaluate(folders: list[Path], npz: Path, dat: Path) -> str:
     """Embedding cosine and verification of four chip kinds on the largest face per photo:
     dlib (HOG + dlib landmarks + get_face_chip), HOG rect + our landmarks + chip_transform,
     Haar + Aligner (landmarks), Haar + cut_chips (box only)."""
-    from edgeface.embed import Embedder
+    from edgeface.recognition.embed import Embedder
 
     chips, labels, ms = _chips_of_four_kinds(folders, npz, dat)
     emb = Embedder()

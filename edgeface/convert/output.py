@@ -1,4 +1,4 @@
-"""What the converter writes: the int8 model, its JSON sidecar (read by edgeface.embed.load_spec),
+"""What the converter writes: the int8 model, its JSON sidecar (read by edgeface.recognition.embed.load_spec),
 optionally the float32 model and an Edge TPU compilation."""
 from __future__ import annotations
 

@@ -40,13 +40,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from edgeface.gallery import Gallery, GalleryError, check_name
-from edgeface.validate import require
+from edgeface.config import FleetConfig, MqttConfig
+from edgeface.mqtt.client import mqtt_client
+from edgeface.store.gallery import Gallery, GalleryError, check_name
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +61,6 @@ PENDING_MAX = 100_000  # "not them" records waiting for their person, at most
 
 class FleetError(RuntimeError):
     """The fleet cannot be joined as configured; the message says why and what to do."""
-
-
-@dataclass
-class FleetConfig:
-    name: str | None = None  # None: no fleet (this device's gallery is its own)
-    key_file: str | None = None  # the shared secret, owner-only, 32 bytes or more
-    device: str | None = None  # this device's id in the fleet; None: mqtt.client_id
-
-    def __post_init__(self) -> None:
-        require((self.name is None or bool(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name)),
-                 "name must be 1-64 letters, digits, '.', '_' or '-' (it is an MQTT topic level)"),
-                (self.name is None or bool(self.key_file), "key_file is needed with a fleet name"),
-                (self.device is None or bool(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.device)),
-                 "device must be 1-64 letters, digits, '.', '_' or '-'"))
 
 
 def read_key(path: str | os.PathLike) -> bytes:
@@ -195,7 +181,7 @@ def receive(ledger: FleetLedger, topic: str, payload: bytes, key: bytes, fleet: 
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """The newest version of one photo's record known here (edgeface.fleet)."""
+    """The newest version of one photo's record known here (edgeface.fleet.sync)."""
 
     person: str
     version: float
@@ -299,15 +285,11 @@ class FleetLedger:
         return {person: ", ".join(sorted(o)) for person, o in out.items()}
 
 
-
-
 class FleetSync:
     """This device's side of the fleet: its own MQTT connection, the records it receives (queued
     by paho's thread) and what it publishes. The daemon calls step() from its main thread."""
 
-    def __init__(self, cfg: FleetConfig, mqtt_cfg: Any, model_id: str, client_id: str):
-        from edgeface.publish import mqtt_client
-
+    def __init__(self, cfg: FleetConfig, mqtt_cfg: MqttConfig, model_id: str, client_id: str):
         assert cfg.name is not None and cfg.key_file is not None
         self.cfg, self.model_id = cfg, model_id
         self.key = read_key(cfg.key_file)
@@ -462,10 +444,8 @@ def _gallery_digest(ledger: FleetLedger) -> str:
     return h.hexdigest()[:12]
 
 
-def fleet_status(cfg: FleetConfig, mqtt_cfg: Any, client_id: str, wait_s: float = 2.0) -> list[dict]:
+def fleet_status(cfg: FleetConfig, mqtt_cfg: MqttConfig, client_id: str, wait_s: float = 2.0) -> list[dict]:
     """The devices' retained status records, signature checked (``verified``)."""
-    from edgeface.publish import mqtt_client
-
     assert cfg.name is not None and cfg.key_file is not None
     key = read_key(cfg.key_file)
     base = f"{mqtt_cfg.topic_prefix}/fleet/{cfg.name}"

@@ -27,11 +27,11 @@ class ModelError(RuntimeError):
 
 def shipped_file(name: str) -> Path:
     """A file of models/: inside the installed wheel (edgeface/models/), else the source tree's."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / "models", here.parent / "models"):
+    package = Path(__file__).resolve().parents[1]  # edgeface/
+    for folder in (package / "models", package.parent / "models"):
         if (folder / name).is_file():
             return folder / name
-    return here.parent / "models" / name
+    return package.parent / "models" / name
 
 
 def default_model_path() -> Path:

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from edgeface import geometry
-from edgeface.chip import cut_chips_at
-from edgeface.embed import shipped_file
+from edgeface.recognition.embed import shipped_file
+from edgeface.vision import geometry
+from edgeface.vision.chip import cut_chips_at
 
 if TYPE_CHECKING:
-    from edgeface.detect import Detection
+    from edgeface.vision.detect import Detection
 
 DEFAULT_LANDMARKS_NAME = "landmarks_5pt.npz"
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edgeface.chip import sharpness
-from edgeface.detect import at_box, largest
-from edgeface.gallery import Enrolment, Gallery
-from edgeface.images import DEFAULT_MAX_PIXELS, MAX_SIDE, ImageError, read_photo
-from edgeface.match import unit_rows
-from edgeface.pipeline import Recognizer
+from edgeface.recognition.match import unit_rows
+from edgeface.recognition.pipeline import Recognizer
+from edgeface.store.gallery import Enrolment, Gallery
+from edgeface.vision.chip import sharpness
+from edgeface.vision.detect import at_box, largest
+from edgeface.vision.images import DEFAULT_MAX_PIXELS, MAX_SIDE, ImageError, read_photo
 
 # Enrolment refuses faces that would make poor references. Measured on five-celebs train photos
 # shrunk until the face was N px (cosine of the embedding to the full-size one, median / 10th

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from edgeface.match import Matcher, OpenSetRule, unit_rows
+from edgeface.recognition.match import Matcher, OpenSetRule, unit_rows
 
 BLOCK = 1024  # rows scored at a time: keeps memory flat for big galleries
 STRANGERS_MAX = 100  # people who play the stranger (an even sample of a bigger gallery)

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from . import geometry
+from edgeface.vision import geometry
 
 if TYPE_CHECKING:
-    from edgeface.detect import Detection
+    from edgeface.vision.detect import Detection
 
 # dlib chip (padding 0.25) relative to the Haar box of the same face, in the face's upright
 # frame: chip side = CHIP_SCALE x box size; chip centre = box centre + (dx, dy) x box size.

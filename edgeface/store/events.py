@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import secrets
@@ -25,25 +24,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeface.validate import require, within
+from edgeface.config import EventsConfig
 
 log = logging.getLogger(__name__)
 
 CROP_MARGIN = 1.0  # face-box sides added around the face: the crop is 3 boxes wide, so enroll finds it again
 ID_FORMAT = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$")
-
-
-@dataclass
-class EventsConfig:
-    keep_crops: bool = False  # keep each identity event's face crop on the device (never published)
-    max_count: int = 200  # the newest this many are kept
-    max_age: float = 7 * 86400.0  # seconds; older crops are deleted
-    folder: str | None = None  # None: "events" beside the gallery
-
-    def __post_init__(self) -> None:
-        require((within(self.max_count, 1, 100_000), "max_count must be 1..100000"),
-                (math.isfinite(self.max_age) and self.max_age > 0, "max_age must be a number of seconds above 0"),
-                (self.folder != "", "folder must be a folder path (null: beside the gallery)"))
 
 
 def events_folder(cfg: EventsConfig, gallery: str | os.PathLike) -> Path:

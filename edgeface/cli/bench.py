@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeface import exitcodes
-from edgeface.images import IMAGE_SUFFIXES, ImageError, read_image
+from edgeface.vision.images import IMAGE_SUFFIXES, ImageError, read_image
 
 if TYPE_CHECKING:
     from edgeface.config import Config
-    from edgeface.pipeline import FramePipeline
+    from edgeface.recognition.pipeline import FramePipeline
 
 PROGRESS_EVERY_S = 5.0
 
@@ -93,8 +93,8 @@ def run_bench(pipeline: FramePipeline, source: str, limit: int | None = None, pr
 
 def main_bench(cfg: Config, source: str, frames: int | None = None, as_json: bool = False) -> int:
     """`edgeface bench`: returns the exit status."""
-    from edgeface.gallery import Gallery
-    from edgeface.pipeline import build_frame_pipeline, build_recognizer
+    from edgeface.recognition.pipeline import build_frame_pipeline, build_recognizer
+    from edgeface.store.gallery import Gallery
 
     with Gallery(cfg.gallery, create=False) as gallery:
         recognizer = build_recognizer(cfg, gallery)

@@ -14,71 +14,13 @@ original-frame pixels, grown by a margin and merged: the areas the detector shou
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from edgeface.validate import require
+from edgeface.config import MotionConfig
 
 Box = tuple[int, int, int, int]  # x, y, w, h in original-frame pixels
-
-
-@dataclass
-class MotionConfig:
-    enabled: bool = True  # false: detection on every frame as without motion gating
-    width: int = 160  # the motion mask is computed on a grey copy this many pixels wide
-    # Grey levels (0..255) by which a small-copy pixel must differ from the background to count
-    # as changed. Sensor noise of sigma 2.5 on the full frame is ~0.7 on the 4x smaller copy.
-    threshold: float = 12.0
-    # Weight of each new frame in the running-average background (cv2.accumulateWeighted).
-    # 0.3 forgets within ~7 frames: the background a person uncovers when they leave stops being
-    # "motion" at once (0.05 kept it for ~45 frames, each paying a sweep), exposure drift is
-    # followed, and someone who stands still is absorbed (their track keeps them: the region
-    # search needs no motion; the idle sweep finds a still face that was never found).
-    # door_clip seed 1 (tools/measure_motion.py): empty frames with motion 0.05: 30%, 0.2: 6%, 0.3: 4%.
-    learn_rate: float = 0.3
-    # Changed areas smaller than this fraction of the frame are noise (a flicker, a compression block).
-    min_area: float = 0.001
-    # Each changed area is grown by this fraction of its larger side (plus min_margin pixels) on
-    # every side before detection: a face's edge may be still while the body moved.
-    margin: float = 0.25
-    min_margin: int = 24
-    # More than this fraction of the frame changed at once is not motion but a global change
-    # (lights, night mode, camera moved): the background is re-learnt from this frame.
-    global_change: float = 0.5
-    # Safety net for faces that never moved (in view when the daemon started, or stopped before
-    # being found): a whole-frame sweep, one detection angle at a time (upright first), spread
-    # evenly over this many seconds. Each angle costs 60-115 ms of CPU (~0.7 s a cycle), so this is
-    # most of what an empty room costs: `edgeface run`, empty 640x480 room at 15 fps, 30 s of CPU:
-    # 3.4% of a core without it, 4.7% at 60 s, 12% at 12 s (before idle_stride). 0 disables.
-    idle_sweep_s: float = 60.0
-    # A moving area with no tracked face in it gets every angle at once; one holding a tracked
-    # face gets each angle once every sweep_period frames (a newcomer beside someone known).
-    # 7 (one angle a frame) made make_clip clips, where tracked faces move all the time, 40% slower
-    # than 25, which costs about what detection.sweep_period's whole-frame rolling sweep did.
-    sweep_period: int = 25
-    # Nothing tracked and nothing moving on the last frame looked at: look at only every
-    # idle_stride-th frame (motion, scene change, idle sweep), as decoding and motion are then all
-    # the work there is. 3 at 15 fps adds at most 133 ms to the time to name (empty room 4.0% of a
-    # core against 5.0% at 2). 1 looks at every frame.
-    idle_stride: int = 3
-
-    def __post_init__(self):
-        finite = math.isfinite
-        checks = {  # key: (valid, the allowed range as a sentence)
-            "width": (16 <= self.width <= 4096, "16..4096"),
-            "threshold": (finite(self.threshold) and 0 < self.threshold < 255, "above 0 and below 255"),
-            "learn_rate": (finite(self.learn_rate) and 0 < self.learn_rate <= 1, "above 0, at most 1"),
-            "min_area": (finite(self.min_area) and 0 <= self.min_area < 1, "0 or more, below 1"),
-            "margin": (finite(self.margin) and 0 <= self.margin <= 4, "0..4"),
-            "min_margin": (0 <= self.min_margin <= 4096, "0..4096"),
-            "global_change": (finite(self.global_change) and 0 < self.global_change <= 1, "above 0, at most 1"),
-            "sweep_period": (1 <= self.sweep_period <= 1000, "1..1000"),
-            "idle_stride": (1 <= self.idle_stride <= 100, "1..100"),
-            "idle_sweep_s": (finite(self.idle_sweep_s) and 0 <= self.idle_sweep_s <= 3600, "0..3600"),
-        }
-        require(*((ok, f"{k} must be {allowed}, not {getattr(self, k)!r}") for k, (ok, allowed) in checks.items()))
 
 
 def small_grey(frame: np.ndarray, width: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeface.gallery import Gallery, GalleryError
+from edgeface.store.gallery import Gallery, GalleryError
 
 SHA_PREFIX = re.compile(r"[0-9a-f]{8,64}")
 

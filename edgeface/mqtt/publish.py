@@ -7,14 +7,14 @@ Topics (prefix = mqtt.topic_prefix):
     {prefix}/{camera}/snapshot      retained JPEG face crop, only with mqtt.snapshot: true
     {discovery_prefix}/sensor/<node>/<camera>_person/config   retained HA discovery (mqtt.discovery)
 
-With home.presence (and mqtt.discovery for the entities; see edgeface.presence):
+With home.presence (and mqtt.discovery for the entities; see edgeface.mqtt.presence):
     {prefix}/presence/<person>/state          retained ON / OFF: seen at any camera within home.presence_timeout
     {prefix}/presence/<person>/attributes     retained JSON: person, camera, last_seen (ISO UTC), score
     {prefix}/unknown_visitor/state|attributes the same for faces that match nobody (home.unknown_timeout)
     {prefix}/unknown_visitor/event            {"event_type": "unknown_visitor", ...} per stranger's appearance
     {discovery_prefix}/binary_sensor/<node>/<person>_presence/config, .../unknown_visitor/config,
     {discovery_prefix}/event/<node>/unknown_visitor/config            retained; emptied when a person is removed
-With home.frigate / home.double_take: edgeface.compat's payloads on their topics.
+With home.frigate / home.double_take: edgeface.mqtt.compat's payloads on their topics.
 
 paho's network thread reconnects on its own (backoff 1..30 s). While the broker is away, events
 wait in our own bounded queue (oldest dropped first, drops counted) and go out on reconnect;
@@ -37,35 +37,21 @@ from datetime import datetime, timezone
 
 import paho.mqtt.client as mqtt
 
-from edgeface import __version__, compat
-from edgeface.config import HomeConfig, MqttConfig, TlsConfig, default_client_id
-from edgeface.presence import PresenceUpdate, entity_key
+from edgeface import __version__
+from edgeface.config import HomeConfig, MqttConfig, default_client_id
+from edgeface.mqtt import compat
+from edgeface.mqtt.client import RECONNECT_MAX_S, RECONNECT_MIN_S, mqtt_client
+from edgeface.mqtt.presence import PresenceUpdate, entity_key
 
 log = logging.getLogger(__name__)
 
 ONLINE, OFFLINE = "online", "offline"
 
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30  # paho's backoff after a lost connection
 QUICK_DROP_S = 10.0  # a drop this soon after connecting looks like another client taking our id
 CLASH_DROPS = 2  # ... and this many such drops in a row make us say so and back off:
 CLASH_BACKOFF_S = (5, 15, 45, 60)  # reconnect delays, one step further at each further early drop
 CLASH_BACKOFF_MAX_S = CLASH_BACKOFF_S[-1]
 STABLE_S = 2 * CLASH_BACKOFF_MAX_S  # a connection this long ends the back-off (the other one is gone)
-
-
-def mqtt_client(cfg: MqttConfig, client_id: str) -> mqtt.Client:
-    """A paho client for the configured broker: credentials, TLS and reconnect delays set; not connected."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
-                    clean_session=True)
-    if cfg.username is not None:
-        c.username_pw_set(cfg.username, cfg.password)
-    if cfg.tls:
-        tls = cfg.tls if isinstance(cfg.tls, TlsConfig) else TlsConfig()
-        c.tls_set(ca_certs=tls.ca, certfile=tls.cert, keyfile=tls.key)
-        if tls.insecure:
-            c.tls_insecure_set(True)
-    c.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
-    return c
 
 
 def iso_utc(t: float) -> str:

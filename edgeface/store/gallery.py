@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS negatives (
     created REAL NOT NULL,
     UNIQUE (person_id, source_sha256)
 );
--- fleet sync (edgeface.fleet): the newest version of each photo this gallery has published or applied
+-- fleet sync (edgeface.fleet.sync): the newest version of each photo this gallery has published or applied
 CREATE TABLE IF NOT EXISTS fleet_ledger (
     sha256 TEXT PRIMARY KEY,
     person TEXT NOT NULL,
@@ -139,16 +139,6 @@ def _writable(path: Path) -> bool:
     return folder_ok and (not path.exists() or os.access(path, os.R_OK | os.W_OK))
 
 
-def default_gallery_path() -> Path:
-    """$EDGEFACE_GALLERY, else the systemd StateDirectory, else $XDG_DATA_HOME/edgeface/gallery.db."""
-    if os.environ.get("EDGEFACE_GALLERY"):
-        return Path(os.environ["EDGEFACE_GALLERY"])
-    if os.environ.get("STATE_DIRECTORY"):
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "gallery.db"
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data) / "edgeface" / "gallery.db"
-
-
 @dataclass(frozen=True)
 class Person:
     name: str
@@ -184,10 +174,16 @@ class Gallery:
             self._adopt()  # reads only, and refuses, before anything is written
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            with self.db:
-                self.db.executescript(SCHEMA)
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-                self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            # one transaction: a process opening the file meanwhile (the daemon starting while
+            # `enroll` makes the gallery) sees no tables or all of them, never half
+            try:
+                self.db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} INSERT OR IGNORE INTO meta VALUES "
+                                      f"('schema', '{SCHEMA_VERSION}'); PRAGMA application_id = {APPLICATION_ID}; "
+                                      "COMMIT;")
+            except sqlite3.Error:
+                if self.db.in_transaction:
+                    self.db.rollback()
+                raise
         except GalleryError:
             self.db.close()
             raise

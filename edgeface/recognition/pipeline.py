@@ -16,28 +16,29 @@ from typing import TYPE_CHECKING, Protocol
 import cv2
 import numpy as np
 
-from edgeface.chip import cut_chips
-from edgeface.detect import ChipFaceCheck, Detection, HaarDetector
-from edgeface.embed import Embedder, ModelSpec
-from edgeface.landmarks import Aligner
-from edgeface.match import Match, Matcher, OpenSetRule
-from edgeface.motion import MotionConfig, MotionDetector, small_grey
-from edgeface.track import IdentityEvent, Track, Tracker
+from edgeface.config import MotionConfig
+from edgeface.recognition.embed import Embedder, ModelSpec
+from edgeface.recognition.match import Match, Matcher, OpenSetRule
+from edgeface.recognition.track import IdentityEvent, Track, Tracker
+from edgeface.vision.chip import cut_chips
+from edgeface.vision.detect import ChipFaceCheck, Detection, HaarDetector
+from edgeface.vision.landmarks import Aligner
+from edgeface.vision.motion import MotionDetector, small_grey
 
 if TYPE_CHECKING:
     from edgeface.config import Config, RecognitionConfig
-    from edgeface.gallery import Gallery
+    from edgeface.store.gallery import Gallery
 
 
 class Detector(Protocol):
-    """What a Recognizer needs of a face detector (edgeface.detect.HaarDetector)."""
+    """What a Recognizer needs of a face detector (edgeface.vision.detect.HaarDetector)."""
 
     def detect(self, frame: np.ndarray, regions: Sequence[Detection] | None = None,
                angles: Sequence[float] | None = None) -> list[Detection]: ...
 
 
 class FaceEmbedder(Protocol):
-    """What a Recognizer needs of an embedder (edgeface.embed.Embedder, or the daemon's shared one)."""
+    """What a Recognizer needs of an embedder (edgeface.recognition.embed.Embedder, or the daemon's shared one)."""
 
     @property
     def spec(self) -> ModelSpec: ...
@@ -134,7 +135,7 @@ class FramePipeline:
     """Video path: detection, tracking, and embedding only where the tracker needs it.
 
     With ``motion`` (a MotionConfig, enabled) the detection schedule follows the motion stage
-    (edgeface.motion): nothing tracked and nothing moving runs no cascade at all; moving areas
+    (edgeface.vision.motion): nothing tracked and nothing moving runs no cascade at all; moving areas
     get the full angle sweep, or their share of a rolling sweep when they move with a tracked face;
     tracked faces keep their region search whether they move or not; and a slow whole-frame
     sweep, one angle at a time over motion.idle_sweep_s, finds faces that never moved.

@@ -1,6 +1,6 @@
 """Payloads shaped like other projects' face messages, so automations written for them keep working.
 
-Pure functions of one identity event; edgeface.publish sends them when home.frigate /
+Pure functions of one identity event; edgeface.mqtt.publish sends them when home.frigate /
 home.double_take are switched on.
 
 Frigate (0.16+, face recognition), on ``{prefix}/tracked_object_update``::
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 
 class Event(Protocol):
-    """What these builders read of an edgeface.track.IdentityEvent."""
+    """What these builders read of an edgeface.recognition.track.IdentityEvent."""
 
     name: str | None
     score: float

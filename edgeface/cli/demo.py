@@ -4,7 +4,7 @@
    scikit-image) turned through -60..+60 degrees, appearing twice;
 2. enrols the astronaut from an upright photo into a temporary gallery (the `enroll` command);
 3. starts an MQTT broker inside this process (amqtt; a `mosquitto` on PATH is the fallback);
-4. runs the real daemon (edgeface.daemon.Daemon: file camera, pipeline, tracker, publisher)
+4. runs the real daemon (edgeface.service.daemon.Daemon: file camera, pipeline, tracker, publisher)
    on the clip and prints every MQTT message a subscriber receives.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeface.geometry import turn_image
+from edgeface.vision.geometry import turn_image
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +114,12 @@ class PrintingSubscriber:
 def run_demo(frames: int = 30, keep: str | None = None, model: str | None = None, broker: str = "auto",
              verbose: bool = False) -> int:
     """`edgeface demo`: returns the exit status (1 when the astronaut was never named)."""
-    from edgeface.broker import start_broker
-    from edgeface.config import CameraConfig, Config, MqttConfig
-    from edgeface.daemon import Daemon
-    from edgeface.enroll import enroll
-    from edgeface.gallery import Gallery
-    from edgeface.pipeline import build_recognizer
-    from edgeface.track import TrackingConfig
+    from edgeface.cli.testbroker import start_broker
+    from edgeface.config import CameraConfig, Config, MqttConfig, TrackingConfig
+    from edgeface.recognition.enroll import enroll
+    from edgeface.recognition.pipeline import build_recognizer
+    from edgeface.service.daemon import Daemon
+    from edgeface.store.gallery import Gallery
 
     if not verbose:  # the MQTT messages are the show; the daemon's own log only for -v
         logging.getLogger("edgeface").setLevel(logging.WARNING)

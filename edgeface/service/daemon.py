@@ -1,6 +1,6 @@
 """The daemon: cameras in, identities out over MQTT, for as long as the service runs.
 
-Threads: one reader per camera (edgeface.source), one worker per camera running the shared
+Threads: one reader per camera (edgeface.service.source), one worker per camera running the shared
 FramePipeline code on the reader's newest frame, paho's network thread, and the main thread,
 which owns signals, the gallery poll, the status line and the systemd watchdog.
 
@@ -21,19 +21,26 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeface import exitcodes, sdnotify
+from edgeface import exitcodes
 from edgeface.config import Config, ConfigError, load
-from edgeface.embed import Embedder, ModelSpec
-from edgeface.events import EventStore, events_folder
-from edgeface.fleet import FleetError, FleetSync, read_key
-from edgeface.gallery import Gallery, GalleryError
-from edgeface.match import Matcher
-from edgeface.pipeline import FramePipeline, build_frame_pipeline, build_recognizer, load_embedder, load_matcher
-from edgeface.presence import Presence
-from edgeface.publish import Publisher
-from edgeface.source import CameraReader, describe
+from edgeface.fleet.sync import FleetError, FleetSync, read_key
+from edgeface.mqtt.presence import Presence
+from edgeface.mqtt.publish import Publisher
+from edgeface.recognition.embed import Embedder, ModelSpec
+from edgeface.recognition.match import Matcher
+from edgeface.recognition.pipeline import (
+    FramePipeline,
+    build_frame_pipeline,
+    build_recognizer,
+    load_embedder,
+    load_matcher,
+)
+from edgeface.service import sdnotify
+from edgeface.service.source import CameraReader, describe
+from edgeface.store.events import EventStore, events_folder
+from edgeface.store.gallery import Gallery, GalleryError
 
-log = logging.getLogger("edgeface.daemon")
+log = logging.getLogger("edgeface.service.daemon")
 
 HEARTBEAT_STALE_S = 20.0  # a worker silent this long is stuck: stop feeding the systemd watchdog
 STOP_BUDGET_S = 1.5  # SIGTERM to exit, of the 2 s promised
@@ -551,8 +558,8 @@ def main_run(config_path: str) -> int:
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
 
-    from edgeface.embed import ModelError
-    from edgeface.gallery import GalleryError
+    from edgeface.recognition.embed import ModelError
+    from edgeface.store.gallery import GalleryError
 
     try:
         daemon.start()

@@ -12,7 +12,7 @@ from edgeface import __version__, exitcodes
 
 if TYPE_CHECKING:
     from edgeface.config import Config
-    from edgeface.pipeline import Face
+    from edgeface.recognition.pipeline import Face
 
 
 def _err(msg: str) -> None:
@@ -30,7 +30,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_gallery_option(p: argparse.ArgumentParser) -> None:
-    from edgeface.gallery import default_gallery_path
+    from edgeface.config import default_gallery_path
 
     p.add_argument("--gallery", metavar="DB", default=None,
                    help="gallery database (default: the config's gallery, else $EDGEFACE_GALLERY or "
@@ -45,7 +45,7 @@ def add_config_option(p: argparse.ArgumentParser) -> None:
 
 
 def add_max_pixels_option(p: argparse.ArgumentParser) -> None:
-    from edgeface.images import DEFAULT_MAX_PIXELS
+    from edgeface.vision.images import DEFAULT_MAX_PIXELS
 
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="refuse photos larger than N pixels, read from the file's header before decoding "
@@ -75,10 +75,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from edgeface.enroll import enroll
-    from edgeface.gallery import Gallery, GalleryError, check_name
-    from edgeface.images import expand
-    from edgeface.pipeline import build_recognizer
+    from edgeface.recognition.enroll import enroll
+    from edgeface.recognition.pipeline import build_recognizer
+    from edgeface.store.gallery import Gallery, GalleryError, check_name
+    from edgeface.vision.images import expand
 
     if args.not_name is not None:  # enroll --not NAME PHOTO...: NAME came as --not's value
         args.images = [p for p in (args.name, *args.images) if p is not None]
@@ -98,7 +98,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         return exitcodes.FAIL
     at: list[tuple[int, int, int, int] | None] | None = None  # per file: the face meant (None: the largest)
     if args.event:
-        from edgeface.events import EventsError, EventStore, events_folder
+        from edgeface.store.events import EventsError, EventStore, events_folder
 
         store = EventStore(events_folder(cfg.events, cfg.gallery))
         try:
@@ -145,9 +145,9 @@ def face_record(face: Face, scale: float = 1.0, shape: tuple[int, ...] | None = 
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from edgeface.gallery import Gallery
-    from edgeface.images import MAX_SIDE, ImageError, read_photo
-    from edgeface.pipeline import build_recognizer
+    from edgeface.recognition.pipeline import build_recognizer
+    from edgeface.store.gallery import Gallery
+    from edgeface.vision.images import MAX_SIDE, ImageError, read_photo
 
     cfg = config_from_args(args)
     with Gallery(cfg.gallery, create=False) as gallery:
@@ -176,7 +176,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from edgeface.events import EventStore, events_folder
+    from edgeface.store.events import EventStore, events_folder
 
     cfg = config_from_args(args)
     e = cfg.events
@@ -198,10 +198,10 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_gallery_check(args: argparse.Namespace) -> int:
-    from edgeface.embed import default_model_path, load_spec
-    from edgeface.gallery import Gallery
-    from edgeface.gallery_check import check, format_report
-    from edgeface.match import OpenSetRule
+    from edgeface.recognition.embed import default_model_path, load_spec
+    from edgeface.recognition.gallery_check import check, format_report
+    from edgeface.recognition.match import OpenSetRule
+    from edgeface.store.gallery import Gallery
 
     cfg = config_from_args(args)
     spec = load_spec(cfg.model or default_model_path())
@@ -226,7 +226,7 @@ def _has_fleet_records(gallery) -> bool:
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     from edgeface.config import load
-    from edgeface.fleet import FleetError, fleet_status
+    from edgeface.fleet.sync import FleetError, fleet_status
 
     cfg = load(args.config)
     if not cfg.fleet.name:
@@ -251,7 +251,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
-    from edgeface.gallery import Gallery, dump_export, shown_name
+    from edgeface.store.gallery import Gallery, dump_export, shown_name
 
     if args.new is not None and args.action != "rename":
         _err(f"gallery {args.action} takes one argument, not {args.arg!r} and {args.new!r}")
@@ -264,7 +264,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     if args.action == "list" and args.arg:
         return _list_photos(args)
     if args.action == "list":
-        from edgeface.fleet import FleetLedger
+        from edgeface.fleet.sync import FleetLedger
 
         cfg = config_from_args(args)
         own = cfg.fleet.device or cfg.mqtt.client_id or ""
@@ -288,11 +288,11 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         if not args.arg:
             _err("gallery remove needs a NAME")
             return exitcodes.USAGE
-        from edgeface.events import EventStore, events_folder
+        from edgeface.store.events import EventStore, events_folder
 
         cfg = config_from_args(args)
         if args.photo:
-            from edgeface.gallery_photos import remove_photos
+            from edgeface.store.photos import remove_photos
 
             with Gallery(cfg.gallery, create=False) as gallery:
                 removed = remove_photos(gallery, args.arg, args.photo)
@@ -335,7 +335,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         _err(f"cannot read {args.arg}: {e}")
         return exitcodes.FAIL
-    from edgeface.embed import default_model_path, load_spec
+    from edgeface.recognition.embed import default_model_path, load_spec
 
     spec = load_spec(default_model_path())
     with Gallery(_gallery_path(args)) as gallery:
@@ -348,8 +348,8 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
 def _list_photos(args: argparse.Namespace) -> int:
     """gallery list NAME: the photos a person was enrolled from, and those marked not them."""
-    from edgeface.gallery import Gallery
-    from edgeface.gallery_photos import photos
+    from edgeface.store.gallery import Gallery
+    from edgeface.store.photos import photos
 
     with Gallery(_gallery_path(args), create=False) as gallery:
         rows = photos(gallery, args.arg)
@@ -364,19 +364,19 @@ def _list_photos(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edgeface.daemon import main_run
+    from edgeface.service.daemon import main_run
 
     return main_run(args.config)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from edgeface.bench import main_bench
+    from edgeface.cli.bench import main_bench
 
     return main_bench(config_from_args(args), args.source, args.frames, args.json)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edgeface.demo import run_demo
+    from edgeface.cli.demo import run_demo
 
     return run_demo(frames=args.frames, keep=args.keep, model=args.model, broker=args.broker, verbose=args.verbose)
 
@@ -524,8 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from edgeface.config import ConfigError
-    from edgeface.embed import ModelError
-    from edgeface.gallery import GalleryError
+    from edgeface.recognition.embed import ModelError
+    from edgeface.store.gallery import GalleryError
 
     try:
         return int(args.func(args))

@@ -1,0 +1,1 @@
+"""The edgeface command: one module per command group."""

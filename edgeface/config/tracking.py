@@ -1,0 +1,34 @@
+"""tracking: how detections become tracks and when a track is announced."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeface.config.validate import require, within
+
+
+@dataclass
+class TrackingConfig:
+    iou_min: float = 0.2  # box overlap at which a detection continues a track
+    centre_max: float = 0.6  # ... or centre distance up to this many face sizes
+    max_missed: float = 1.0  # seconds a track survives without a detection ...
+    # ... and at least this many processed frames, so a slow device (1-2 frames/s) does not
+    # split one appearance into many when a frame or two miss the face
+    min_missed_frames: int = 2
+    vote_count: int = 3  # embeddings voted over; announced once a name holds a majority of them
+    reembed_interval: float = 1.0  # seconds between embeddings of a named track
+    # An unknown face is re-checked more often: it may be someone enrolled seen at a hard angle.
+    unknown_reembed_interval: float = 0.25
+    unknown_events: bool = True  # announce faces that match nobody (name null)
+    # ... only once one of their chips passed detect.ChipFaceCheck (an eye, or two face cascades
+    # agreeing): on the door clips every unknown event with everyone enrolled was a false face.
+    unknown_face_check: bool = True
+
+    def __post_init__(self) -> None:
+        # iou_min 0 would let any detection anywhere continue any track
+        require((0 < self.iou_min <= 1, "iou_min must be above 0, up to 1 (box overlap)"),
+                (self.centre_max >= 0, "centre_max must not be negative"),
+                (self.max_missed >= 0, "max_missed must not be negative (seconds)"),
+                (self.min_missed_frames >= 1, "min_missed_frames must be at least 1"),
+                (within(self.vote_count, 1, 1000), "vote_count must be 1..1000"),
+                (self.reembed_interval >= 0, "reembed_interval must not be negative (seconds)"),
+                (self.unknown_reembed_interval >= 0, "unknown_reembed_interval must not be negative (seconds)"))

@@ -1,0 +1,1 @@
+"""Gallery sync between the devices of one household over MQTT."""

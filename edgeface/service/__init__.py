@@ -1,0 +1,1 @@
+"""The daemon: threads, signals, lifecycle, camera sources, systemd notify."""

@@ -1,0 +1,1 @@
+"""What lives on the device's disk: the gallery (SQLite) and the event crops."""

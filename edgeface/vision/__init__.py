@@ -1,0 +1,1 @@
+"""Per-frame image work: geometry, decoding, motion, Haar detection, chips, landmarks."""
