@@ -74,14 +74,10 @@ def _person_maxima(scores: np.ndarray, owner: np.ndarray, people: int) -> np.nda
     return out
 
 
-def _decide(row: np.ndarray, thresholds: np.ndarray, margin: float, refused: np.ndarray) -> int:
-    """The person index named for one face's per-person scores, or -1 (the Matcher's rule)."""
-    order = np.argsort(-row)
-    best = int(order[0])
-    second = float(row[order[1]]) if len(order) > 1 else -1.0
-    if refused[best] or not np.isfinite(row[best]) or row[best] < thresholds[best] or row[best] - second < margin:
-        return -1
-    return best
+def _named(rule: OpenSetRule, row: np.ndarray, thresholds: np.ndarray, refused: np.ndarray) -> int:
+    """The person index the rule names for one face's per-person scores, or -1."""
+    best, why = rule.decide(row, thresholds, refused)
+    return -1 if why else best
 
 
 def check(names: Sequence[str], sources: Sequence[str], vectors: np.ndarray, rule: OpenSetRule,
@@ -108,7 +104,7 @@ def check(names: Sequence[str], sources: Sequence[str], vectors: np.ndarray, rul
         for i in mine:
             if np.isfinite(loo[i, p]):
                 tested += 1
-                got = _decide(loo[i], matcher.thresholds, rule.margin, refused[i])
+                got = _named(rule, loo[i], matcher.thresholds, refused[i])
                 right += got == p
                 wrong += got not in (p, -1)
             others = loo[i].copy()
@@ -141,19 +137,16 @@ def _stranger_rate(loo: np.ndarray, owner: np.ndarray, rule: OpenSetRule, n_peop
         if mine.any():
             reach[q] = loo[mine].max(axis=0)
     np.fill_diagonal(reach, -np.inf)
-    base = rule.for_people(n_people - 1)
     named = total = 0
     for q in np.unique(np.linspace(0, n_people - 1, min(n_people, STRANGERS_MAX)).round().astype(int)):
         others = np.ones(n_people, bool)
         others[q] = False
         crowd = np.delete(reach, q, axis=0).max(axis=0) if n_people > 2 else np.full(n_people, -np.inf)
-        thresholds = np.maximum(base, np.minimum(crowd + rule.crowd_step, base + rule.crowd_cap))
-        if rule.crowd_cap <= 0:
-            thresholds = np.full(n_people, base)
+        thresholds = rule.thresholds(n_people - 1, crowd)
         for i in np.flatnonzero(owner == q):
             row = np.where(others, loo[i], -np.inf)
             total += 1
-            named += _decide(row, thresholds, rule.margin, refused[i]) >= 0
+            named += _named(rule, row, thresholds, refused[i]) >= 0
     return (named / total if total else None), total
 
 

@@ -42,6 +42,35 @@ class OpenSetRule:
     def for_people(self, people: int) -> float:
         return self.threshold + self.growth * math.log(max(people, self.reference_people) / self.reference_people)
 
+    def thresholds(self, people: int, crowd: np.ndarray) -> np.ndarray:
+        """Each person's threshold in a gallery of ``people``: the gallery's, raised just above
+        ``crowd`` (per person: the highest score another enrolled person's photo reaches against
+        them; -inf for none), by at most crowd_cap."""
+        base = self.for_people(people)
+        crowd = np.asarray(crowd, np.float32)
+        if self.crowd_cap <= 0:
+            return np.full(len(crowd), base, np.float32)
+        raised = np.minimum(crowd + self.crowd_step, base + self.crowd_cap)
+        return np.maximum(base, raised).astype(np.float32)
+
+    def decide(self, row: np.ndarray, thresholds: np.ndarray, refused: np.ndarray | None = None) -> tuple[int, str]:
+        """(best person's index, why not named): why is "" when they are named, else
+        "negative" (closer to their "not them" faces), "threshold" or "margin"; (-1, "") when
+        there is nobody to name (no finite score)."""
+        order = np.argsort(-row)
+        best = int(order[0]) if len(order) else -1
+        if best < 0 or not np.isfinite(row[best]):
+            return -1, ""
+        score = float(row[best])
+        second = float(row[order[1]]) if len(order) > 1 else -1.0
+        if refused is not None and refused[best]:
+            return best, "negative"
+        if score < thresholds[best]:
+            return best, "threshold"
+        if score - second < self.margin:
+            return best, "margin"
+        return best, ""
+
 
 @dataclass(frozen=True)
 class Match:
@@ -114,15 +143,13 @@ class Matcher:
 
     def _crowded_thresholds(self, vectors: np.ndarray) -> np.ndarray:
         """Each person's threshold: the gallery's, raised above what other enrolled people's photos score."""
-        out = np.full(len(self.people), self.threshold, np.float32)
-        if self.rule.crowd_cap <= 0 or len(self.people) < 2:
-            return out
-        owner = np.searchsorted(self.people, self.names)
-        scores = self._own.scores(unit_rows(vectors))  # every enrolled photo against every person
-        scores[np.arange(len(owner)), owner] = -np.inf  # not against its own person
-        highest = scores.max(axis=0)
-        raised = np.minimum(highest + self.rule.crowd_step, self.threshold + self.rule.crowd_cap)
-        return np.maximum(out, raised).astype(np.float32)
+        crowd = np.full(len(self.people), -np.inf, np.float32)
+        if len(self.people) >= 2:
+            owner = np.searchsorted(self.people, self.names)
+            scores = self._own.scores(unit_rows(vectors))  # every enrolled photo against every person
+            scores[np.arange(len(owner)), owner] = -np.inf  # not against its own person
+            crowd = scores.max(axis=0)
+        return self.rule.thresholds(len(self.people), crowd)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -147,13 +174,8 @@ class Matcher:
         refused = self.negative_scores(unit) >= scores  # closer to "not NAME" than to NAME
         out = []
         for row, no in zip(scores, refused):
-            order = np.argsort(-row)
-            best = int(order[0])
-            score = float(row[best])
-            second = float(row[order[1]]) if len(order) > 1 else -1.0
-            why = ("negative" if no[best] else "threshold" if score < self.thresholds[best]
-                   else "margin" if score - second < self.rule.margin else "")
-            out.append(Match(None if why else self.people[best], score, self.people[best], why))
+            best, why = self.rule.decide(row, self.thresholds, no)
+            out.append(Match(None if why else self.people[best], float(row[best]), self.people[best], why))
         return out
 
 
