@@ -1,31 +1,45 @@
 """Open-set evaluation: are enrolled people named right, and are strangers left unknown?
 
-Every subset of the people in TRAIN (2 people up to all but one) is enrolled in turn, from all
-their TRAIN photos or the first --photos of them; the subset's VAL photos must be named right
-(enrolled people named right) and every photo of the people left out, TRAIN and VAL, must come
-back unnamed (strangers left unknown). Photos are embedded once, by the still-image path that
-`edgeface enroll` and `identify` use (largest face for enrolment; for a probe, every face found,
-as identify reports them), and matched with the matcher the daemon builds (open-set rule and
-all), so the figures are those of the product.
+Two ways to choose who is enrolled:
+- default: every subset of the people in TRAIN (2 people up to all but one) in turn (five-celebs);
+- --galleries 5,10,20: --draws random galleries of each size (the bigger LFW set that
+  tools/build_open_set.py makes); everyone else plays the stranger.
+Each gallery is enrolled from its people's TRAIN photos (all, or the first --photos). Enrolled
+people named right: their VAL photos, of those where a face was found (a photo is right when its
+person is named and nobody else is). Strangers left unknown: every photo of the people left out,
+TRAIN and VAL. Photos are embedded once, by the still-image path that `edgeface enroll` and
+`identify` use (largest face for enrolment; for a probe, every face found), and matched with the
+matcher the daemon builds (open-set rule and all), so the figures are those of the product.
 
-    python tools/eval_open_set.py TRAIN VAL [--photos 5] [--threshold T] [--json]
+Levers (models/README.md, "Open set"), one at a time:
+  --mirror             each chip and its mirror image embedded, the two averaged (enrolment and probes)
+  --method M           how a person's photos combine: nearest (best photo), centroid (their mean), top2
+  --quality            enrolment photos weighted by quality (face size, sharpness, how frontal) in the mean
+                       (with --method centroid), or the poorest third left out (nearest, top2)
+  --sweep a,b,...      base thresholds to try instead of the model's (the rule's growth, crowding and
+                       margin stay); prints one row per threshold and gallery size
 
-TRAIN and VAL hold one folder per person. For tight face crops, make them first:
-    python tools/make_tight_crops.py DATASET/train crops/train   (and val)
+    python tools/eval_open_set.py TRAIN VAL [--photos 5] [--galleries 5,10,20 --draws 20] [--json]
+
+Embeddings are cached per photo folder (--cache DIR, default /tmp/edgeface-eval-cache), so levers
+tried one after another embed each photo once.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from edgeface.config import Config
-from edgeface.recognition.match import Matcher, OpenSetRule
+from edgeface.recognition.match import Matcher, OpenSetRule, unit_rows
 from edgeface.recognition.pipeline import build_recognizer
+from edgeface.vision.chip import sharpness
 from edgeface.vision.detect import largest
 from edgeface.vision.images import IMAGE_SUFFIXES, ImageError, read_photo
 
@@ -39,24 +53,91 @@ def photos(folder: Path) -> dict[str, list[Path]]:
     return out
 
 
-def embed_all(recognizer, files: list[Path], every_face: bool) -> list[np.ndarray]:
-    """Per file: (k, D) embeddings of its largest face (k <= 1) or of every face found."""
+def quality(recognizer, image: np.ndarray, face, chip: np.ndarray) -> float:
+    """0..1: face size (full at 100 px), sharpness (full at 30) and how frontal (nose between the eyes)."""
+    size = min(1.0, face.size / 100.0)
+    sharp = min(1.0, sharpness(chip) / 30.0)
+    frontal = 1.0
+    if recognizer.aligner is not None:
+        p = recognizer.aligner.landmarks(image, face)
+        eyes = np.array([p[0:2].mean(axis=0), p[2:4].mean(axis=0)])
+        across = eyes[1] - eyes[0]
+        span = max(float(np.linalg.norm(across)), 1e-6)
+        turned = abs(float(np.dot(across / span, p[4] - eyes.mean(axis=0)))) / span  # nose off-centre, in eye spans
+        frontal = min(1.0, max(0.0, 1.0 - 2.0 * turned))
+    return float(size * sharp * frontal)
+
+
+def embed_folder(recognizer, files: list[Path], cache: Path) -> list[dict]:
+    """Per file: plain and mirrored embeddings of every face found, the largest face's index, its quality."""
+    key = hashlib.sha256("\n".join(str(f) for f in files).encode()).hexdigest()[:16]
+    path = cache / f"{key}.npz"
+    if path.is_file():
+        data = np.load(path, allow_pickle=True)
+        return list(data["records"])
     out = []
-    for n, path in enumerate(files, 1):
+    t0 = time.perf_counter()
+    for n, f in enumerate(files, 1):
         try:
-            image = read_photo(path).image
+            image = read_photo(f).image
         except ImageError as e:
             print(f"skipped: {e}", file=sys.stderr)
-            out.append(np.zeros((0, recognizer.embedder.spec.embedding_size), np.float32))
+            out.append({"plain": np.zeros((0, 128), np.float32), "mirror": np.zeros((0, 128), np.float32),
+                        "largest": -1, "quality": 0.0})
             continue
         found = recognizer.find(image)
-        if not every_face:
-            face = largest(found)
-            found = [face] if face is not None else []
-        out.append(recognizer.embed(image, found))
-        if n % 25 == 0:
-            print(f"  embedded {n}/{len(files)}", file=sys.stderr)
+        chips = recognizer.chips(image, found)
+        plain = recognizer.embedder.embed(chips) if len(found) else np.zeros((0, 128), np.float32)
+        flipped = recognizer.embedder.embed(chips[:, :, ::-1]) if len(found) else plain
+        big = largest(found)
+        i = found.index(big) if big is not None else -1
+        out.append({"plain": plain, "mirror": unit_rows(plain + flipped), "largest": i,
+                    "quality": quality(recognizer, image, big, chips[i]) if i >= 0 else 0.0})
+        if n % 100 == 0:
+            print(f"  embedded {n}/{len(files)} ({(time.perf_counter() - t0) / n * 1e3:.0f} ms a photo)",
+                  file=sys.stderr)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, records=np.array(out, dtype=object))
     return out
+
+
+def enrolment(records: list[dict], kind: str, photos_per_person: int, method: str, use_quality: bool
+              ) -> np.ndarray:
+    """A person's enrolled rows, as the lever says."""
+    used = [r for r in records if r["largest"] >= 0][: photos_per_person or None]
+    rows = np.array([r[kind][r["largest"]] for r in used]) if used else np.zeros((0, 128), np.float32)
+    if not use_quality or len(rows) < 2:
+        return rows
+    q = np.array([r["quality"] for r in used])
+    if method == "centroid":
+        return unit_rows((rows * np.maximum(q, 0.05)[:, None]).sum(axis=0))[None]
+    keep = q >= np.quantile(q, 1 / 3)
+    return rows[keep]
+
+
+def score_gallery(chosen, people, enrol_rows, probes_val, probes_all, rule, method, kind):
+    names, vectors = [], []
+    for p in chosen:
+        names += [p] * len(enrol_rows[p])
+        vectors += list(enrol_rows[p])
+    matcher = Matcher(names, np.array(vectors), rule, method=method)
+    right = genuine = unknown = strangers = wrong = 0
+    for p in chosen:
+        for r in probes_val[p]:
+            if not len(r[kind]):
+                continue  # no face found: the detector's miss, counted apart
+            got = [m.name for m in matcher.match(r[kind])]
+            genuine += 1
+            right += p in got and all(g in (None, p) for g in got)
+            wrong += any(g not in (None, p) for g in got)
+    for p in set(people) - set(chosen):
+        for r in probes_all[p]:
+            if not len(r[kind]):
+                continue
+            got = [m.name for m in matcher.match(r[kind])]
+            strangers += 1
+            unknown += all(g is None for g in got)
+    return right, genuine, unknown, strangers, wrong
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", type=int, default=0, help="enrol the first N photos per person (0: all)")
     ap.add_argument("--threshold", type=float, default=None, help="a fixed threshold instead of the open-set rule")
     ap.add_argument("--margin", type=float, default=None, help="margin over the second best (default: config's)")
+    ap.add_argument("--galleries", default="", help="gallery sizes to draw at random, e.g. 5,10,20")
+    ap.add_argument("--draws", type=int, default=20, help="random galleries per size")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mirror", action="store_true")
+    ap.add_argument("--method", default="nearest", choices=("nearest", "centroid", "top2"))
+    ap.add_argument("--quality", action="store_true")
+    ap.add_argument("--sweep", default="", help="base thresholds to try, e.g. 0.915,0.92,0.925")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/edgeface-eval-cache"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -73,55 +162,63 @@ def main(argv: list[str] | None = None) -> int:
     recognizer = build_recognizer(cfg)
     spec = recognizer.embedder.spec
     margin = cfg.recognition.margin if args.margin is None else args.margin
-    rule = OpenSetRule(spec.threshold, margin=margin) if args.threshold is None \
-        else OpenSetRule.fixed(args.threshold, margin)
     train, val = photos(args.train), photos(args.val)
     people = sorted(set(train) & set(val))
     print(f"embedding {sum(len(train[p]) + len(val[p]) for p in people)} photos of {len(people)} people",
           file=sys.stderr)
-    enrol = {p: embed_all(recognizer, train[p], every_face=False) for p in people}
-    probes_train = {p: embed_all(recognizer, train[p], every_face=True) for p in people}
-    probes_val = {p: embed_all(recognizer, val[p], every_face=True) for p in people}
-    no_face = {"enrol": sum(len(e) == 0 for p in people for e in enrol[p]),
-               "probes": sum(len(e) == 0 for p in people for e in probes_val[p] + probes_train[p])}
+    all_train = embed_folder(recognizer, [f for p in people for f in train[p]], args.cache)
+    all_val = embed_folder(recognizer, [f for p in people for f in val[p]], args.cache)
+    probes_train, probes_val, i, j = {}, {}, 0, 0
+    for p in people:
+        probes_train[p], probes_val[p] = all_train[i:i + len(train[p])], all_val[j:j + len(val[p])]
+        i, j = i + len(train[p]), j + len(val[p])
+    kind = "mirror" if args.mirror else "plain"
+    method = "nearest" if args.method == "centroid" and args.quality else args.method  # one weighted row each
+    enrol_rows = {p: enrolment(probes_train[p], kind, args.photos, args.method, args.quality) for p in people}
+    probes_all = {p: probes_val[p] + probes_train[p] for p in people}
+    no_face = {"enrol": sum(r["largest"] < 0 for p in people for r in probes_train[p]),
+               "probes": sum(not len(r[kind]) for p in people for r in probes_all[p])}
 
+    if args.galleries:
+        rng = np.random.default_rng(args.seed)
+        sizes = [int(s) for s in args.galleries.split(",")]
+        draws = {k: [tuple(sorted(rng.choice(people, k, replace=False))) for _ in range(args.draws)] for k in sizes}
+    else:
+        draws = {k: list(itertools.combinations(people, k)) for k in range(2, len(people))}
+    bases = [float(b) for b in args.sweep.split(",")] if args.sweep else [None]
     rows = []
-    for k in range(2, len(people)):
-        right = genuine = unknown = strangers = 0
-        for chosen in itertools.combinations(people, k):
-            names, vectors = [], []
-            for p in chosen:
-                used = [e for e in enrol[p] if len(e)][: args.photos or None]
-                names += [p] * len(used)
-                vectors += [e[0] for e in used]
-            matcher = Matcher(names, np.array(vectors), rule)
-            for p in chosen:  # a photo is right when its person is named and nobody else is
-                for emb in probes_val[p]:
-                    got = [m.name for m in matcher.match(emb)] if len(emb) else []
-                    genuine += 1
-                    right += p in got and all(g in (None, p) for g in got)
-            for p in set(people) - set(chosen):  # a stranger's photo is right when nobody is named
-                for emb in probes_val[p] + probes_train[p]:
-                    got = [m.name for m in matcher.match(emb)] if len(emb) else []
-                    strangers += 1
-                    unknown += all(g is None for g in got)
-        rows.append({"enrolled_people": k, "galleries": len(list(itertools.combinations(people, k))),
-                     "threshold": round(rule.for_people(k), 4),
-                     "enrolled_named_right": round(right / max(genuine, 1), 4), "enrolled_probes": genuine,
-                     "strangers_left_unknown": round(unknown / max(strangers, 1), 4), "stranger_probes": strangers})
+    for base in bases:
+        if args.threshold is not None:
+            rule = OpenSetRule.fixed(args.threshold, margin)
+        else:
+            rule = OpenSetRule(spec.threshold if base is None else base, margin=margin)
+        for k, galleries in draws.items():
+            totals = np.zeros(5, int)
+            for chosen in galleries:
+                totals += score_gallery(chosen, people, enrol_rows, probes_val, probes_all, rule, method, kind)
+            right, genuine, unknown, strangers, wrong = (int(v) for v in totals)
+            rows.append({"enrolled_people": k, "galleries": len(galleries), "base_threshold": rule.threshold,
+                         "threshold": round(rule.for_people(k), 4),
+                         "enrolled_named_right": round(right / max(genuine, 1), 4), "enrolled_probes": genuine,
+                         "named_as_someone_else": wrong,
+                         "strangers_left_unknown": round(unknown / max(strangers, 1), 4),
+                         "stranger_probes": strangers})
     result = {"train": str(args.train), "val": str(args.val), "photos_per_person": args.photos or "all",
               "rule": "fixed" if args.threshold is not None else "open-set", "margin": margin,
+              "mirror": args.mirror, "method": args.method, "quality": args.quality,
               "no_face": no_face, "splits": rows,
-              "threshold_by_gallery_size": {n: round(rule.for_people(n), 4) for n in (5, 12, 20, 50, 100, 1000)}}
+              "threshold_by_gallery_size": {n: round(OpenSetRule(spec.threshold).for_people(n), 4)
+                                            for n in (5, 12, 20, 50, 100, 1000)}}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"no face found: {no_face['enrol']} enrolment photos, {no_face['probes']} probes")
-        print("people  galleries  threshold  enrolled named right  strangers left unknown")
+        print(f"mirror {args.mirror}, method {args.method}, quality {args.quality}; "
+              f"no face found: {no_face['enrol']} enrolment photos, {no_face['probes']} probes")
+        print("base    people  galleries  threshold  enrolled named right  strangers left unknown  wrong name")
         for r in rows:
-            print(f"{r['enrolled_people']:>6}  {r['galleries']:>9}  {r['threshold']:>9}  "
+            print(f"{r['base_threshold']:.3f}  {r['enrolled_people']:>6}  {r['galleries']:>9}  {r['threshold']:>9}  "
                   f"{r['enrolled_named_right']:>8.3f} of {r['enrolled_probes']:<5}  "
-                  f"{r['strangers_left_unknown']:>8.3f} of {r['stranger_probes']}")
+                  f"{r['strangers_left_unknown']:>8.3f} of {r['stranger_probes']:<6}  {r['named_as_someone_else']}")
     return 0
 
 

@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from edgeface import __version__, exitcodes
+from edgeface.cli import visitors
 
 if TYPE_CHECKING:
     from edgeface.config import Config
@@ -78,13 +79,15 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from edgeface.recognition.enroll import enroll
     from edgeface.recognition.pipeline import build_recognizer
     from edgeface.store.gallery import Gallery, GalleryError, check_name
+    from edgeface.store.visitors import VisitorsError
     from edgeface.vision.images import expand
 
     if args.not_name is not None:  # enroll --not NAME PHOTO...: NAME came as --not's value
         args.images = [p for p in (args.name, *args.images) if p is not None]
         args.name = args.not_name
-    if args.name is None or not (args.images or args.event):
-        _err("usage: edgeface enroll NAME IMAGE_OR_DIR... (or --not NAME ..., or --event ID instead of photos)")
+    if args.name is None or not (args.images or args.event or args.visitor):
+        _err("usage: edgeface enroll NAME IMAGE_OR_DIR... (or --not NAME ..., or --event ID / --visitor ID instead "
+             "of photos)")
         return exitcodes.USAGE
     try:
         name = check_name(args.name)  # before any photo is read
@@ -97,6 +100,11 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         _err("no images found in " + " ".join(args.images))
         return exitcodes.FAIL
     at: list[tuple[int, int, int, int] | None] | None = None  # per file: the face meant (None: the largest)
+    try:
+        args.event += visitors.kept_crops(cfg, args.visitor)
+    except VisitorsError as e:
+        _err(str(e))
+        return exitcodes.FAIL
     if args.event:
         from edgeface.store.events import EventsError, EventStore, events_folder
 
@@ -120,6 +128,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     if report.faces == 0:
         _err(f"nothing {'marked' if negative else 'enrolled'} for {name}: none of {report.files} file(s) gave a face")
         return exitcodes.FAIL
+    visitors.forget(cfg, args.visitor)
     what = f"marked as not {name}" if negative else "enrolled"
     print(f"{name}: {report.added} new face(s) {what}, {report.already} already there, "
           f"{report.skipped} file(s) skipped")
@@ -415,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--event", action="append", metavar="ID", default=[],
                    help="use the face the daemon kept for event ID (see `edgeface events`; needs events.keep_crops "
                    "in the config); may be given more than once, with or without photos")
+    visitors.add_visitor_option(e)
     add_gallery_option(e)
     add_config_option(e)
     add_max_pixels_option(e)
@@ -468,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_gallery_option(v)
     add_config_option(v)
     v.set_defaults(func=cmd_events)
+
+    visitors.add_parser(sub, [add_gallery_option, add_config_option], config_from_args)
 
     f = sub.add_parser("fleet", help="the devices of this device's fleet (gallery sync over MQTT)",
                        description="status: list the devices of the fleet in the config (fleet: {name, key_file}) "

@@ -72,7 +72,14 @@ def identity_payload(event, camera: str) -> dict:
         "box": [int(v) for v in event.box],
         "angle": round(float(event.angle), 1),
         "track_id": int(event.track_id),
+        **visitor_fields(event),
     }
+
+
+def visitor_fields(event) -> dict:
+    """An unknown face grouped into a returning visitor (store.visitors): its id and appearances."""
+    visitor = getattr(event, "visitor_id", None)
+    return {} if visitor is None else {"visitor_id": visitor, "visits": int(event.visits)}
 
 
 class Publisher:
@@ -373,7 +380,7 @@ class Publisher:
         event, and the Frigate / Double Take style messages where switched on."""
         if self.home.presence and event.name is None:
             body = {"event_type": "unknown_visitor", "camera": camera, "score": round(float(event.score), 4),
-                    "timestamp": iso_utc(event.t), "track_id": int(event.track_id)}
+                    "timestamp": iso_utc(event.t), "track_id": int(event.track_id), **visitor_fields(event)}
             self._enqueue_or_send(f"{self._presence_topic(None)}/event", to_json(body), self.cfg.qos, False)
         if self.home.frigate:
             prefix = (self.home.frigate_prefix or self.prefix).rstrip("/")

@@ -93,7 +93,7 @@ def enroll(gallery: Gallery, recognizer: Recognizer, name: str, files: Sequence[
             sharp = sharpness(chips[0])
             if sharp < MIN_SHARPNESS:
                 raise ImageError(f"{path}: face too blurred (sharpness {sharp:.1f}, needs {MIN_SHARPNESS:g})")
-            vector = recognizer.embedder.embed(chips)[0]
+            vector = recognizer.embed_chips(chips)[0]
         except (ImageError, cv2.error, MemoryError, ValueError) as e:  # one bad photo never costs the rest
             warn(f"{prefix}: skipped: {str(e).split(': ', 1)[-1]}")
             skipped += 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-METHODS = ("nearest", "centroid")
+METHODS = ("nearest", "centroid", "top2")
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,9 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 class _Rows:
     """Unit rows grouped by person (for ``people``), ready for a per-person maximum."""
 
-    def __init__(self, people: list[str], names: Sequence[str], vectors: np.ndarray, centroid: bool = False):
-        self.count = len(names)
+    def __init__(self, people: list[str], names: Sequence[str], vectors: np.ndarray, centroid: bool = False,
+                 top: int = 1):
+        self.count, self.top = len(names), top
         if not len(names):
             self.rows = np.zeros((0, 0), np.float32)
             self.starts = np.zeros(0, np.intp)
@@ -111,8 +112,16 @@ class _Rows:
     def scores(self, unit: np.ndarray) -> np.ndarray:
         """(N, people) best similarity to each person's rows; -inf for a person with none."""
         out = np.full((len(unit), len(self.present)), -np.inf, np.float32)
-        if self.count:
-            out[:, self.present] = np.maximum.reduceat(unit @ self.rows.T, self.starts, axis=1)
+        if not self.count:
+            return out
+        sims = unit @ self.rows.T
+        if self.top <= 1:
+            out[:, self.present] = np.maximum.reduceat(sims, self.starts, axis=1)
+            return out
+        ends = list(self.starts[1:]) + [sims.shape[1]]
+        for col, start, end in zip(np.flatnonzero(self.present), self.starts, ends):
+            k = min(self.top, end - start)  # the mean of a person's k best photos
+            out[:, col] = -np.sort(-sims[:, start:end], axis=1)[:, :k].mean(axis=1)
         return out
 
 
@@ -121,7 +130,8 @@ class Matcher:
     every embedding of every camera with it.
 
     nearest: a person's score is the best similarity to any of their embeddings (robust to a
-    few odd photos). centroid: the similarity to the mean of their embeddings.
+    few odd photos). centroid: the similarity to the mean of their embeddings. top2: the mean of
+    the two best similarities (measured in models/README.md, "Open set"; nearest is kept).
     ``negatives``: (names, vectors) of faces marked "this is not NAME": a face closer to NAME's
     negatives than to NAME's own embeddings is never named NAME."""
 
@@ -133,7 +143,8 @@ class Matcher:
         self.rule = threshold if isinstance(threshold, OpenSetRule) else OpenSetRule.fixed(threshold)
         self.names, self.method = list(names), method
         self.people: list[str] = sorted(set(self.names))
-        self._own = _Rows(self.people, self.names, vectors, centroid=method == "centroid")
+        self._own = _Rows(self.people, self.names, vectors, centroid=method == "centroid",
+                          top=2 if method == "top2" else 1)
         neg_names, neg_vectors = negatives if negatives is not None else ([], np.zeros((0, 0), np.float32))
         keep = [i for i, n in enumerate(neg_names) if n in set(self.people)]
         self._negatives = _Rows(self.people, [neg_names[i] for i in keep],

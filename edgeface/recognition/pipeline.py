@@ -69,11 +69,12 @@ class Recognizer:
     ~3 ms a face); "box" frames them from the Haar box alone (0.1 ms a face)."""
 
     def __init__(self, detector: Detector, embedder: FaceEmbedder, matcher: Matcher | None = None,
-                 align: str = "landmarks"):
+                 align: str = "landmarks", mirror: bool = False):
         if align not in ALIGNMENTS:
             raise ValueError(f"align must be one of {', '.join(ALIGNMENTS)}, not {align!r}")
         self.detector, self.embedder, self.matcher = detector, embedder, matcher
         self.aligner = Aligner() if align == "landmarks" else None
+        self.mirror = mirror
 
     def chips(self, frame: np.ndarray, detections: list[Detection]) -> np.ndarray:
         spec = self.embedder.spec
@@ -85,10 +86,21 @@ class Recognizer:
             chips = chips[..., ::-1]
         return chips
 
+    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
+        """Unit embeddings of chips; with ``mirror``, each chip and its mirror image are embedded
+        and the two averaged (twice the embedding cost; models/README.md, "Open set")."""
+        if len(chips) == 0:
+            return np.zeros((0, self.embedder.spec.embedding_size), np.float32)
+        if not self.mirror:
+            return self.embedder.embed(chips)
+        both = self.embedder.embed(np.concatenate([chips, chips[:, :, ::-1]]))
+        mean = both[: len(chips)] + both[len(chips):]
+        return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+
     def embed(self, frame: np.ndarray, detections: list[Detection]) -> np.ndarray:
         if not detections:
             return np.zeros((0, self.embedder.spec.embedding_size), np.float32)
-        return self.embedder.embed(self.chips(frame, detections))
+        return self.embed_chips(self.chips(frame, detections))
 
     def match(self, embeddings: np.ndarray) -> list[Match]:
         if self.matcher is None or len(self.matcher) == 0:
@@ -272,13 +284,15 @@ class FramePipeline:
         t2 = clock()
         chips = self.recognizer.chips(frame, [tr.detection for tr in todo])
         t3 = clock()
-        embeddings = self.recognizer.embedder.embed(chips) if todo else np.zeros((0, 0), np.float32)
+        embeddings = self.recognizer.embed_chips(chips) if todo else np.zeros((0, 0), np.float32)
         t4 = clock()
         matches = self.recognizer.match(embeddings) if todo else []
         by_track = {}
-        for tr, m, chip in zip(todo, matches, chips):
+        for tr, m, chip, embedding in zip(todo, matches, chips, embeddings):
             if m.name is None and not tr.face_confirmed and self.tracker.cfg.unknown_face_check:
                 tr.face_confirmed = self.face_check(chip)
+            if m.name is None:  # what an unknown face looks like, for grouping it into a visitor
+                tr.unknown_sum = embedding if tr.unknown_sum is None else tr.unknown_sum + embedding
             self.tracker.observe(tr, m.name, m.score, t)
             by_track[tr.id] = m
         events = self.tracker.events(t)

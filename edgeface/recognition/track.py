@@ -20,6 +20,8 @@ import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from edgeface.config import TrackingConfig
 from edgeface.vision.detect import Detection
 
@@ -32,6 +34,10 @@ class IdentityEvent:
     angle: float  # roll in degrees
     track_id: int
     t: float  # frame time, seconds (wall clock: time.time())
+    # an unknown face: the mean of its track's unknown embeddings (for grouping into visitors)
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+    visitor_id: str | None = None  # the returning stranger it was grouped with (store.visitors)
+    visits: int = 0  # that visitor's appearances so far, this one included
 
 
 @dataclass(eq=False)
@@ -55,6 +61,7 @@ class Track:
     # track needs it too before it turns unknown: it may have slid off the face onto the wall.
     face_confirmed: bool = False
     votes: list[tuple[str | None, float]] = field(default_factory=list, repr=False)  # the first embeddings
+    unknown_sum: np.ndarray | None = field(default=None, repr=False)  # sum of its embeddings that matched nobody
     recent: deque[tuple[str | None, float]] = field(default_factory=deque, repr=False)  # after the decision
 
     @property
@@ -189,8 +196,11 @@ class Tracker:
             return
         det = track.detection
         track.announced, track.announced_name = True, track.name
+        embedding = None
+        if track.name is None and track.unknown_sum is not None:
+            embedding = track.unknown_sum / max(float(np.linalg.norm(track.unknown_sum)), 1e-12)
         self._pending.append(IdentityEvent(track.name, round(track.score, 4), track.box(), float(det.angle),
-                                           track.id, t))
+                                           track.id, t, embedding))
 
     def events(self, t: float) -> list[IdentityEvent]:
         """Identities decided, changed or re-appeared since the last call."""

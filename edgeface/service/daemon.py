@@ -39,6 +39,7 @@ from edgeface.service import sdnotify
 from edgeface.service.source import CameraReader, describe
 from edgeface.store.events import EventStore, events_folder
 from edgeface.store.gallery import Gallery, GalleryError
+from edgeface.store.visitors import VisitorBook, visitors_path
 
 log = logging.getLogger("edgeface.service.daemon")
 
@@ -71,6 +72,7 @@ class CameraWorker:
 
     presence: Presence | None = None  # the daemon's, fed every recognised face's sighting
     events: EventStore | None = None  # the daemon's, when events.keep_crops: each event's face crop
+    visitors: VisitorBook | None = None  # the daemon's: unknown faces grouped into returning visitors
 
     def __init__(self, name: str, reader: CameraReader, pipeline: FramePipeline, publisher: Publisher,
                  snapshot: bool):
@@ -139,6 +141,7 @@ class CameraWorker:
                 continue
             done = time.monotonic()
             for event in result.events:
+                self._visit(event)
                 jpeg = self._crop_jpeg(frame.image, event.box) if self.snapshot else None
                 try:
                     self.publisher.publish_identity(self.name, event, jpeg)
@@ -157,12 +160,25 @@ class CameraWorker:
                 self._faces += len(result.faces)
                 self._events += len(result.events)
 
+    def _visit(self, event) -> None:
+        """An unknown face joins (or starts) a visitor: its id and appearance count go with the event."""
+        if self.visitors is None or event.name is not None or event.embedding is None:
+            return
+        try:
+            visitor = self.visitors.see(event.embedding, self.name, event.track_id, event.t)
+        except OSError as e:  # a full disk must not stop the camera
+            log.error("camera %s: cannot record the visitor in %s: %s", self.name, self.visitors.path, e)
+            return
+        event.visitor_id, event.visits = visitor.id, visitor.appearances
+
     def _keep_crop(self, event, image: np.ndarray) -> None:
         store = self.events
         if store is None:
             return
         try:
-            store.add(self.name, event.name, event.score, event.box, event.t, image)
+            kept = store.add(self.name, event.name, event.score, event.box, event.t, image)
+            if kept is not None and event.visitor_id is not None and self.visitors is not None:
+                self.visitors.add_crop(event.visitor_id, kept.id)
         except (OSError, ValueError, cv2.error) as e:  # a full disk must not stop the camera
             log.error("camera %s: cannot keep the event's face crop in %s: %s", self.name, store.folder, e)
 
@@ -242,6 +258,12 @@ class Daemon:
         self.reload_event = threading.Event()
 
     # -- building ------------------------------------------------------------------------
+    def _visitor_book(self) -> VisitorBook | None:
+        """Visitors beside the gallery, aging out with events.max_age (store.visitors)."""
+        if self.embedder is None:
+            return None
+        return VisitorBook(visitors_path(self.cfg.gallery), self.cfg.events.max_age, self.embedder.spec.model_id)
+
     def _use_embedder(self, embedder: SharedEmbedder) -> None:
         self.embedder = embedder
         log.info("model %s (%s, %s)", embedder.spec.path, embedder.spec.model_id[:12], embedder.delegate)
@@ -299,6 +321,7 @@ class Daemon:
             self.workers.append(CameraWorker(reader.name, reader, pipeline, self.publisher, self.cfg.mqtt.snapshot))
             self.workers[-1].presence = self.presence
             self.workers[-1].events = self.events
+            self.workers[-1].visitors = self._visitor_book()
         for reader in self.readers:
             reader.start()
         for worker in self.workers:
@@ -469,6 +492,7 @@ class Daemon:
         self.events = _event_store(self.cfg)
         for w in self.workers:
             w.events = self.events
+            w.visitors = self._visitor_book()
         if plan.embedder is not None:
             self._use_embedder(plan.embedder)
         if plan.gallery is not None or plan.gallery_missing:
