@@ -1,0 +1,153 @@
+"""Returning strangers: unknown faces grouped into visitors (edgeface.store.visitors), their id
+and appearance count on the unknown messages, `edgeface visitors`, and enrolling a visitor.
+
+The door test runs the real daemon on door_clip footage (needs EDGEFACE_DATASET) against a real
+mosquitto, with only mindy_kaling enrolled: elton_john comes four times, madonna once.
+"""
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgeface.store.visitors import MAX_EMBEDDINGS, VisitorBook, VisitorsError
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASET = os.environ.get("EDGEFACE_DATASET")
+DOOR_CLIP = Path("/work/shared/acceptance/door_clip.py")
+if not DOOR_CLIP.is_file():
+    DOOR_CLIP = ROOT.parent / "shared" / "acceptance" / "door_clip.py"
+
+
+def _unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _near(base, rng, spread):
+    return _unit(base + rng.normal(0, spread, base.shape))
+
+
+def test_a_returning_face_keeps_its_visitor_and_a_different_face_gets_another(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = _unit(rng.normal(size=128)), _unit(rng.normal(size=128))
+    book = VisitorBook(tmp_path / "visitors.json", max_age=3600, model_id="m", clock=lambda: 1000.0)
+    first = book.see(_near(a, rng, 0.02), "door", 1, 900.0)
+    again = book.see(_near(a, rng, 0.02), "garden", 2, 950.0)
+    other = book.see(b, "door", 3, 960.0)
+    assert again.id == first.id and again.appearances == 2
+    assert other.id != first.id and other.appearances == 1
+    assert book.see(_near(a, rng, 0.02), "garden", 2, 955.0).appearances == 2  # the same track counts once
+    listed = {v.id: v for v in book.visitors()}
+    assert listed[first.id].cameras == ["door", "garden"]
+    assert listed[first.id].first_seen == 900.0 and listed[first.id].last_seen == 955.0
+    assert stat.S_IMODE(os.stat(tmp_path / "visitors.json").st_mode) == 0o600  # strangers' faces: owner only
+
+
+def test_visitors_age_out_and_are_forgotten_when_named(tmp_path):
+    now = [1000.0]
+    book = VisitorBook(tmp_path / "visitors.json", max_age=100, clock=lambda: now[0])
+    v = book.see(_unit(np.ones(128)), "door", 1, 996.0)
+    w = book.see(_unit(np.arange(128.0) - 64), "door", 2, 1000.0)
+    now[0] = 1095.0
+    assert [x.id for x in book.visitors()] == [w.id, v.id]
+    now[0] = 1097.0
+    assert [x.id for x in book.visitors()] == [w.id]  # v was last seen 101 s ago
+    assert book.forget(w.id) and book.visitors() == []
+    with pytest.raises(VisitorsError, match="not found"):
+        book.get(w.id)
+    with pytest.raises(VisitorsError, match="not a visitor id"):
+        book.get("../etc")
+
+
+def test_a_visitor_keeps_a_few_views_and_another_model_starts_afresh(tmp_path):
+    rng = np.random.default_rng(1)
+    a = _unit(rng.normal(size=128))
+    book = VisitorBook(tmp_path / "visitors.json", model_id="m1", clock=lambda: 0.0)
+    for track in range(MAX_EMBEDDINGS + 3):
+        v = book.see(_near(a, rng, 0.01), "door", track, 0.0)
+    assert v.appearances == MAX_EMBEDDINGS + 3 and len(v.embeddings) == MAX_EMBEDDINGS
+    assert VisitorBook(tmp_path / "visitors.json", model_id="m2", clock=lambda: 0.0).visitors() == []
+
+
+def test_visitors_cli_lists_them_as_json(tmp_path):
+    book = VisitorBook(tmp_path / "visitors.json", clock=time.time)
+    v = book.see(_unit(np.ones(128)), "door", 1, time.time())
+    r = subprocess.run([sys.executable, "-m", "edgeface", "visitors", "--json", "--gallery", str(tmp_path / "g.db")],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(x["id"], x["appearances"], x["cameras"]) for x in rows] == [(v.id, 1, ["door"])]
+    assert "embeddings" not in rows[0]
+    r = subprocess.run([sys.executable, "-m", "edgeface", "enroll", "someone", "--visitor", v.id, "--gallery",
+                        str(tmp_path / "g.db")], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 1 and f"visitor {v.id}: no face crop" in r.stderr  # keep_crops is off
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+@pytest.mark.dataset
+@pytest.mark.skipif(not DATASET or not DOOR_CLIP.is_file(), reason="EDGEFACE_DATASET / door_clip.py not there")
+def test_door_clip_returning_stranger_keeps_one_visitor_id(tmp_path, mosquitto, subscriber):
+    clip = tmp_path / "door"
+    subprocess.run([sys.executable, str(DOOR_CLIP), str(Path(DATASET, "val")), str(clip), "--seed", "5",
+                    "--seconds", "120"], check=True, capture_output=True, timeout=600)
+    truth = json.loads(clip.with_suffix(".json").read_text())
+    train = Path(DATASET, "train", "mindy_kaling")
+    gallery = tmp_path / "gallery.db"
+    r = subprocess.run([sys.executable, "-m", "edgeface", "enroll", "mindy_kaling", *sorted(map(str, train.iterdir())),
+                        "--gallery", str(gallery)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    cfg = {"gallery": str(gallery), "cameras": [{"name": "door", "source": str(clip.with_suffix(".avi"))}],
+           "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": "visitors-test", "discovery": False},
+           "events": {"keep_crops": True}, "status_interval": 5}
+    (tmp_path / "edgeface.yaml").write_text(yaml.safe_dump(cfg))
+    sub = subscriber("edgeface/door/identity")
+    log = tmp_path / "daemon.log"
+    with open(log, "w") as out:
+        rc = subprocess.run([sys.executable, "-m", "edgeface", "run", "--config", str(tmp_path / "edgeface.yaml")],
+                            stdout=out, stderr=subprocess.STDOUT, timeout=900, cwd=ROOT).returncode
+    text = log.read_text()
+    assert rc == 0, text[-3000:]
+    start = next(line for line in text.splitlines() if "camera door: reading" in line)
+    t0 = datetime.strptime(start[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    fps = truth["fps"]
+    strangers = [a for a in truth["appearances"] if a["name"] != "mindy_kaling"]
+    unknown = [m.json() for m in sub.messages if m.json()["name"] is None]
+    per_appearance: dict[int, list[dict]] = {i: [] for i in range(len(strangers))}
+    for body in unknown:
+        frame = (datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00")).timestamp() - t0) * fps
+        hit = [i for i, a in enumerate(strangers) if a["enter"] - fps <= frame <= a["leave"] + 2 * fps]
+        assert hit, (body, frame)  # an unknown message only while a stranger is at the door
+        per_appearance[hit[0]].append(body)
+    report = [(a["name"], [(b["visitor_id"], b["visits"]) for b in per_appearance[i]])
+              for i, a in enumerate(strangers)]
+    print("unknown events per stranger appearance:", report)
+    assert all(len(per_appearance[i]) == 1 for i in per_appearance), report  # one event per appearance
+    ids: dict[str, list[str]] = {}
+    for i, a in enumerate(strangers):
+        ids.setdefault(a["name"], []).append(per_appearance[i][0]["visitor_id"])
+    for name, got in ids.items():
+        main = max(set(got), key=got.count)
+        assert got.count(main) >= 0.9 * len(got), (name, got)  # a returning stranger keeps one id
+    mains = {name: set(got) for name, got in ids.items()}
+    names = list(mains)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not mains[a] & mains[b], mains  # two strangers never share one
+    r = subprocess.run([sys.executable, "-m", "edgeface", "visitors", "--json", "--config",
+                        str(tmp_path / "edgeface.yaml")], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    listed = {v["id"]: v for v in map(json.loads, r.stdout.splitlines())}
+    elton = max(set(ids["elton_john"]), key=ids["elton_john"].count)
+    assert listed[elton]["appearances"] == ids["elton_john"].count(elton) and listed[elton]["crops"]
+    r = subprocess.run([sys.executable, "-m", "edgeface", "enroll", "elton_john", "--visitor", elton, "--config",
+                        str(tmp_path / "edgeface.yaml")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "elton_john: " in r.stdout and elton not in {v.id for v in VisitorBook(tmp_path / "visitors.json").visitors()}
