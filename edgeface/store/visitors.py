@@ -50,11 +50,11 @@ def visitors_path(gallery: str | os.PathLike) -> Path:
     return Path(gallery).parent / "visitors.json"
 
 
-def _pack(vector: np.ndarray) -> str:
+def pack_vector(vector: np.ndarray) -> str:
     return base64.b64encode(np.asarray(vector, "<f2").tobytes()).decode()
 
 
-def _unpack(text: str) -> np.ndarray:
+def unpack_vector(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), "<f2").astype(np.float32)
 
 
@@ -74,7 +74,7 @@ class Visitor:
     embeddings: list[str] = field(default_factory=list, repr=False)  # base64 float16, unit length
 
     def vectors(self) -> np.ndarray:
-        return np.array([_unpack(e) for e in self.embeddings], np.float32).reshape(len(self.embeddings), -1)
+        return np.array([unpack_vector(e) for e in self.embeddings], np.float32).reshape(len(self.embeddings), -1)
 
     def summary(self) -> dict:
         out = asdict(self)
@@ -127,7 +127,7 @@ class VisitorBook:
                     visitors.append(visitor)
                 visitor.appearances += 1
                 if len(visitor.embeddings) < MAX_EMBEDDINGS:
-                    visitor.embeddings.append(_pack(_unit(embedding)))
+                    visitor.embeddings.append(pack_vector(_unit(embedding)))
                 self._counted[(camera, track_id)] = visitor.id
             visitor.last_seen = max(visitor.last_seen, t)
             if camera not in visitor.cameras:
