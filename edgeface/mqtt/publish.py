@@ -378,7 +378,7 @@ class Publisher:
     def publish_home(self, camera: str, event, duration: float) -> None:
         """What one identity event means beyond {prefix}/{camera}/identity: the unknown-visitor
         event, and the Frigate / Double Take style messages where switched on."""
-        if self.home.presence and event.name is None:
+        if self.home.presence and event.name is None and getattr(event, "new_visit", True):
             body = {"event_type": "unknown_visitor", "camera": camera, "score": round(float(event.score), 4),
                     "timestamp": iso_utc(event.t), "track_id": int(event.track_id), **visitor_fields(event)}
             self._enqueue_or_send(f"{self._presence_topic(None)}/event", to_json(body), self.cfg.qos, False)

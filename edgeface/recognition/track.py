@@ -38,6 +38,7 @@ class IdentityEvent:
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
     visitor_id: str | None = None  # the returning stranger it was grouped with (store.visitors)
     visits: int = 0  # that visitor's appearances so far, this one included
+    new_visit: bool = True  # False: another track of a visit already announced (no new unknown_visitor event)
 
 
 @dataclass(eq=False)

@@ -165,7 +165,7 @@ class CameraWorker:
         if self.visitors is None or event.name is not None or event.embedding is None:
             return
         try:
-            visitor = self.visitors.see(event.embedding, self.name, event.track_id, event.t)
+            visitor, event.new_visit = self.visitors.see(event.embedding, self.name, event.track_id, event.t)
         except OSError as e:  # a full disk must not stop the camera
             log.error("camera %s: cannot record the visitor in %s: %s", self.name, self.visitors.path, e)
             return
