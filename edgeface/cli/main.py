@@ -176,15 +176,17 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from edgeface.store.events import EventStore, events_folder
+    from edgeface.store.events import EventStore, events_folder, follow_gallery
 
     cfg = config_from_args(args)
     e = cfg.events
     store = EventStore(events_folder(e, cfg.gallery), e.max_count, e.max_age)
+    follow_gallery(store, cfg.gallery)  # names as they are now; crops of people gone go
     events = store.events()
     if args.json:
         for event in events:
-            print(json.dumps({k: v for k, v in event.as_json().items() if k != "crop_box"}, allow_nan=False))
+            print(json.dumps({k: v for k, v in event.as_json().items() if k not in ("crop_box", "person")},
+                             allow_nan=False))
         return exitcodes.OK
     if not events:
         hint = "" if e.keep_crops else " (events.keep_crops is off in this config)"
@@ -291,32 +293,38 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         from edgeface.store.events import EventStore, events_folder
 
         cfg = config_from_args(args)
-        if args.photo:
-            from edgeface.store.photos import remove_photos
+        store = EventStore(events_folder(cfg.events, cfg.gallery))
+        with Gallery(cfg.gallery, create=False) as gallery:
+            store.follow(gallery.identities())  # crops keyed by person: they go with whoever goes
+            if args.photo:
+                from edgeface.store.photos import remove_photos
 
-            with Gallery(cfg.gallery, create=False) as gallery:
                 removed = remove_photos(gallery, args.arg, args.photo)
+            else:
+                count = gallery.remove(args.arg)
+            crops = store.follow(gallery.identities())
+        if args.photo:
             marks = f" and {removed.negatives} 'not them' mark(s)" if removed.negatives else ""
             print(f"removed {removed.faces} face(s){marks} of {args.arg}")
-            if not removed.person_gone:
-                return exitcodes.OK
-            print(f"{args.arg} had no face left and is removed")
-            count = 0
+            if removed.person_gone:
+                print(f"{args.arg} had no face left and is removed" + (f" ({crops} event crop(s))" if crops else ""))
         else:
-            with Gallery(cfg.gallery, create=False) as gallery:
-                count = gallery.remove(args.arg)
-        crops = EventStore(events_folder(cfg.events, cfg.gallery)).remove_person(args.arg)
-        if not args.photo:
             print(f"removed {args.arg} ({count} face(s)" + (f", {crops} event crop(s))" if crops else ")"))
-        elif crops:
-            print(f"removed {crops} event crop(s) of {args.arg}")
+        if store.undeletable:
+            _err(f"cannot delete {len(store.undeletable)} event file(s) in {store.folder} (see the warning above)")
         return exitcodes.OK
     if args.action == "rename":
         if not args.arg or not args.new:
             _err("gallery rename needs OLD and NEW names")
             return exitcodes.USAGE
-        with Gallery(_gallery_path(args), create=False) as gallery:
+        from edgeface.store.events import EventStore, events_folder
+
+        cfg = config_from_args(args)
+        store = EventStore(events_folder(cfg.events, cfg.gallery))
+        with Gallery(cfg.gallery, create=False) as gallery:
+            store.follow(gallery.identities())
             count, merged = gallery.rename(args.arg, args.new)
+            store.follow(gallery.identities())  # their event crops take the new name
         print(f"merged {args.arg} into {args.new} ({count} face(s) moved)" if merged
               else f"renamed {args.arg} to {args.new} ({count} face(s))")
         return exitcodes.OK

@@ -163,7 +163,7 @@ class CameraWorker:
             return
         try:
             store.add(self.name, event.name, event.score, event.box, event.t, image)
-        except (OSError, ValueError, cv2.error) as e:  # a full disk must not stop the camera
+        except Exception as e:  # a full disk, a bad record: a kept crop is never worth the camera
             log.error("camera %s: cannot keep the event's face crop in %s: %s", self.name, store.folder, e)
 
     def _report_sightings(self, faces, t: float) -> None:
@@ -278,6 +278,11 @@ class Daemon:
         if self.gallery is None:
             return
         self.gallery_version = self.gallery.version()
+        if self.events is not None:  # crops follow renames and go with removals, the fleet's included
+            try:
+                self.events.follow(self.gallery.identities())
+            except Exception as e:
+                log.error("events: cannot bring the kept crops up to date with the gallery: %s", e)
         people = self.gallery.people()
         log.info("gallery %s: %d people, %d faces (%s)", self.gallery.path, len(people),
                  sum(p.embeddings for p in people), reason)
