@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -36,7 +36,7 @@ from edgeface.recognition.pipeline import (
     load_matcher,
 )
 from edgeface.service import sdnotify
-from edgeface.service.source import CameraReader, describe
+from edgeface.service.source import CameraReader, Frame, describe
 from edgeface.store.events import EventStore, events_folder
 from edgeface.store.gallery import Gallery, GalleryError
 
@@ -130,32 +130,41 @@ class CameraWorker:
                     self.finished = True
                     return
                 continue
+            self.handle(frame)
+
+    def handle(self, frame: Frame) -> None:
+        """One frame: the pipeline, then its events out. Tracking, re-embedding and the idle
+        sweep run on the frame's monotonic time: a wall clock stepped by NTP (a Pi has no
+        clock of its own until it is on the network) would end every track, or keep a ghost
+        track and pause the idle sweep for as long as it went back. Events are stamped with
+        the frame's wall-clock time, for people to read."""
+        try:
+            result = self.pipeline.process(frame.image, frame.mono)
+        except Exception:  # one bad frame must not end the camera
+            self.errors += 1
+            if self.errors == 1 or self.errors % 100 == 0:
+                log.exception("camera %s: frame failed (%d so far)", self.name, self.errors)
+            return
+        done = time.monotonic()
+        for event in result.events:
+            event = replace(event, t=frame.t)
+            jpeg = self._crop_jpeg(frame.image, event.box) if self.snapshot else None
             try:
-                result = self.pipeline.process(frame.image, frame.t)
-            except Exception:  # one bad frame must not end the camera
-                self.errors += 1
-                if self.errors == 1 or self.errors % 100 == 0:
-                    log.exception("camera %s: frame failed (%d so far)", self.name, self.errors)
-                continue
-            done = time.monotonic()
-            for event in result.events:
-                jpeg = self._crop_jpeg(frame.image, event.box) if self.snapshot else None
-                try:
-                    self.publisher.publish_identity(self.name, event, jpeg)
-                    self.publisher.publish_home(self.name, event, done - frame.mono)
-                except (ValueError, OSError, RuntimeError) as e:  # never let MQTT trouble stop the camera
-                    log.error("camera %s: cannot publish event: %s", self.name, e)
-                log.info("camera %s: %s (score %.3f, track %d, angle %+.0f)", self.name,
-                         event.name if event.name is not None else "unknown face", event.score, event.track_id,
-                         event.angle)
-                self._keep_crop(event, frame.image)
-            if self.presence is not None:
-                self._report_sightings(result.faces, frame.t)
-            with self._lock:
-                self._frames += 1
-                self._latency_ms.append((done - frame.mono) * 1e3)
-                self._faces += len(result.faces)
-                self._events += len(result.events)
+                self.publisher.publish_identity(self.name, event, jpeg)
+                self.publisher.publish_home(self.name, event, done - frame.mono)
+            except (ValueError, OSError, RuntimeError) as e:  # never let MQTT trouble stop the camera
+                log.error("camera %s: cannot publish event: %s", self.name, e)
+            log.info("camera %s: %s (score %.3f, track %d, angle %+.0f)", self.name,
+                     event.name if event.name is not None else "unknown face", event.score, event.track_id,
+                     event.angle)
+            self._keep_crop(event, frame.image)
+        if self.presence is not None:
+            self._report_sightings(result.faces, frame.t)
+        with self._lock:
+            self._frames += 1
+            self._latency_ms.append((done - frame.mono) * 1e3)
+            self._faces += len(result.faces)
+            self._events += len(result.events)
 
     def _keep_crop(self, event, image: np.ndarray) -> None:
         store = self.events
