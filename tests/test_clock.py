@@ -102,3 +102,19 @@ def test_the_unit_starts_after_the_clock_is_set():
     for key in ("Wants", "After"):
         values = " ".join(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith(f"{key}="))
         assert "time-sync.target" in values.split(), (key, values)
+
+
+@needs_model
+def test_a_bad_event_record_does_not_stop_the_camera(tmp_path, recognizer):
+    """Issue 26, finding 7: a record with "time": null ended the camera's worker at the first
+    face (TypeError), the daemon exited, and systemd restarted it into the same crash."""
+    pipeline = FramePipeline(recognizer, Tracker())
+    worker = worker_for(tmp_path, pipeline)
+    folder = tmp_path / "events"
+    folder.mkdir()
+    (folder / "20261124T001002-abcdef.json").write_text(
+        '{"id": "20261124T001002-abcdef", "name": "eileen", "score": 0.9, "camera": "front", "time": null, '
+        '"box": [1, 2, 3, 4]}')
+    Camera(worker).show(astronaut_bgr(), 6)
+    assert [e.name for e in worker.events.events()] == ["eileen"]
+    assert worker.take_stats()["events"] == 1

@@ -46,7 +46,7 @@ def bad_record(folder, event_id, **fields):
 # -- finding 7: "time": null ---------------------------------------------------------------
 @pytest.mark.parametrize("fields", [{"time": None}, {"time": "soon"}, {"time": float("nan")}, {"score": None},
                                     {"box": [1, 2]}, {"crop_box": "x"}, {"name": 5}, {"id": "other"},
-                                    {"extra": 1}])
+                                    {"camera": "x" * 70_000}])
 def test_a_bad_record_does_not_stop_the_daemons_store_and_is_cleared(tmp_path, fields):
     store = EventStore(tmp_path / "events")
     good = store.add("front", "eileen", 0.9, FACE_BOX, time.time(), astronaut_bgr())
@@ -58,6 +58,13 @@ def test_a_bad_record_does_not_stop_the_daemons_store_and_is_cleared(tmp_path, f
         f"{e.id}{s}" for e in (new, good) for s in (".jpg", ".json"))
     with pytest.raises(EventsError, match="20261124T001002-abcdef: not found"):
         store.crop("20261124T001002-abcdef")
+
+
+def test_a_record_with_a_field_of_a_newer_version_is_kept(tmp_path):
+    store = EventStore(tmp_path / "events", clock=lambda: 1_800_000_000.0)
+    (tmp_path / "events").mkdir()
+    bad_record(tmp_path / "events", "20261124T001002-abcdef", mood="happy")
+    assert [e.id for e in store.events()] == ["20261124T001002-abcdef"]
 
 
 def test_the_commands_survive_a_record_with_null_time_and_removal_takes_the_crops(tmp_path):

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 CROP_MARGIN = 1.0  # face-box sides added around the face: the crop is 3 boxes wide, so enroll finds it again
 ID_FORMAT = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{6}")  # fullmatch only: "$" lets a trailing newline in
+MAX_RECORD_BYTES = 64 << 10  # records are ~250 bytes
 MAX_CROP_BYTES = 16 << 20  # a crop of a 4K frame is a few MB: anything larger is not one of ours
 FUTURE_SLACK_S = 60.0  # an event stamped further ahead than this was stamped by a wrong clock
 ORPHAN_GRACE_S = 60.0  # a crop this old with no record lost it (the writer puts the record right after)
@@ -80,9 +81,7 @@ class Event:
         """The record of ``event_id``, checked field by field; ValueError saying what is wrong."""
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        unknown = set(data) - {f for f in cls.__dataclass_fields__}
-        if unknown:
-            raise ValueError(f"unknown fields {sorted(unknown)}")
+        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # a newer version's extras
         if data.get("id") != event_id:
             raise ValueError(f"its id is {data.get('id')!r}")
         for key, ok in (("name", data.get("name") is None or isinstance(data.get("name"), str)),
@@ -182,6 +181,8 @@ class EventStore:
         out, bad = [], []
         for path in self.folder.glob("*.json") if self.folder.is_dir() else []:
             try:
+                if path.stat().st_size > MAX_RECORD_BYTES:
+                    raise ValueError(f"{path.stat().st_size} bytes: not a record this module wrote")
                 out.append(Event.from_json(json.loads(path.read_bytes()), path.stem))
             except (OSError, ValueError, RecursionError) as e:
                 log.warning("events: deleting the unusable record %s (%s)", path, e)
