@@ -13,12 +13,13 @@ from faces import astronaut_bgr
 from test_daemon import shipped_model
 
 from edgeface.config import MotionConfig, MqttConfig, TrackingConfig
+from edgeface.mqtt.presence import Presence
 from edgeface.mqtt.publish import Publisher
 from edgeface.recognition.match import Matcher
 from edgeface.recognition.pipeline import FramePipeline, Recognizer
 from edgeface.recognition.track import Tracker
-from edgeface.service.daemon import CameraWorker
 from edgeface.service.source import Frame
+from edgeface.service.worker import CameraWorker, WorkerParts
 from edgeface.store.events import EventStore
 from edgeface.vision.detect import HaarDetector
 
@@ -55,9 +56,9 @@ class Camera:
 
 def worker_for(tmp_path, pipeline):
     publisher = Publisher(MqttConfig(host="127.0.0.1", port=9), ["front"])  # never started: messages queue
-    worker = CameraWorker("front", None, pipeline, publisher, snapshot=False)
-    worker.events = EventStore(tmp_path / "events", max_age=2 * YEAR, clock=lambda: T0)
-    return worker
+    events = EventStore(tmp_path / "events", max_age=2 * YEAR, clock=lambda: T0)
+    parts = WorkerParts(publisher, Presence(60, 60), events, pipeline.recognizer.matcher)
+    return CameraWorker("front", None, pipeline, parts, snapshot=False)
 
 
 @needs_model
@@ -72,12 +73,12 @@ def test_tracking_ignores_the_wall_clock_and_events_are_stamped_with_it(tmp_path
     camera.show(face, 6)  # and comes back: a new appearance (before: a ghost track hid it for the hour)
     camera.wall += YEAR  # NTP steps it a year forward while she stays
     camera.show(face, 6)  # the same appearance: no event (before: every track ended, announced again)
-    stamps = sorted(e.time for e in worker.events.events())
-    assert [e.name for e in worker.events.events()] == ["eileen", "eileen"]
+    stamps = sorted(e.time for e in worker.parts.events.events())
+    assert [e.name for e in worker.parts.events.events()] == ["eileen", "eileen"]
     assert stamps[0] == pytest.approx(T0 - HOUR + 3.2, abs=1.3)  # the wall clock, as it read then
     assert stamps[1] == pytest.approx(T0, abs=1.3)
     assert worker.take_stats()["events"] == 2
-    ids = [e.id for e in worker.events.events()]
+    ids = [e.id for e in worker.parts.events.events()]
     day = time.strftime("%Y%m%d", time.gmtime(T0))
     assert all(re.fullmatch(rf"{day}T\d{{6}}-[0-9a-f]{{6}}", i) for i in ids), ids  # ids from the wall clock too
 
@@ -116,5 +117,5 @@ def test_a_bad_event_record_does_not_stop_the_camera(tmp_path, recognizer):
         '{"id": "20261124T001002-abcdef", "name": "eileen", "score": 0.9, "camera": "front", "time": null, '
         '"box": [1, 2, 3, 4]}')
     Camera(worker).show(astronaut_bgr(), 6)
-    assert [e.name for e in worker.events.events()] == ["eileen"]
+    assert [e.name for e in worker.parts.events.events()] == ["eileen"]
     assert worker.take_stats()["events"] == 1
