@@ -64,7 +64,7 @@ def test_events_age_out_and_go_with_their_person(tmp_path):
     clock.t += 301  # the first is now 601 s old
     assert {e.id for e in store.events()} == {ann.id, bob.id}
     assert not (tmp_path / "events" / f"{old.id}.jpg").exists()
-    assert store.remove_person("ann") == 1
+    assert store.follow({"1@1.0": ("bob", frozenset())}) == 1  # ann is no longer in the gallery
     assert [e.name for e in store.events()] == ["bob"]
 
 

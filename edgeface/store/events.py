@@ -232,33 +232,25 @@ class EventStore:
             self.undeletable = []
             for event_id in doomed + bad:
                 self._delete(event_id)
-            self._delete_leftovers({e.id for e in kept[:self.max_count]}, now)
+            self._delete_leftovers(now)
             return len(doomed)
 
-    def _delete_leftovers(self, kept: set[str], now: float) -> None:
+    def _delete_leftovers(self, now: float) -> None:
+        """Crops without a record (a full disk or a power cut between the two) and temporary files."""
         if not self.folder.is_dir():
             return
         for path in self.folder.iterdir():
-            leftover = path.suffix == ".tmp" or (path.suffix == ".jpg" and path.stem not in kept
+            leftover = path.suffix == ".tmp" or (path.suffix == ".jpg"
                                                  and not (self.folder / f"{path.stem}.json").exists())
             if not leftover:
                 continue
             try:
                 if abs(now - path.stat().st_mtime) > ORPHAN_GRACE_S:  # younger: its writer may be mid-way
-                    self._unlink(path)
+                    path.unlink(missing_ok=True)
             except FileNotFoundError:
                 pass
             except OSError as e:
                 self._cannot_delete(path, e)
-
-    def remove_person(self, name: str) -> int:
-        """Delete every event named ``name`` (for a record without a gallery key; see follow)."""
-        with self._lock:
-            doomed = [e for e in self._read_all()[0] if e.name == name]
-            self.undeletable = []
-            for event in doomed:
-                self._delete(event.id)
-            return len(doomed)
 
     def follow(self, people: People) -> int:
         """Bring the events up to date with the gallery's people (Gallery.identities()): a renamed
@@ -299,13 +291,9 @@ class EventStore:
         for suffix in (".jpg", ".json"):
             path = self.folder / f"{event_id}{suffix}"
             try:
-                self._unlink(path)
+                path.unlink(missing_ok=True)
             except OSError as e:
                 self._cannot_delete(path, e)
-
-    @staticmethod
-    def _unlink(path: Path) -> None:
-        path.unlink(missing_ok=True)
 
     def _cannot_delete(self, path: Path, e: OSError, what: str = "delete") -> None:
         if not self.undeletable:  # once per pass: a read-only folder fails for every file
