@@ -140,9 +140,10 @@ class ClipFrames:
 def test_door_clip_returning_stranger_keeps_one_visitor_id(tmp_path, mosquitto, subscriber):
     from edgeface.config import Config
     from edgeface.config.loader import parse
+    from edgeface.mqtt.presence import Presence
     from edgeface.mqtt.publish import Publisher
     from edgeface.recognition.pipeline import build_frame_pipeline, build_recognizer
-    from edgeface.service.daemon import CameraWorker
+    from edgeface.service.worker import CameraWorker, WorkerParts
     from edgeface.store.events import EventStore, events_folder
     from edgeface.store.gallery import Gallery
     from edgeface.store.visitors import visitors_path
@@ -170,9 +171,11 @@ def test_door_clip_returning_stranger_keeps_one_visitor_id(tmp_path, mosquitto, 
     assert publisher.wait_connected(30)
     t0 = 1_800_000_000.0
     reader = ClipFrames(clip.with_suffix(".avi"), t0)
-    worker = CameraWorker("door", reader, build_frame_pipeline(cfg, recognizer), publisher, False)
-    worker.events = EventStore(events_folder(cfg.events, cfg.gallery), cfg.events.max_count, 1e9)
-    worker.visitors = VisitorBook(visitors_path(cfg.gallery), 1e9, recognizer.embedder.spec.model_id)
+    assert recognizer.matcher is not None
+    parts = WorkerParts(publisher, Presence(600, 60), EventStore(events_folder(cfg.events, cfg.gallery), cfg.events.max_count,
+                                                          1e9), recognizer.matcher,
+                        VisitorBook(visitors_path(cfg.gallery), 1e9, recognizer.embedder.spec.model_id))
+    worker = CameraWorker("door", reader, build_frame_pipeline(cfg, recognizer), parts, False)
     worker.start()
     worker.join(1500)
     assert worker.finished and worker.errors == 0

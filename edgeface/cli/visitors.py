@@ -9,10 +9,10 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from edgeface import exitcodes
+from edgeface.cli.common import add_config_option, add_gallery_option, config_from_args
 
 if TYPE_CHECKING:  # the parser is built on every run; numpy, OpenCV and the stores load only for these commands
     from edgeface.config import Config
@@ -56,9 +56,10 @@ def add_visitor_option(p: argparse.ArgumentParser) -> None:
                    "events.keep_crops); the visitor is then forgotten. May be given more than once")
 
 
-def cmd_visitors(args: argparse.Namespace, cfg: Config) -> int:
+def cmd_visitors(args: argparse.Namespace) -> int:
     from edgeface.store.visitors import visitors_path
 
+    cfg = config_from_args(args)
     visitors = book(cfg).visitors()
     if args.json:
         for v in visitors:
@@ -76,9 +77,7 @@ def cmd_visitors(args: argparse.Namespace, cfg: Config) -> int:
     return exitcodes.OK
 
 
-def add_parser(sub, options: list[Callable[[argparse.ArgumentParser], None]],
-               config: Callable[[argparse.Namespace], Config]) -> None:
-    """`visitors`, with main's gallery and config ``options`` and its way to read the ``config``."""
+def add_parser(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("visitors", help="list the returning strangers the daemon has grouped",
                        description="List the visitors: unknown faces the daemon grouped by likeness, most recently "
                        "seen first, with when they were first and last seen, how many times, on which cameras and how "
@@ -87,6 +86,6 @@ def add_parser(sub, options: list[Callable[[argparse.ArgumentParser], None]],
                        "per line: {\"id\", \"first_seen\", \"last_seen\", \"appearances\", \"cameras\", \"crops\"}. "
                        "Visitors stay on the device and age out with events.max_age.")
     v.add_argument("--json", action="store_true", help="one JSON object per visitor per line")
-    for add in options:
-        add(v)
-    v.set_defaults(func=lambda args: cmd_visitors(args, config(args)))
+    add_gallery_option(v)
+    add_config_option(v)
+    v.set_defaults(func=cmd_visitors)

@@ -271,6 +271,17 @@ class Gallery:
         ).fetchall()
         return [Person(*r) for r in rows]
 
+    def identities(self) -> dict[str, tuple[str, frozenset[str]]]:
+        """Every person as {key: (name, sha256s of their photos)}. A key names one person row for
+        as long as it exists (a rename keeps it; the row's creation time keeps a reused row id
+        from naming someone new): what the events store keys a person's crops by."""
+        people: dict[str, tuple[str, set[str]]] = {}
+        for pid, created, name, sha in self.db.execute(
+                "SELECT p.id, p.created, p.name, e.source_sha256 FROM people p "
+                "LEFT JOIN embeddings e ON e.person_id = p.id"):
+            people.setdefault(f"{pid}@{created!r}", (name, set()))[1].update([sha] if sha is not None else [])
+        return {key: (name, frozenset(shas)) for key, (name, shas) in people.items()}
+
     def vectors(self, size: int | None = None, negatives: bool = False) -> tuple[list[str], np.ndarray]:
         """(name per row, float32 matrix of embeddings), for matching; negatives=True: the faces
         marked "not NAME" instead, under NAME. See records."""
