@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", default="nearest", choices=("nearest", "centroid", "top2"))
     ap.add_argument("--quality", action="store_true")
     ap.add_argument("--sweep", default="", help="base thresholds to try, e.g. 0.915,0.92,0.925")
+    ap.add_argument("--growth", type=float, default=None, help="the rule's threshold growth per e-fold of people")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/edgeface-eval-cache"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -191,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.threshold is not None:
             rule = OpenSetRule.fixed(args.threshold, margin)
         else:
-            rule = OpenSetRule(spec.threshold if base is None else base, margin=margin)
+            rule = OpenSetRule(spec.threshold if base is None else base, margin=margin,
+                               **({} if args.growth is None else {"growth": args.growth}))
         for k, galleries in draws.items():
             totals = np.zeros(5, int)
             for chosen in galleries:
