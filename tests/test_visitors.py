@@ -111,16 +111,18 @@ def test_visitors_cli_lists_them_as_json(tmp_path):
 
 
 class ClipFrames:
-    """Every frame of a clip, stamped at its own time in the clip: the daemon's camera worker sees
-    the footage as a camera would deliver it, however slowly this machine runs it (a paced file
-    reader drops the frames a busy machine cannot keep up with, and the test would measure the load)."""
+    """Every frame of a clip, stamped at its own time in the clip (wall clock from t0, and the
+    monotonic clock the tracker runs on): the camera worker sees the footage as a camera would
+    deliver it, however slowly this machine runs it (a paced file reader drops the frames a busy
+    machine cannot keep up with, and the tracker would see seconds between frames: the test
+    would measure the load)."""
 
     def __init__(self, path: Path, t0: float):
         import cv2
 
         self.cap = cv2.VideoCapture(str(path))
         self.fps = self.cap.get(cv2.CAP_PROP_FPS)
-        self.t0, self.n, self.finished = t0, 0, False
+        self.t0, self.mono0, self.n, self.finished = t0, time.monotonic(), 0, False
 
     def next_frame(self, timeout: float = 0.5):
         from edgeface.service.source import Frame
@@ -130,7 +132,8 @@ class ClipFrames:
             self.finished = True
             return None
         self.n += 1
-        return Frame(image, self.t0 + (self.n - 1) / self.fps, time.monotonic(), self.n)
+        dt = (self.n - 1) / self.fps
+        return Frame(image, self.t0 + dt, self.mono0 + dt, self.n)
 
 
 @pytest.mark.slow
