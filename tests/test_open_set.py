@@ -121,3 +121,41 @@ def test_gallery_check_of_an_empty_or_single_person_gallery():
     assert empty.people == [] and empty.stranger_rate is None
     one = check(["a", "a"], ["1", "2"], np.eye(2, 8, dtype=np.float32), OpenSetRule(0.9))
     assert one.stranger_rate is None and one.people[0].tested == 2
+
+
+def test_one_rule_gives_the_thresholds_and_the_decision():
+    rule = OpenSetRule(0.9, margin=0.02, crowd_step=0.001, crowd_cap=0.02)
+    crowd = np.array([-np.inf, 0.905, 0.95], np.float32)  # nobody, a look-alike, a close look-alike
+    assert rule.thresholds(3, crowd) == pytest.approx([0.9, 0.906, 0.92])
+    assert OpenSetRule.fixed(0.9).thresholds(3, crowd) == pytest.approx([0.9, 0.9, 0.9])
+    t = rule.thresholds(3, crowd)
+    assert rule.decide(np.array([0.95, 0.5, 0.5]), t) == (0, "")
+    assert rule.decide(np.array([0.89, 0.5, 0.5]), t) == (0, "threshold")
+    assert rule.decide(np.array([0.5, 0.903, 0.5]), t) == (1, "threshold")  # crowded: 0.906 needed
+    assert rule.decide(np.array([0.95, 0.94, 0.5]), t) == (0, "margin")
+    assert rule.decide(np.array([0.95, 0.5, 0.5]), t, np.array([True, False, False])) == (0, "negative")
+    assert rule.decide(np.full(3, -np.inf), t) == (-1, "")
+
+
+def test_top2_scores_a_person_by_the_mean_of_their_two_best_photos():
+    rows = unit_rows(np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1]], np.float32))
+    face = rows[0]
+    matcher = Matcher(["a", "a", "a", "b"], rows, 0.5, method="top2")
+    assert matcher.scores(face)[0] == pytest.approx([(1 + rows[1] @ face) / 2, 0.0])
+
+
+def test_mirror_embeds_each_chip_and_its_mirror_image_and_averages_them():
+    from skimage.data import astronaut
+
+    from edgeface.config import Config
+    from edgeface.recognition.pipeline import build_recognizer
+
+    recognizer = build_recognizer(Config())
+    image = np.ascontiguousarray(astronaut()[:, :, ::-1])
+    chips = recognizer.chips(image, recognizer.find(image)[:1])
+    plain = recognizer.embed_chips(chips)
+    recognizer.mirror = True
+    both = recognizer.embed_chips(chips)
+    flipped = recognizer.embedder.embed(chips[:, :, ::-1])
+    assert both == pytest.approx(unit_rows(plain + flipped), abs=1e-5)
+    assert 0.9 < float(both[0] @ plain[0]) < 1.0  # the mirror image is the same face, not the same chip
