@@ -22,6 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from edgeface.store.gallery_sync import LedgerEntry, PhotoRow, SyncTables
+
+__all__ = ["LedgerEntry", "PhotoRow"]  # the fleet ledger's and photo listing's rows, defined with their SQL
+
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -156,7 +160,7 @@ class Enrolment:
     source_name: str
 
 
-class Gallery:
+class Gallery(SyncTables):
     """One gallery file. create=False: a missing file raises GalleryMissing instead of being made."""
 
     def __init__(self, path: str | os.PathLike, create: bool = True):
@@ -255,6 +259,21 @@ class Gallery:
             (source_sha256,),
         ).fetchone()
         return row[0] if row else None
+
+    def person_id(self, name: str) -> int | None:
+        """A person's row id: the name as stored first (names from before check_name existed), then as
+        check_name makes it; None if nobody is called that."""
+        row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            try:
+                row = self.db.execute("SELECT id FROM people WHERE name = ?", (check_name(name),)).fetchone()
+            except GalleryError:
+                return None
+        return int(row[0]) if row else None
+
+    def checked_vector(self, vector: Any, where: str) -> np.ndarray:
+        """``vector`` as float32 if it can be matched against this gallery's embeddings, else GalleryError."""
+        return self._check_vector(vector, self.embedding_size(), where)
 
     # -- reading ---------------------------------------------------------------------
     def version(self) -> int:
@@ -370,11 +389,7 @@ class Gallery:
         added = 0
         now = time.time()
         with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('model_id', ?)", (model_id,))
-            if size:
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_size', ?)", (str(size),))
-            db.execute("INSERT OR IGNORE INTO people (name, created) VALUES (?, ?)", (name, now))
-            (person_id,) = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            person_id = self._ensure_person(db, name, model_id, size, now)
             for vector, e in rows:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO embeddings"
@@ -390,8 +405,8 @@ class Gallery:
         name = check_name(name)
         self.check_model(model_id)
         size = self.embedding_size()
-        row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-        if row is None:
+        pid = self.person_id(name)
+        if pid is None:
             raise GalleryError(f"no person named {name!r} in {self.path}: enrol them before marking faces "
                                f"as not them")
         rows = []
@@ -408,7 +423,7 @@ class Gallery:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO negatives"
                     " (person_id, vector, source_sha256, source_name, model_id, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (row[0], vector.tobytes(), e.source_sha256, e.source_name, model_id, now),
+                    (pid, vector.tobytes(), e.source_sha256, e.source_name, model_id, now),
                 )
                 added += cur.rowcount
         return added
@@ -419,13 +434,11 @@ class Gallery:
         The name as stored is tried first, so a name written before check_name existed can still go.
         """
         with self._write() as db:
-            row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                row = db.execute("SELECT id FROM people WHERE name = ?", (check_name(name),)).fetchone()
-            if row is None:
+            pid = self.person_id(name)
+            if pid is None:
                 raise GalleryError(f"no person named {name!r} in {self.path}")
-            (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", row).fetchone()
-            db.execute("DELETE FROM people WHERE id = ?", row)
+            (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", (pid,)).fetchone()
+            db.execute("DELETE FROM people WHERE id = ?", (pid,))
             self.forget_model_if_empty(db)
         return count
 
@@ -441,18 +454,14 @@ class Gallery:
         moved, merged). Fleet sync then moves each photo's record to ``new`` on every device."""
         new = check_name(new)
         with self._write() as db:
-            row = db.execute("SELECT id FROM people WHERE name = ?", (old,)).fetchone()
-            if row is None:
-                row = db.execute("SELECT id FROM people WHERE name = ?", (check_name(old),)).fetchone()
-            if row is None:
+            old_id = self.person_id(old)
+            if old_id is None:
                 raise GalleryError(f"no person named {old!r} in {self.path}")
-            (old_id,) = row
-            (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", row).fetchone()
-            target = db.execute("SELECT id FROM people WHERE name = ?", (new,)).fetchone()
-            if target is None:
+            (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", (old_id,)).fetchone()
+            new_id = self.person_id(new)
+            if new_id is None:
                 db.execute("UPDATE people SET name = ? WHERE id = ?", (new, old_id))
                 return count, False
-            (new_id,) = target
             if new_id == old_id:
                 raise GalleryError(f"{old!r} is already called {new!r}")
             # OR IGNORE: a photo both already had (older galleries allowed it) stays once
@@ -523,12 +532,9 @@ class Gallery:
                 raise GalleryError(f"negative for {name!r}: nobody of that name is in the export or the gallery")
         added = 0
         with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('model_id', ?)", (model_id,))
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_size', ?)", (str(size),))
             for table, rows in (("embeddings", records), ("negatives", negatives)):
                 for name, vector, sha, source, created in rows:
-                    db.execute("INSERT OR IGNORE INTO people (name, created) VALUES (?, ?)", (name, created))
-                    (pid,) = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+                    pid = self._ensure_person(db, name, model_id, size, created)
                     cur = db.execute(
                         f"INSERT OR IGNORE INTO {table}"
                         " (person_id, vector, source_sha256, source_name, model_id, created) VALUES (?, ?, ?, ?, ?, ?)",
