@@ -262,13 +262,10 @@ class Gallery(SyncTables):
 
     def person_id(self, name: str) -> int | None:
         """A person's row id: the name as stored first (names from before check_name existed), then as
-        check_name makes it; None if nobody is called that."""
+        check_name makes it (a name it refuses raises GalleryError); None if nobody is called that."""
         row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
         if row is None:
-            try:
-                row = self.db.execute("SELECT id FROM people WHERE name = ?", (check_name(name),)).fetchone()
-            except GalleryError:
-                return None
+            row = self.db.execute("SELECT id FROM people WHERE name = ?", (check_name(name),)).fetchone()
         return int(row[0]) if row else None
 
     def checked_vector(self, vector: Any, where: str) -> np.ndarray:
