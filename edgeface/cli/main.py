@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from edgeface import __version__, exitcodes
+from edgeface.cli.fleet import add_fleet_parser
 
 if TYPE_CHECKING:
     from edgeface.config import Config
@@ -220,36 +221,6 @@ def cmd_gallery_check(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def _has_fleet_records(gallery) -> bool:
-    return gallery.db.execute("SELECT 1 FROM fleet_ledger LIMIT 1").fetchone() is not None
-
-
-def cmd_fleet(args: argparse.Namespace) -> int:
-    from edgeface.config import load
-    from edgeface.fleet.sync import FleetError, fleet_status
-
-    cfg = load(args.config)
-    if not cfg.fleet.name:
-        _err(f"{args.config}: no fleet configured (fleet: {{name: ..., key_file: ...}})")
-        return exitcodes.USAGE
-    try:
-        devices = fleet_status(cfg.fleet, cfg.mqtt, cfg.mqtt.client_id or "edgeface", wait_s=args.wait)
-    except FleetError as e:
-        _err(str(e))
-        return exitcodes.FAIL
-    if args.json:
-        print(json.dumps(devices, allow_nan=False))
-        return exitcodes.OK
-    if not devices:
-        print(f"no device of fleet {cfg.fleet.name} seen on {cfg.mqtt.host}:{cfg.mqtt.port}", file=sys.stderr)
-    for d in devices:
-        seen = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.get("last_contact", 0)))
-        warn = "" if d.get("verified") else "  NOT SIGNED WITH THIS FLEET'S KEY"
-        print(f"{d.get('device')}\tmodel {str(d.get('model'))[:12]}\t{d.get('people')} people, {d.get('faces')} "
-              f"faces\tgallery {d.get('gallery_version')}\tlast contact {seen} UTC{warn}")
-    return exitcodes.OK
-
-
 def cmd_gallery(args: argparse.Namespace) -> int:
     from edgeface.store.gallery import Gallery, dump_export, shown_name
 
@@ -264,13 +235,13 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     if args.action == "list" and args.arg:
         return _list_photos(args)
     if args.action == "list":
-        from edgeface.fleet.sync import FleetLedger
+        from edgeface.fleet.ledger import FleetLedger
 
         cfg = config_from_args(args)
         own = cfg.fleet.device or cfg.mqtt.client_id or ""
         with Gallery(cfg.gallery, create=False) as gallery:
             people = gallery.people()
-            origins = FleetLedger(gallery).origins(own) if cfg.fleet.name or _has_fleet_records(gallery) else {}
+            origins = FleetLedger(gallery).origins(own) if cfg.fleet.name or gallery.has_ledger() else {}
         if args.json:
             print(json.dumps([{"name": p.name, "embeddings": p.embeddings,
                                **({"negatives": p.negatives} if p.negatives else {}),
@@ -469,15 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_option(v)
     v.set_defaults(func=cmd_events)
 
-    f = sub.add_parser("fleet", help="the devices of this device's fleet (gallery sync over MQTT)",
-                       description="status: list the devices of the fleet in the config (fleet: {name, key_file}) "
-                       "from their retained status on the broker: model, people and faces, gallery fingerprint "
-                       "(equal on devices that agree) and last contact.")
-    f.add_argument("action", choices=["status"])
-    f.add_argument("--config", default="/etc/edgeface/edgeface.yaml", help="YAML config (default: %(default)s)")
-    f.add_argument("--json", action="store_true", help="one JSON list")
-    f.add_argument("--wait", type=float, default=2.0, help="seconds to collect the devices' status (default 2)")
-    f.set_defaults(func=cmd_fleet)
+    add_fleet_parser(sub)
 
     r = sub.add_parser("run", help="run the recognition daemon (cameras in, MQTT out)",
                        description="Run the daemon: read the cameras in the config, recognise faces, publish "

@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS fleet_ledger (
 );
 """
 
+# fleet ledger versions were seconds (floats) before they were integer milliseconds: once per gallery
+LEDGER_MS = ("UPDATE fleet_ledger SET version = round(version * 1000) WHERE NOT EXISTS "
+             "(SELECT 1 FROM meta WHERE key = 'ledger_ms'); INSERT OR IGNORE INTO meta VALUES ('ledger_ms', '1');")
+
 
 class GalleryError(RuntimeError):
     """The gallery cannot be used as asked; the message says why and what to do."""
@@ -182,8 +186,8 @@ class Gallery(SyncTables):
             # `enroll` makes the gallery) sees no tables or all of them, never half
             try:
                 self.db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} INSERT OR IGNORE INTO meta VALUES "
-                                      f"('schema', '{SCHEMA_VERSION}'); PRAGMA application_id = {APPLICATION_ID}; "
-                                      "COMMIT;")
+                                      f"('schema', '{SCHEMA_VERSION}'); {LEDGER_MS} PRAGMA application_id = "
+                                      f"{APPLICATION_ID}; COMMIT;")
             except sqlite3.Error:
                 if self.db.in_transaction:
                     self.db.rollback()

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-SECONDS_BEFORE = 1e11  # a stored version below this is in seconds (ledgers before versions were integer ms)
 
 
 @dataclass(frozen=True)
@@ -34,28 +33,33 @@ class PhotoRow:
     created: float
 
 
-def _version(stored: Any) -> int:
-    v = float(stored)
-    return int(round(v * 1000)) if v < SECONDS_BEFORE else int(v)
-
-
 class SyncTables:
     """Mixed into Gallery: needs its db, _write, check_model, embedding_size, check_vector, person_id."""
 
     db: sqlite3.Connection
     path: Path
 
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...  # Gallery's
-    def check_model(self, model_id: str) -> None: ...
-    def checked_vector(self, vector: Any, where: str) -> np.ndarray: ...
-    def person_id(self, name: str) -> int | None: ...
+    # Gallery's own (declared here for type checkers; Gallery defines them)
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def check_model(self, model_id: str) -> None:
+        raise NotImplementedError
+
+    def checked_vector(self, vector: Any, where: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def person_id(self, name: str) -> int | None:
+        raise NotImplementedError
+
     @staticmethod
-    def forget_model_if_empty(db: sqlite3.Connection) -> None: ...
+    def forget_model_if_empty(db: sqlite3.Connection) -> None:
+        raise NotImplementedError
 
     # -- the fleet ledger --------------------------------------------------------------
     def ledger(self) -> dict[str, LedgerEntry]:
         rows = self.db.execute("SELECT sha256, person, version, origin, deleted FROM fleet_ledger")
-        return {key: LedgerEntry(person, _version(v), origin, bool(gone)) for key, person, v, origin, gone in rows}
+        return {key: LedgerEntry(person, int(v), origin, bool(gone)) for key, person, v, origin, gone in rows}
 
     def has_ledger(self) -> bool:
         return self.db.execute("SELECT 1 FROM fleet_ledger LIMIT 1").fetchone() is not None
