@@ -1,6 +1,7 @@
 """Fleet sync against a real, stock mosquitto (default queue limits): catch-up past the broker's
 queue and junk, replayed records, PUBACK, a lost retained store, idle polls, huge messages,
 forged status records (issue 26)."""
+import hashlib
 import json
 import os
 import signal
@@ -95,7 +96,7 @@ def _retained(mosquitto, topic_filter, wait=1.5) -> dict[str, bytes]:
 def _signed(key_bytes, n, origin="dev-a"):
     out = []
     for i in range(n):
-        sha = f"{i + 1:064x}"
+        sha = hashlib.sha256(b"%d" % i).hexdigest()  # spread over the buckets, as real photos are
         body = face_record(FLEET, sha, LedgerEntry(f"person-{i // 5}", 1_700_000_000_000 + i, origin, False),
                            _vector(i).tobytes(), MODEL)
         out.append((record_topic(BASE, sha), canonical(sign(body, key_bytes))))

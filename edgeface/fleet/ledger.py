@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from edgeface.fleet.records import OtherModel, Record, Rejected, negative_key, newer, parse, printable
 from edgeface.store.gallery import Gallery, GalleryError, LedgerEntry
 
-__all__ = ["FleetLedger", "LedgerEntry", "Outcome", "receive"]
+__all__ = ["FleetLedger", "LedgerEntry", "Outcome", "apply_batch", "classify", "receive"]
 
 
 class FleetLedger:
@@ -68,11 +68,11 @@ class Outcome:
     ours: LedgerEntry | None = None
 
 
-def receive(ledger: FleetLedger, base: str, topic: str, payload: bytes, key: bytes, fleet: str, model_id: str,
-            known: dict[str, LedgerEntry] | None = None, sending: dict[str, LedgerEntry] | None = None) -> Outcome:
-    """Check one received record and apply it if it is newer than ours. ``known``:
-    ledger.entries(), read once for a batch and kept up to date here; ``sending``: records this
-    device published that the broker has not acknowledged yet (their echo is not applied)."""
+def classify(base: str, topic: str, payload: bytes, key: bytes, fleet: str, model_id: str,
+             known: dict[str, LedgerEntry], sending: dict[str, LedgerEntry] | None = None) -> Outcome:
+    """Check one received record against ``known`` (ledger.entries(), kept up to date by the
+    caller). kind "new": newer than ours, to be applied; ``sending``: records this device
+    published that the broker has not acknowledged yet (their echo is not applied)."""
     if not payload:
         return Outcome("empty")  # a cleared retained topic
     try:
@@ -81,19 +81,57 @@ def receive(ledger: FleetLedger, base: str, topic: str, payload: bytes, key: byt
         return Outcome("rejected", str(e), e.source)
     except OtherModel as e:
         return Outcome("other model", source=str(e.args[0]))
-    known = ledger.entries() if known is None else known
     ours = known.get(record.key)
     if ours == record.entry or (sending is not None and sending.get(record.key) == record.entry):
         return Outcome("same", record=record)
     if not newer(record.entry, ours):
         # strictly older: ours goes back to the broker; the same version and device: nothing to do
         return Outcome("old" if ours is not None and newer(ours, record.entry) else "same", record=record, ours=ours)
+    return Outcome("new", record=record, source=record.entry.origin)
+
+
+def applied(record: Record) -> Outcome:
+    e = record.entry
+    what = f"'not {e.person}'" if record.negative else e.person
+    return Outcome("applied", f"{'removed' if e.deleted else 'added'} {what} (photo {record.sha[:12]}) from "
+                   f"{e.origin}", e.origin, record)
+
+
+def apply_batch(ledger: FleetLedger, records: list[Record], model_id: str) -> list[Outcome]:
+    """Apply new records (classify()'s "new"): faces in one transaction, then "not them" marks
+    (whose person may have just arrived). A batch the gallery refuses is applied one by one, so
+    one bad record costs only itself."""
+    out: list[Outcome] = []
+    faces = list({r.key: r for r in records if not r.negative}.values())
+    if faces:
+        try:
+            ledger.gallery.apply_faces([(r.sha, r.entry, r.vector) for r in faces], model_id)
+            out += [applied(r) for r in faces]
+        except GalleryError:
+            for r in faces:
+                out.append(_apply_one(ledger, r, model_id))
+    for r in {r.key: r for r in records if r.negative}.values():
+        out.append(_apply_one(ledger, r, model_id))
+    return out
+
+
+def _apply_one(ledger: FleetLedger, record: Record, model_id: str) -> Outcome:
     try:
         if not ledger.apply(record, model_id):
             return Outcome("pending", record.entry.person, record=record)
     except GalleryError as e:
-        return Outcome("rejected", f"cannot apply it: {e}", record.entry.origin)
-    known[record.key] = entry = record.entry
-    what = f"'not {entry.person}'" if record.negative else entry.person
-    return Outcome("applied", f"{'removed' if entry.deleted else 'added'} {what} (photo {record.sha[:12]}) from "
-                   f"{entry.origin}", entry.origin, record)
+        return Outcome("rejected", f"cannot apply it: {e}", record.entry.origin, record)
+    return applied(record)
+
+
+def receive(ledger: FleetLedger, base: str, topic: str, payload: bytes, key: bytes, fleet: str, model_id: str,
+            known: dict[str, LedgerEntry] | None = None) -> Outcome:
+    """Check one received record and apply it if it is newer than ours."""
+    known = ledger.entries() if known is None else known
+    outcome = classify(base, topic, payload, key, fleet, model_id, known)
+    if outcome.kind != "new" or outcome.record is None:
+        return outcome
+    result = _apply_one(ledger, outcome.record, model_id)
+    if result.kind == "applied":
+        known[outcome.record.key] = outcome.record.entry
+    return result

@@ -35,10 +35,11 @@ import paho.mqtt.client as mqtt
 
 from edgeface.config import FleetConfig, MqttConfig
 from edgeface.fleet.catchup import SPLIT_AT, CatchUp, Page
-from edgeface.fleet.ledger import FleetLedger, receive
+from edgeface.fleet.ledger import FleetLedger, Outcome, apply_batch, classify
 from edgeface.fleet.records import (
     RECORD_MAX_BYTES,
     FleetError,
+    Record,
     canonical,
     face_record,
     is_negative_key,
@@ -293,30 +294,49 @@ class FleetSync:
         return len(own)
 
     def _receive(self, ledger: FleetLedger, batch: list[tuple[str, bytes]]) -> bool:
-        changed = False
-        known = ledger.entries() if batch else {}
-        for topic, payload in batch:
-            changed |= self._apply(ledger, topic, payload, known)
+        if not batch:
+            return False
+        changed = self._apply(ledger, batch, ledger.entries())
         if changed and self._pending:
             # someone arrived: the "not them" records that waited for them can go in now
             waiting, self._pending = self._pending, {}
-            for topic, payload in waiting.items():
-                changed |= self._apply(ledger, topic, payload, known)
+            self._apply(ledger, list(waiting.items()), ledger.entries())
         return changed
 
-    def _apply(self, ledger: FleetLedger, topic: str, payload: bytes, known: dict[str, LedgerEntry]) -> bool:
-        outcome = receive(ledger, self.base, topic, payload, self.key, self.fleet, self.model_id, known,
-                          sending=self._in_flight)
+    def _apply(self, ledger: FleetLedger, batch: list[tuple[str, bytes]], known: dict[str, LedgerEntry]) -> bool:
+        """Classify a batch, apply what is new in as few transactions as possible, then report."""
+        new: list[Record] = []
+        sources: dict[str, tuple[str, bytes]] = {}  # key -> (topic, payload) of a new record
+        for topic, payload in batch:
+            outcome = classify(self.base, topic, payload, self.key, self.fleet, self.model_id, known, self._in_flight)
+            record = outcome.record
+            if record is not None and newer(record.entry, self._seen.get(record.key)):
+                self._seen[record.key] = record.entry
+            if outcome.kind == "new" and record is not None:
+                new.append(record)
+                known[record.key] = record.entry
+                sources[record.key] = (topic, payload)
+            else:
+                self._report(outcome, topic, payload)
+        changed = False
+        for outcome in apply_batch(ledger, new, self.model_id) if new else []:
+            assert outcome.record is not None
+            topic, payload = sources[outcome.record.key]
+            if outcome.kind != "applied":
+                known.pop(outcome.record.key, None)  # not applied after all: the ledger decides again next time
+            changed |= outcome.kind == "applied"
+            self._report(outcome, topic, payload)
+        return changed
+
+    def _report(self, outcome: Outcome, topic: str, payload: bytes) -> None:
         record = outcome.record
-        if record is not None and newer(record.entry, self._seen.get(record.key)):
-            self._seen[record.key] = record.entry
         if outcome.kind == "applied":
             self.applied += 1
             self._pending.pop(topic, None)
             log.info("fleet: %s", outcome.detail)
         elif outcome.kind == "old" and record is not None:
             self._reassert.add(record.key)  # ours is newer: put it back (a replayed record must not stay)
-        elif outcome.kind == "pending":
+        elif outcome.kind == "pending" and record is not None:
             if topic not in self._pending and len(self._pending) >= PENDING_MAX:
                 self._pending.pop(next(iter(self._pending)))
             self._pending[topic] = payload
@@ -328,7 +348,6 @@ class FleetSync:
                 self._warned_models.add(outcome.source)
                 log.warning("fleet: ignoring records from %s: made by another model than this device's (%.12s); "
                             "use the same model on every device of a fleet", outcome.source, self.model_id)
-        return outcome.kind == "applied"
 
     def _take_acks(self, ledger: FleetLedger) -> None:
         confirmed: dict[str, LedgerEntry] = {}

@@ -272,9 +272,10 @@ class Gallery(SyncTables):
             row = self.db.execute("SELECT id FROM people WHERE name = ?", (check_name(name),)).fetchone()
         return int(row[0]) if row else None
 
-    def checked_vector(self, vector: Any, where: str) -> np.ndarray:
-        """``vector`` as float32 if it can be matched against this gallery's embeddings, else GalleryError."""
-        return self._check_vector(vector, self.embedding_size(), where)
+    def checked_vector(self, vector: Any, where: str, size: int | None = None) -> np.ndarray:
+        """``vector`` as float32 if it can be matched against this gallery's embeddings (or ``size``
+        values, for a batch into an empty gallery), else GalleryError."""
+        return self._check_vector(vector, size or self.embedding_size(), where)
 
     # -- reading ---------------------------------------------------------------------
     def version(self) -> int:

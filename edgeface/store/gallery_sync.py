@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 
-
 @dataclass(frozen=True)
 class LedgerEntry:
     """The newest version of one fleet record (a photo's face, or a "not them" mark) known here."""
@@ -46,7 +45,10 @@ class SyncTables:
     def check_model(self, model_id: str) -> None:
         raise NotImplementedError
 
-    def checked_vector(self, vector: Any, where: str) -> np.ndarray:
+    def checked_vector(self, vector: Any, where: str, size: int | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def embedding_size(self) -> int | None:
         raise NotImplementedError
 
     def person_id(self, name: str) -> int | None:
@@ -87,20 +89,27 @@ class SyncTables:
         return list(self.db.execute(
             "SELECT n.source_sha256, p.name, n.vector FROM negatives n JOIN people p ON p.id = n.person_id"))
 
-    def apply_face(self, sha: str, entry: LedgerEntry, vector: np.ndarray | None, model_id: str) -> None:
-        """A received version, already checked newer than ours: the photo's face now belongs to
-        entry.person (moved from whoever had it), or is gone (a tombstone). People left with no
-        face are removed. One transaction with the ledger, so a crash never applies half of it."""
-        if vector is not None:
-            self.check_model(model_id)
-            vector = self.checked_vector(vector, f"fleet record {sha[:12]}")
-        with self._write() as db:
-            db.execute("DELETE FROM embeddings WHERE source_sha256 = ?", (sha,))
+    def apply_faces(self, items: list[tuple[str, LedgerEntry, np.ndarray | None]], model_id: str) -> None:
+        """Received versions, already checked newer than ours, in one transaction (with the ledger,
+        so a crash never applies half of them): each photo's face now belongs to entry.person
+        (moved from whoever had it), or is gone (a tombstone). People left with no face are removed."""
+        size = self.embedding_size()
+        checked = []
+        for sha, entry, vector in items:
             if vector is not None:
-                pid = self._ensure_person(db, entry.person, model_id, vector.size)
-                db.execute("INSERT INTO embeddings (person_id, vector, source_sha256, source_name, model_id, created)"
-                           " VALUES (?, ?, ?, ?, ?, ?)",
-                           (pid, vector.tobytes(), sha, f"fleet:{entry.origin}", model_id, entry.version / 1000))
+                self.check_model(model_id)
+                vector = self.checked_vector(vector, f"fleet record {sha[:12]}", size)
+                size = vector.size
+            checked.append((sha, entry, vector))
+        with self._write() as db:
+            for sha, entry, vector in checked:
+                db.execute("DELETE FROM embeddings WHERE source_sha256 = ?", (sha,))
+                if vector is not None:
+                    pid = self._ensure_person(db, entry.person, model_id, vector.size)
+                    db.execute("INSERT INTO embeddings (person_id, vector, source_sha256, source_name, model_id, "
+                               "created) VALUES (?, ?, ?, ?, ?, ?)",
+                               (pid, vector.tobytes(), sha, f"fleet:{entry.origin}", model_id, entry.version / 1000))
+                self._upsert(db, sha, entry)
             gone = db.execute("DELETE FROM people WHERE id NOT IN (SELECT person_id FROM embeddings)").rowcount
             if gone:
                 # their negatives went with them (ON DELETE CASCADE); the device that removed them
@@ -108,7 +117,9 @@ class SyncTables:
                 db.execute("UPDATE fleet_ledger SET deleted = 1 WHERE deleted = 0 AND length(sha256) > 64 "
                            "AND person NOT IN (SELECT name FROM people)")
             self.forget_model_if_empty(db)
-            self._upsert(db, sha, entry)
+
+    def apply_face(self, sha: str, entry: LedgerEntry, vector: np.ndarray | None, model_id: str) -> None:
+        self.apply_faces([(sha, entry, vector)], model_id)
 
     def apply_negative(self, sha: str, key: str, entry: LedgerEntry, vector: np.ndarray | None,
                        model_id: str) -> bool:
