@@ -303,3 +303,40 @@ def test_three_devices_share_enrolments_and_removals(tmp_path, mosquitto, run_da
     devices = {d["device"]: d for d in json.loads(r.stdout)}
     assert set(devices) == {"a", "b", "c"} and all(d["verified"] for d in devices.values())
     assert base64  # (used by _record through face_record)
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+@pytest.mark.skipif(shipped_model() is None, reason="needs the shipped model")
+def test_a_rotated_key_takes_effect_on_reload(tmp_path, mosquitto, run_daemon, quiet_media):  # noqa: F811
+    """Finding 4: replacing the key file and reloading kept the old key (reload compared paths)."""
+    from edgeface.config import FleetConfig, MqttConfig
+    from edgeface.fleet.sync import FleetSync
+    from edgeface.store.gallery import Enrolment
+
+    model = shipped_model()
+    model_id = json.loads(Path(model).with_suffix(".json").read_text())["sha256"]
+    key = tmp_path / "fleet.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    daemon = run_daemon(_device(tmp_path, "a", mosquitto, model, key, quiet_media))
+    assert daemon.wait_log("fleet: caught up", 60), daemon.log()
+    new_key = os.urandom(32)
+    key.write_bytes(new_key)  # the same path: only the bytes tell
+    daemon.signal(signal.SIGHUP)
+    assert daemon.wait_log("fleet: caught up", 60, count=2), daemon.log()
+    # a device with the new key enrols someone: the reloaded daemon takes it
+    other_key = tmp_path / "other.key"
+    other_key.write_bytes(new_key)
+    other_key.chmod(0o600)
+    with Gallery(tmp_path / "b.db") as g:
+        g.add("zoe", [Enrolment(np.random.default_rng(1).normal(size=128).astype(np.float32), "f" * 64, "z.jpg")],
+              model_id)
+        b = FleetSync(FleetConfig(FLEET, str(other_key), "b"), MqttConfig(host=mosquitto.host, port=mosquitto.port),
+                      model_id, "test-b")
+        try:
+            assert _wait(lambda: b.step(g) or (b.idle() and "f" * 64 in g.ledger()), 60)
+        finally:
+            b.close()
+    assert _wait(lambda: "zoe" in _people_in(tmp_path / "a" / "gallery.db"), 30), daemon.log()
+    assert "rejected a record" not in daemon.log()
