@@ -113,9 +113,10 @@ def _junk(n):
 
 
 @pytest.mark.slow
-def test_a_new_device_catches_up_past_the_broker_queue_and_junk(tmp_path, mosquitto, key, caplog):
+def test_a_new_device_catches_up_past_the_broker_queue_and_junk(tmp_path, mosquitto, key, caplog, monkeypatch):
     """Finding 1: a new device got ~1,020 records (mosquitto queues 1,000 per client + 20 in flight);
     with junk retained beside them, fewer. Finding 10: junk wrote one WARNING line per message."""
+    monkeypatch.setattr("edgeface.fleet.sync.INBOX_PAUSE_BYTES", 50_000)  # pages wait for the main thread often
     records = _signed(key.read_bytes(), 3000)
     _put(mosquitto, _junk(3000) + records)
     with Gallery(tmp_path / "new.db") as g:

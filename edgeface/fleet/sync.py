@@ -62,6 +62,7 @@ QOS = 1  # records need the broker's acknowledgement before they count as sent
 STATUS_EVERY_S = 60.0
 MARKER_TIMEOUT_S = 10.0  # a page's marker not back by then: the page was cut short, read it in pieces
 INBOX_MAX_BYTES = 16 * 2**20  # received, not yet applied; beyond it messages are dropped and read again
+INBOX_PAUSE_BYTES = 4 * 2**20  # catch-up waits for the main thread to apply what came before the next page
 PENDING_MAX = 100_000  # "not them" records waiting for their person, at most
 REJECT_LOG_EVERY_S = 60.0
 SOURCES_MAX = 100
@@ -122,6 +123,7 @@ class FleetSync:
         self._page_nonce = ""
         self._page_count = 0
         self._page_started = 0.0
+        self._paused = False  # a page is done, the next waits until step() has drained the inbox
         self._acks: collections.deque[tuple[int, bool]] = collections.deque()  # (mid, accepted), no lock
         # the main thread's
         self._seen: dict[str, LedgerEntry] = {}  # versions the broker holds, read in this round's catch-up
@@ -178,7 +180,11 @@ class FleetSync:
                 if self._page is None or self._catchup is None or bytes(msg.payload) != self._page_nonce.encode():
                     return
                 self._catchup.done(self._page, self._page_count)
-            self._next_page()
+                self._paused = pause = self._inbox_bytes > INBOX_PAUSE_BYTES
+                if pause:
+                    self._page = None
+            if not pause:
+                self._next_page()
             return
         with self._lock:
             self._page_count += 1
@@ -199,6 +205,7 @@ class FleetSync:
             self._round += 1
             self._catchup = CatchUp(self.base)
             self._page = None
+            self._paused = False
         self._next_page()
 
     def _next_page(self) -> None:
@@ -258,6 +265,9 @@ class FleetSync:
             oversized, self._oversized, n_oversized, self._oversized_n = self._oversized, [], self._oversized_n, 0
             round_, connection = self._round, self._connection
             caught = self._connected and self._caught_up_round == round_
+            resume, self._paused = self._paused, False
+        if resume:
+            self._next_page()
         if connection != self._connection_seen:  # a new connection: what was in flight is sent again
             self._connection_seen = connection
             self._sent.clear()
