@@ -8,6 +8,7 @@ import sys
 import time
 
 from edgeface import exitcodes
+from edgeface.cli.common import err
 from edgeface.config import load
 from edgeface.fleet.records import FleetError
 from edgeface.fleet.status import fleet_status
@@ -17,7 +18,7 @@ from edgeface.store.gallery import Gallery
 REPUBLISH_TIMEOUT_S = 300.0
 
 
-def add_fleet_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     f = sub.add_parser("fleet", help="the devices of this device's fleet (gallery sync over MQTT)",
                        description="status: list the devices of the fleet in the config (fleet: {name, key_file}) "
                        "from their retained status on the broker: model, people and faces, gallery fingerprint "
@@ -32,14 +33,10 @@ def add_fleet_parser(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=cmd_fleet)
 
 
-def _err(msg: str) -> None:
-    print(f"edgeface: error: {msg}", file=sys.stderr)
-
-
 def cmd_fleet(args: argparse.Namespace) -> int:
     cfg = load(args.config)
     if not cfg.fleet.name:
-        _err(f"{args.config}: no fleet configured (fleet: {{name: ..., key_file: ...}})")
+        err(f"{args.config}: no fleet configured (fleet: {{name: ..., key_file: ...}})")
         return exitcodes.USAGE
     client_id = cfg.mqtt.client_id or "edgeface"
     try:
@@ -47,7 +44,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             return _republish(cfg.gallery, cfg, client_id)
         devices = fleet_status(cfg.fleet, cfg.mqtt, client_id, wait_s=args.wait)
     except FleetError as e:
-        _err(str(e))
+        err(str(e))
         return exitcodes.FAIL
     if args.json:
         print(json.dumps(devices, allow_nan=False))
@@ -84,6 +81,6 @@ def _republish(path: str, cfg, client_id: str) -> int:
                 time.sleep(0.1)
         finally:
             sync.close()
-    _err(f"the broker at {cfg.mqtt.host}:{cfg.mqtt.port} did not confirm every record within "
+    err(f"the broker at {cfg.mqtt.host}:{cfg.mqtt.port} did not confirm every record within "
          f"{REPUBLISH_TIMEOUT_S:.0f} s")
     return exitcodes.FAIL
