@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS negatives (
     created REAL NOT NULL,
     UNIQUE (person_id, source_sha256)
 );
+-- a photo's face by its sha256 (fleet records, gallery check, photo lookups): without it, each is a full scan
+CREATE INDEX IF NOT EXISTS embeddings_by_photo ON embeddings (source_sha256);
 -- fleet sync (edgeface.fleet.sync): the newest version of each photo this gallery has published or applied
 CREATE TABLE IF NOT EXISTS fleet_ledger (
     sha256 TEXT PRIMARY KEY,
