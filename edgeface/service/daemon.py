@@ -157,6 +157,11 @@ class Daemon:
         if self.gallery is None:
             return
         self.gallery_version = self.gallery.version()
+        if self.events is not None:  # crops follow renames and go with removals, the fleet's included
+            try:
+                self.events.follow(self.gallery.identities())
+            except Exception as e:
+                log.error("events: cannot bring the kept crops up to date with the gallery: %s", e)
         people = self.gallery.people()
         log.info("gallery %s: %d people, %d faces (%s)", self.gallery.path, len(people),
                  sum(p.embeddings for p in people), reason)

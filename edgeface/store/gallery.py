@@ -13,7 +13,6 @@ import os
 import re
 import sqlite3
 import time
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,8 +22,10 @@ from typing import Any
 import numpy as np
 
 from edgeface.store.gallery_sync import LedgerEntry, PhotoRow, SyncTables
+from edgeface.store.names import NAME_MAX, GalleryError, check_name, shown_name
 
-__all__ = ["LedgerEntry", "PhotoRow"]  # the fleet ledger's and photo listing's rows, defined with their SQL
+# the fleet ledger's and photo listing's rows (defined with their SQL), and the name rule, as before
+__all__ = ["NAME_MAX", "GalleryError", "LedgerEntry", "PhotoRow", "check_name", "shown_name"]
 
 SCHEMA_VERSION = 1
 
@@ -73,10 +74,6 @@ LEDGER_MS = ("UPDATE fleet_ledger SET version = round(version * 1000) WHERE NOT 
              "(SELECT 1 FROM meta WHERE key = 'ledger_ms'); INSERT OR IGNORE INTO meta VALUES ('ledger_ms', '1');")
 
 
-class GalleryError(RuntimeError):
-    """The gallery cannot be used as asked; the message says why and what to do."""
-
-
 class GalleryMissing(GalleryError):
     """Gallery(path, create=False) on a path with no file: the daemon waits for it to appear."""
 
@@ -84,35 +81,7 @@ class GalleryMissing(GalleryError):
 APPLICATION_ID = 0x45444746  # "EDGF" in PRAGMA application_id: marks a file as an edgeface gallery
 TABLES = {"meta", "people", "embeddings", "negatives", "fleet_ledger"}
 CORE_TABLES = {"meta", "people", "embeddings"}  # a gallery before negatives existed
-NAME_MAX = 64  # characters; names go into logs, MQTT payloads and Home Assistant states
-_NAME_FORMAT_OK = {"\u200c", "\u200d"}  # zero-width (non-)joiners: needed to spell names in some scripts
 log = logging.getLogger(__name__)
-
-
-def check_name(name: object) -> str:
-    """The one rule for a person's name: returns it trimmed (NFC), or raises GalleryError saying why."""
-    if not isinstance(name, str):
-        raise GalleryError(f"a person's name must be text, got {type(name).__name__}")
-    name = unicodedata.normalize("NFC", name.strip())
-    if not name:
-        raise GalleryError("a person's name cannot be empty")
-    if len(name) > NAME_MAX:
-        raise GalleryError(f"a person's name can have at most {NAME_MAX} characters, got {len(name)} "
-                           f"({name[:20]!r}...)")
-    for ch in name:
-        category = unicodedata.category(ch)
-        if category in ("Zl", "Zp") or (category[0] == "C" and ch not in _NAME_FORMAT_OK):
-            raise GalleryError(f"a person's name cannot contain control or invisible characters: {name!r} has "
-                               f"U+{ord(ch):04X} ({unicodedata.name(ch, category)})")
-    return name
-
-
-def shown_name(name: str) -> str:
-    """A stored name as it may be printed: names from before check_name existed are escaped."""
-    try:
-        return check_name(name)
-    except GalleryError:
-        return repr(name[:NAME_MAX]) + ("..." if len(name) > NAME_MAX else "")
 
 
 def _explain(path: Path, e: BaseException) -> str:
@@ -266,19 +235,6 @@ class Gallery(SyncTables):
         ).fetchone()
         return row[0] if row else None
 
-    def person_id(self, name: str) -> int | None:
-        """A person's row id: the name as stored first (names from before check_name existed), then as
-        check_name makes it (a name it refuses raises GalleryError); None if nobody is called that."""
-        row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            row = self.db.execute("SELECT id FROM people WHERE name = ?", (check_name(name),)).fetchone()
-        return int(row[0]) if row else None
-
-    def checked_vector(self, vector: Any, where: str, size: int | None = None) -> np.ndarray:
-        """``vector`` as float32 if it can be matched against this gallery's embeddings (or ``size``
-        values, for a batch into an empty gallery), else GalleryError."""
-        return self._check_vector(vector, size or self.embedding_size(), where)
-
     # -- reading ---------------------------------------------------------------------
     def version(self) -> int:
         """Changes whenever any connection commits a write: the daemon polls it to reload."""
@@ -293,6 +249,17 @@ class Gallery(SyncTables):
             "(SELECT COUNT(*) FROM negatives n WHERE n.person_id = p.id) FROM people p ORDER BY p.name"
         ).fetchall()
         return [Person(*r) for r in rows]
+
+    def identities(self) -> dict[str, tuple[str, frozenset[str]]]:
+        """Every person as {key: (name, sha256s of their photos)}. A key names one person row for
+        as long as it exists (a rename keeps it; the row's creation time keeps a reused row id
+        from naming someone new): what the events store keys a person's crops by."""
+        people: dict[str, tuple[str, set[str]]] = {}
+        for pid, created, name, sha in self.db.execute(
+                "SELECT p.id, p.created, p.name, e.source_sha256 FROM people p "
+                "LEFT JOIN embeddings e ON e.person_id = p.id"):
+            people.setdefault(f"{pid}@{created!r}", (name, set()))[1].update([sha] if sha is not None else [])
+        return {key: (name, frozenset(shas)) for key, (name, shas) in people.items()}
 
     def vectors(self, size: int | None = None, negatives: bool = False) -> tuple[list[str], np.ndarray]:
         """(name per row, float32 matrix of embeddings), for matching; negatives=True: the faces

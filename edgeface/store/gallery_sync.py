@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeface.store.names import check_name
+
 
 @dataclass(frozen=True)
 class LedgerEntry:
@@ -45,18 +47,28 @@ class SyncTables:
     def check_model(self, model_id: str) -> None:
         raise NotImplementedError
 
-    def checked_vector(self, vector: Any, where: str, size: int | None = None) -> np.ndarray:
+    def _check_vector(self, vector: Any, size: int | None, where: str) -> np.ndarray:
         raise NotImplementedError
 
     def embedding_size(self) -> int | None:
         raise NotImplementedError
 
-    def person_id(self, name: str) -> int | None:
-        raise NotImplementedError
-
     @staticmethod
     def forget_model_if_empty(db: sqlite3.Connection) -> None:
         raise NotImplementedError
+
+    def person_id(self, name: str) -> int | None:
+        """A person's row id: the name as stored first (names from before check_name existed), then as
+        check_name makes it (a name it refuses raises GalleryError); None if nobody is called that."""
+        row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            row = self.db.execute("SELECT id FROM people WHERE name = ?", (check_name(name),)).fetchone()
+        return int(row[0]) if row else None
+
+    def checked_vector(self, vector: Any, where: str, size: int | None = None) -> np.ndarray:
+        """``vector`` as float32 if it can be matched against this gallery's embeddings (or ``size``
+        values, for a batch into an empty gallery), else GalleryError."""
+        return self._check_vector(vector, size or self.embedding_size(), where)
 
     # -- the fleet ledger --------------------------------------------------------------
     def ledger(self) -> dict[str, LedgerEntry]:

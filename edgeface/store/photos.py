@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,12 @@ class Removed:
 
 
 def _person_id(gallery: Gallery, name: str) -> int:
-    pid = gallery.person_id(name)
+    """The person ``name`` as stored, else as check_name writes it (trimmed, NFC: a name typed
+    decomposed, as macOS keyboards may, is the same name)."""
+    try:
+        pid = gallery.person_id(name)
+    except GalleryError:  # not stored as typed, and not a name check_name takes
+        pid = None
     if pid is None:
         raise GalleryError(f"no person named {name!r} in {gallery.path}")
     return pid
@@ -47,13 +53,22 @@ def photo_sha(ref: str) -> str | None:
         return None
 
 
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
 def resolve(rows: list[PhotoRow], ref: str) -> set[str]:
-    """The sha256s among ``rows`` that ``ref`` names; GalleryError if none, or if a prefix is
-    ambiguous."""
+    """The one sha256 among ``rows`` that ``ref`` names; GalleryError if none, or if ``ref``
+    could be several (a prefix, or a source several photos share: "fleet:DEVICE", two files
+    enrolled as a.jpg): a removal takes back exactly the photo meant, or nothing."""
     sha = photo_sha(ref)
     hits = {r.sha256 for r in rows if r.sha256 == sha} if sha else set()
     if not hits:  # a file changed since, or gone: the path it was enrolled from
-        hits = {r.sha256 for r in rows if r.source_name == ref}
+        hits = {r.sha256 for r in rows if _nfc(r.source_name) == _nfc(ref)}
+        if len(hits) > 1:
+            raise GalleryError(f"{ref}: {len(hits)} photos were enrolled as {ref}; name one by the first digits of "
+                               f"its sha256 ({', '.join(sorted(h[:12] for h in hits)[:5])}"
+                               f"{', ...' if len(hits) > 5 else ''}; see `edgeface gallery list NAME`)")
     if not hits and SHA_PREFIX.fullmatch(ref):
         hits = {r.sha256 for r in rows if r.sha256.startswith(ref)}
         if len(hits) > 1:
