@@ -13,21 +13,17 @@ from edgeface import exitcodes
 from edgeface.cli.common import add_config_option, add_gallery_option, config_from_args, err, gallery_path
 
 
-def _has_fleet_records(gallery) -> bool:
-    return gallery.db.execute("SELECT 1 FROM fleet_ledger LIMIT 1").fetchone() is not None
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     if args.name:
         return _list_photos(args)
-    from edgeface.fleet.sync import FleetLedger
+    from edgeface.fleet.ledger import FleetLedger
     from edgeface.store.gallery import Gallery, shown_name
 
     cfg = config_from_args(args)
     own = cfg.fleet.device or cfg.mqtt.client_id or ""
     with Gallery(cfg.gallery, create=False) as gallery:
         people = gallery.people()
-        origins = FleetLedger(gallery).origins(own) if cfg.fleet.name or _has_fleet_records(gallery) else {}
+        origins = FleetLedger(gallery).origins(own) if cfg.fleet.name or gallery.has_ledger() else {}
     if args.json:
         print(json.dumps([{"name": p.name, "embeddings": p.embeddings,
                            **({"negatives": p.negatives} if p.negatives else {}),

@@ -356,7 +356,8 @@ class Daemon:
                 gallery = plan.gallery = self._open_gallery(new.gallery, embedder.spec)
                 plan.gallery_missing = gallery is None
             plan.matcher = load_matcher(gallery, embedder.spec, new.recognition)
-            plan.fleet_changed = new.fleet != old.fleet or new.mqtt != old.mqtt or plan.embedder is not None
+            plan.fleet_changed = new.fleet != old.fleet or new.mqtt != old.mqtt or plan.embedder is not None \
+                or (self.fleet is not None and self.fleet.key_changed())  # a rotated key, same path
             if new.mqtt != old.mqtt or new.home != old.home \
                     or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
                 plan.publisher = _new_publisher(new)
