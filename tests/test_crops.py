@@ -5,15 +5,8 @@ import pytest
 from faces import astronaut_bgr
 from skimage import data
 
-from edgeface.config import Config
 from edgeface.recognition.match import Matcher, OpenSetRule
-from edgeface.recognition.pipeline import build_recognizer
 from edgeface.vision.detect import largest
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    return build_recognizer(Config())
 
 
 def tight_crop(recognizer, zoom: float, size: int = 112) -> np.ndarray:
@@ -80,10 +73,8 @@ def test_the_astronaut_still_gives_exactly_her_face(recognizer):
     assert 150 < x + w / 2 < 300 and 50 < y + h / 2 < 200
 
 
-def test_identify_and_enroll_take_a_tight_crop(recognizer, tmp_path):
+def test_identify_and_enroll_take_a_tight_crop(recognizer, tmp_path, cli):
     import json
-    import subprocess
-    import sys
 
     crop = tmp_path / "crop.png"
     cv2.imwrite(str(crop), tight_crop(recognizer, zoom=2.0))
@@ -91,13 +82,9 @@ def test_identify_and_enroll_take_a_tight_crop(recognizer, tmp_path):
     cv2.imwrite(str(full), astronaut_bgr())
     db = tmp_path / "g.db"
 
-    def edgeface(*args):
-        return subprocess.run([sys.executable, "-m", "edgeface", *map(str, args)], capture_output=True, text=True,
-                              timeout=300)
-
-    r = edgeface("enroll", "eileen", crop, "--gallery", db)
+    r = cli("enroll", "eileen", crop, "--gallery", db)
     assert r.returncode == 0 and "1 new face(s) enrolled" in r.stdout, r.stderr
-    r = edgeface("identify", full, crop, "--gallery", db, "--json")
+    r = cli("identify", full, crop, "--gallery", db, "--json")
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert [[f["name"] for f in line["faces"]] for line in lines] == [["eileen"], ["eileen"]]

@@ -2,18 +2,10 @@
 import re
 
 import cv2
-import pytest
 from faces import astronaut_bgr, turned, write_jpeg
 
-from edgeface.config import Config
 from edgeface.recognition.enroll import MIN_FACE_PX, enroll
-from edgeface.recognition.pipeline import build_recognizer
 from edgeface.store.gallery import Gallery
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    return build_recognizer(Config())
 
 
 def _enrol(tmp_path, recognizer, name, *paths, gallery="g.db"):

@@ -307,7 +307,7 @@ def test_entities_follow_the_gallery_without_a_restart_and_stale_ones_go_after_o
 
 
 # -- the daemon, end to end ------------------------------------------------------------------
-from test_daemon import Daemon, astronaut_head, enroll, needs_shipped_model, shipped_model, write_config  # noqa: E402
+from running import Daemon, astronaut_head, enroll, needs_shipped_model, shipped_model, write_config  # noqa: E402
 
 from edgeface.cli.demo import clip_background, face_frame  # noqa: E402
 

@@ -2,18 +2,13 @@
 import numpy as np
 import pytest
 from faces import astronaut_bgr, turned
+from faces import correlation as corr
 
 from edgeface.recognition.embed import Embedder
 from edgeface.recognition.match import Matcher
 from edgeface.recognition.pipeline import FramePipeline, Recognizer
 from edgeface.recognition.track import Tracker
 from edgeface.vision.detect import HaarDetector
-
-
-def corr(a, b):
-    a, b = a.astype(float).ravel(), b.astype(float).ravel()
-    a, b = a - a.mean(), b - b.mean()
-    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
 @pytest.fixture(scope="module")
