@@ -7,7 +7,8 @@ daemon's test clip and runner, and the edgeface command run in-process.
         msg = sub.wait_for(lambda m: m.topic == "edgeface/status" and m.text == "online")
 
 `mosquitto.stop()` / `mosquitto.start()` take the broker away and bring it back on the same port.
-Every test that uses `mosquitto` (directly or through `subscriber`) is marked `broker`, so
+Every test that uses `mosquitto` (directly or through `subscriber`) is marked `broker`, and every
+test that starts daemons with `run_daemon` (seconds each, for the model and the clip) `slow`, so
 `python -m pytest -m "not slow and not broker"` is the quick set.
 """
 from __future__ import annotations
@@ -29,8 +30,11 @@ from edgeface.cli.testbroker import Mosquitto, mosquitto_executable
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "mosquitto" in getattr(item, "fixturenames", ()):
+        used = getattr(item, "fixturenames", ())
+        if "mosquitto" in used:
             item.add_marker(pytest.mark.broker)
+        if "run_daemon" in used:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

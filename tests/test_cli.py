@@ -66,14 +66,6 @@ def test_bad_files_are_reported_per_file_and_nothing_is_written(tmp_path, photos
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM people").fetchone()[0] == 0
 
 
-def test_partial_success_enrols_the_good_photos(tmp_path, photos, cli):
-    db = tmp_path / "g.db"
-    text = tmp_path / "notes.png"
-    text.write_text("x")
-    r = cli("enroll", "eileen", photos["upright"], text, "--gallery", db)
-    assert r.returncode == 0 and "1 new face(s) enrolled" in r.stdout and "notes.png" in r.stderr
-
-
 def test_identify_reports_unreadable_images_and_exits_non_zero(gallery, tmp_path, photos, cli):
     bad = tmp_path / "bad.jpg"
     bad.write_text("nope")

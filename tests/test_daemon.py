@@ -36,8 +36,6 @@ from running import (
 
 from edgeface.cli.testbroker import free_port
 
-pytestmark = pytest.mark.slow
-
 
 @needs_model
 def test_sigterm_publishes_offline_and_exits_0_with_sd_notify(tmp_path, mosquitto, subscriber, run_daemon, media):
@@ -282,13 +280,6 @@ def test_unit_file_verifies(tmp_path):
     assert r.returncode == 0 and "edgeface.service" not in r.stderr, r.stderr
 
 
-def test_example_config_loads():
-    from edgeface.config import load
-
-    cfg = load(REPO / "systemd" / "edgeface.yaml")
-    assert cfg.cameras[0].name == "front" and cfg.gallery == "/var/lib/edgeface/gallery.db"
-
-
 def test_sd_notify_to_a_path_socket(tmp_path, monkeypatch):
     from edgeface.service import sdnotify
 
@@ -308,6 +299,8 @@ def test_sd_notify_to_a_path_socket(tmp_path, monkeypatch):
     s.close()
 
 
+@pytest.mark.slow
+@pytest.mark.broker  # the demo's own, in-process
 @needs_shipped_model
 def test_demo_prints_the_astronaut_messages(tmp_path):
     # amqtt when installed (the demo extra), else the mosquitto the tests use anyway
