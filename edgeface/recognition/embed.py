@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeface.config.paths import shipped_file
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "dlib_resnet_v1_int8.tflite"
@@ -23,15 +25,6 @@ EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "
 
 class ModelError(RuntimeError):
     """The model or its sidecar cannot be used; the message names the file."""
-
-
-def shipped_file(name: str) -> Path:
-    """A file of models/: inside the installed wheel (edgeface/models/), else the source tree's."""
-    package = Path(__file__).resolve().parents[1]  # edgeface/
-    for folder in (package / "models", package.parent / "models"):
-        if (folder / name).is_file():
-            return folder / name
-    return package.parent / "models" / name
 
 
 def default_model_path() -> Path:
