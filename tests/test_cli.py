@@ -174,6 +174,7 @@ def test_a_bad_config_is_a_usage_error_naming_the_file(tmp_path, photos, cli):
     assert r.returncode == 2 and "bad.yaml" in r.stderr and "angels" in r.stderr
 
 
+@pytest.mark.slow
 def test_enroll_not_marks_a_face_that_is_then_never_named_as_that_person(tmp_path, photos, cli):
     db = tmp_path / "g.db"
     assert cli("enroll", "eileen", photos["upright"], "--gallery", db).returncode == 0

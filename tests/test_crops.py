@@ -61,6 +61,7 @@ def _textures() -> dict[str, np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(_textures()))
 def test_no_face_is_invented_in_a_picture_without_one(recognizer, name):
     assert recognizer.find(_textures()[name]) == []

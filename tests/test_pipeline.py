@@ -25,6 +25,7 @@ def test_landmark_aligned_chip_of_a_turned_face_is_the_upright_chip(recognizer, 
     assert corr(got, ref) > 0.95
 
 
+@pytest.mark.slow
 def test_recognize_names_a_turned_face_and_frame_pipeline_announces_it_once(recognizer):
     face = astronaut_bgr()
     (enrolled,) = recognizer.embed(face, recognizer.detector.detect(face)[:1])
