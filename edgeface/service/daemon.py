@@ -24,6 +24,7 @@ import numpy as np
 from edgeface import exitcodes
 from edgeface.config import Config, ConfigError, load
 from edgeface.fleet.sync import FleetError, FleetSync, read_key
+from edgeface.mqtt.diagnostics import DeviceProbe, camera_values, device_values
 from edgeface.mqtt.presence import Presence
 from edgeface.mqtt.publish import Publisher
 from edgeface.recognition.embed import Embedder, ModelSpec
@@ -141,6 +142,7 @@ class CameraWorker:
             for event in result.events:
                 jpeg = self._crop_jpeg(frame.image, event.box) if self.snapshot else None
                 try:
+                    self.publisher.publish_face_image(self.name, event, frame.image)  # first: automations find it
                     self.publisher.publish_identity(self.name, event, jpeg)
                     self.publisher.publish_home(self.name, event, done - frame.mono)
                 except (ValueError, OSError, RuntimeError) as e:  # never let MQTT trouble stop the camera
@@ -150,7 +152,7 @@ class CameraWorker:
                          event.angle)
                 self._keep_crop(event, frame.image)
             if self.presence is not None:
-                self._report_sightings(result.faces, frame.t)
+                self._report_sightings(result.faces, frame.mono, frame.t)
             with self._lock:
                 self._frames += 1
                 self._latency_ms.append((done - frame.mono) * 1e3)
@@ -166,13 +168,14 @@ class CameraWorker:
         except (OSError, ValueError, cv2.error) as e:  # a full disk must not stop the camera
             log.error("camera %s: cannot keep the event's face crop in %s: %s", self.name, store.folder, e)
 
-    def _report_sightings(self, faces, t: float) -> None:
+    def _report_sightings(self, faces, mono: float, wall: float) -> None:
         """Every face whose identity was announced keeps its person (or the unknown visitor) present."""
         assert self.presence is not None
         for track, _ in faces:
             if track.announced and not track.recheck:
                 try:
-                    self.publisher.publish_presence(self.presence.seen(track.announced_name, self.name, track.score, t))
+                    seen = self.presence.seen(track.announced_name, self.name, track.score, mono, wall)
+                    self.publisher.publish_presence(seen)
                 except (ValueError, OSError, RuntimeError) as e:
                     log.error("camera %s: cannot publish presence: %s", self.name, e)
 
@@ -185,6 +188,10 @@ class CameraWorker:
             return None
         ok, buf = cv2.imencode(".jpg", image[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 85])
         return buf.tobytes() if ok else None
+
+
+def _publisher(cfg: Config) -> Publisher:
+    return Publisher(cfg.mqtt, [c.name for c in cfg.cameras], home=cfg.home, fleet=bool(cfg.fleet.name))
 
 
 def _embedder_settings(cfg: Config) -> tuple:
@@ -236,6 +243,8 @@ class Daemon:
         self.presence = Presence(cfg.home.presence_timeout, cfg.home.unknown_timeout)
         self.events = _event_store(cfg)  # None unless events.keep_crops
         self.fleet: FleetSync | None = None  # with fleet.name: gallery sync with the other devices
+        self.last_fleet_sync: float | None = None  # wall clock (shown in Home Assistant)
+        self.probe = DeviceProbe()
         self.readers: list[CameraReader] = []
         self.workers: list[CameraWorker] = []
         self.stop_event = threading.Event()
@@ -326,9 +335,8 @@ class Daemon:
         self._use_matcher(self._gallery_matcher(), "loaded")
         assert self.matcher is not None
         cameras = self._build_cameras(self.cfg, self.embedder, self.matcher)
-        self.publisher = Publisher(self.cfg.mqtt, [c.name for c in self.cfg.cameras], home=self.cfg.home)
-        self.publisher.publish_presence(self.presence.states())
-        self.publisher.start()
+        self.publisher = _publisher(self.cfg)
+        self.publisher.start(self.presence.states())
         self._start_fleet()
         self._start_cameras(cameras)
 
@@ -344,6 +352,7 @@ class Daemon:
             return
         try:
             self.fleet.step(self.gallery)
+            self.last_fleet_sync = time.time()
         except Exception as e:  # the broker or the gallery file in trouble: try again next poll
             log.warning("fleet: sync failed (%s); trying again", e)
 
@@ -363,7 +372,7 @@ class Daemon:
                 self.reload_event.clear()
                 self.reload()
             if self.publisher is not None:
-                self.publisher.publish_presence(self.presence.expire(time.time()))  # frames carry wall-clock times
+                self.publisher.publish_presence(self.presence.expire(time.monotonic()))
             if now >= next_poll:
                 next_poll = now + self.cfg.gallery_poll_interval
                 self._sync_fleet()
@@ -400,9 +409,10 @@ class Daemon:
             log.warning("gallery %s: cannot reload (%s); keeping the previous one", self.cfg.gallery, e)
 
     def log_status(self) -> None:
-        parts = []
+        parts, diagnostics = [], {}
         for w in self.workers:
             s = w.take_stats()
+            diagnostics[w.name] = camera_values(s, w.reader.frames_skipped)
             parts.append(f"{w.name} {s['fps']:.1f} fps, latency {s['latency_ms']:.0f} ms "
                          f"(p95 {s['latency_p95_ms']:.0f}), faces {s['faces']}, events {s['events']}, "
                          f"cascade on {s['cascade_share']:.0%} of frames")
@@ -417,6 +427,9 @@ class Daemon:
             line += " | gallery EMPTY: everyone unknown"
         log.info("status: %s", line)
         sdnotify.status(line[:200])
+        m = self.matcher
+        p.publish_diagnostics(diagnostics, device_values(self.probe, len(m.people) if m else 0,
+                                                         len(m.names) if m else 0, self.last_fleet_sync))
 
     # -- reloading -----------------------------------------------------------------------
     def reload(self) -> None:
@@ -450,9 +463,9 @@ class Daemon:
                 plan.gallery_missing = gallery is None
             plan.matcher = load_matcher(gallery, embedder.spec, new.recognition)
             plan.fleet_changed = new.fleet != old.fleet or new.mqtt != old.mqtt or plan.embedder is not None
-            if new.mqtt != old.mqtt or new.home != old.home \
+            if new.mqtt != old.mqtt or new.home != old.home or bool(new.fleet.name) != bool(old.fleet.name) \
                     or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
-                plan.publisher = Publisher(new.mqtt, [c.name for c in new.cameras], home=new.home)
+                plan.publisher = _publisher(new)
             if plan.embedder is not None or _camera_settings(new) != _camera_settings(old):
                 plan.cameras = self._build_cameras(new, embedder, plan.matcher)
         except BaseException:
@@ -480,8 +493,7 @@ class Daemon:
             self.publisher.close(timeout=0.5)
             self.publisher = plan.publisher
             self.presence.configure(self.cfg.home.presence_timeout, self.cfg.home.unknown_timeout)
-            self.publisher.publish_presence(self.presence.states())
-            self.publisher.start()
+            self.publisher.start(self.presence.states())
             for w in self.workers:
                 w.publisher = self.publisher
         assert plan.matcher is not None
