@@ -110,14 +110,20 @@ T=$(now)
 inroot python$PY_VER -c 'import sys, ssl; print("  ", sys.version.split()[0], ssl.OPENSSL_VERSION)' ||
     die "the $SUITE python does not start in the chroot"
 [ -x "$ROOT/opt/hass/bin/pip" ] || inroot python$PY_VER -m venv /opt/hass || die "venv failed"
-# Requirements of the integrations this run loads (hass runs with --skip-pip).
 HA_EXTRA=(paho-mqtt aiohttp_cors aiohttp-fast-zlib isal PyTurboJPEG)
 if ! inroot python -c 'import homeassistant' 2>/dev/null; then
     inroot pip install -q --upgrade pip || die "upgrading pip failed"
-    inroot pip install --progress-bar off "$HA_REQ" | grep -E "^(Collecting|Building|Successfully)" | sed "s/^/   /"; [ "${PIPESTATUS[0]}" = 0 ] || die "pip install $HA_REQ failed"
+    # Home Assistant's own pins (package_constraints.txt in its wheel), as its docs install it:
+    # without them pip backtracks through dozens of sdists of its requirements.
+    rm -rf "$ROOT/tmp/ha-wheel" && inroot pip download -q --no-deps -d /tmp/ha-wheel "$HA_REQ" ||
+        die "downloading $HA_REQ failed"
+    inroot python -c 'import glob, zipfile, sys; z = zipfile.ZipFile(glob.glob("/tmp/ha-wheel/*.whl")[0]); open("/tmp/ha-constraints.txt", "wb").write(z.read("homeassistant/package_constraints.txt"))' ||
+        die "no package_constraints.txt in the homeassistant wheel"
+    wheel=$(cd "$ROOT" && ls tmp/ha-wheel/*.whl)
+    inroot pip install -q "/$wheel" -c /tmp/ha-constraints.txt || die "pip install $HA_REQ failed"
 fi
-inroot pip install -q "${HA_EXTRA[@]}" -c /opt/hass/lib/python$PY_VER/site-packages/homeassistant/package_constraints.txt ||
-    die "installing the integrations' requirements failed"
+# Requirements of the integrations this run loads (hass runs with --skip-pip).
+inroot pip install -q "${HA_EXTRA[@]}" -c /tmp/ha-constraints.txt || die "installing the integrations' requirements failed"
 HA_VERSION=$(inroot python -c 'from homeassistant.const import __version__; print(__version__)')
 echo "   Home Assistant $HA_VERSION; $(since "$T") s"
 [ "$PREPARE_ONLY" = 1 ] && { say "prepared"; exit 0; }

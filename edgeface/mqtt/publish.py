@@ -71,8 +71,8 @@ def identity_payload(event, camera: str) -> dict:
 class Publisher:
     def __init__(self, cfg: MqttConfig, cameras: list[str], config_path: str | None = None,
                  home: HomeConfig | None = None, fleet: bool = False):
-        """`fleet`: this device is one of a household's; the deprecated household-wide
-        {prefix}/status is then left alone (one device stopping must not say all are offline)."""
+        """`fleet`: this device is one of a household's: its availability is its own
+        {prefix}/<device>/status (one device stopping must not make the others unavailable)."""
         self.cfg = cfg
         self.home = home or HomeConfig()
         self.fleet = fleet
@@ -82,7 +82,7 @@ class Publisher:
         self.cameras = list(cameras)
         # config.load() fills client_id in; built by hand, the MqttConfig may leave it to us
         self.client_id = cfg.client_id or default_client_id(config_path)
-        self.topics = Topics.build(cfg, self.home, self.client_id)
+        self.topics = Topics.build(cfg, self.home, self.client_id, fleet)
         self.prefix = self.topics.prefix
         self.node_id = self.topics.node_id
         self.status_topic = self.topics.status
@@ -146,8 +146,6 @@ class Publisher:
         self._connect_failures = 0
         self._connected_at = time.monotonic()
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
-        if not self.fleet:
-            client.publish(self.topics.household_status, ONLINE, qos=1, retain=True)
         if self.cfg.discovery:
             self._publish_discovery(client)
             if self.home.presence:  # finds the entities of people removed while we were away
@@ -315,8 +313,6 @@ class Publisher:
         self._closing = True
         end = time.monotonic() + timeout
         if self.connected:
-            if not self.fleet:
-                self.client.publish(self.topics.household_status, OFFLINE, qos=1, retain=True)
             info = self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=max(0.05, end - time.monotonic()))

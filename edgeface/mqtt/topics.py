@@ -1,7 +1,7 @@
 """Every MQTT topic edgeface publishes or subscribes to, built in one place.
 
-    {prefix}/{device}/status              retained online/offline, the Last Will: this device's availability
-    {prefix}/status                       the same, kept for one-device installs (no fleet): deprecated
+    {prefix}/status                       retained online/offline, the Last Will: a device on its own
+    {prefix}/{device}/status              the same for each device of a fleet (one availability per device)
     {prefix}/{device}/diagnostics         retained JSON: CPU, temperature, gallery size, last fleet sync
     {prefix}/{device}/presence/<key>      retained JSON: this device's own view of a person (fleet)
     {prefix}/{camera}/identity            one JSON event per appearance / identity change
@@ -58,22 +58,22 @@ class Topics:
     node_id: str
     frigate_prefix: str
     double_take_prefix: str
+    fleet: bool = False  # one of a household's devices sharing the prefix
 
     @classmethod
-    def build(cls, mqtt: MqttConfig, home: HomeConfig, client_id: str) -> Topics:
+    def build(cls, mqtt: MqttConfig, home: HomeConfig, client_id: str, fleet: bool = False) -> Topics:
         prefix = mqtt.topic_prefix.rstrip("/")
         return cls(prefix=prefix, discovery_prefix=mqtt.discovery_prefix.rstrip("/"), node_id=node_id_of(client_id),
                    frigate_prefix=(home.frigate_prefix or prefix).rstrip("/"),
-                   double_take_prefix=home.double_take_prefix.rstrip("/"))
+                   double_take_prefix=home.double_take_prefix.rstrip("/"), fleet=fleet)
 
     # -- this device -----------------------------------------------------------------------
     @property
     def status(self) -> str:
-        return f"{self.prefix}/{self.node_id}/status"
-
-    @property
-    def household_status(self) -> str:
-        return f"{self.prefix}/status"
+        """This device's availability (and Last Will). A device on its own keeps {prefix}/status,
+        as before; in a fleet each device has its own, so one stopping leaves the others available
+        (their entities' discovery points at it; the unique ids, and so the entity ids, stay)."""
+        return f"{self.prefix}/{self.node_id}/status" if self.fleet else f"{self.prefix}/status"
 
     @property
     def device_diagnostics(self) -> str:
