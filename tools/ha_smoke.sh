@@ -12,7 +12,7 @@
 # Usage: tools/ha_smoke.sh [--prepare]   (--prepare: build the userland and install HA only)
 # Cache: EDGEFACE_HA_CACHE (default /var/cache/edgeface-ha); output: EDGEFACE_HA_OUT
 # (default /tmp/edgeface-ha-smoke). Also EDGEFACE_DEBIAN_MIRROR, EDGEFACE_DEBIAN_SECURITY_MIRROR,
-# HOMEASSISTANT (pip requirement, default "homeassistant").
+# HOMEASSISTANT (pip requirement, default "homeassistant"), PYTHON (the python that runs edgeface).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,7 @@ OUT=${EDGEFACE_HA_OUT:-/tmp/edgeface-ha-smoke}
 MIRROR=${EDGEFACE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${EDGEFACE_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 HA_REQ=${HOMEASSISTANT:-homeassistant}
+PY=${PYTHON:-python3}  # runs edgeface (needs its dependencies)
 SUITE=trixie
 PY_VER=3.13
 # gcc, libc6-dev, python3.13-dev: a few of Home Assistant's pinned requirements (lru-dict) have
@@ -110,7 +111,10 @@ T=$(now)
 inroot python$PY_VER -c 'import sys, ssl; print("  ", sys.version.split()[0], ssl.OPENSSL_VERSION)' ||
     die "the $SUITE python does not start in the chroot"
 [ -x "$ROOT/opt/hass/bin/pip" ] || inroot python$PY_VER -m venv /opt/hass || die "venv failed"
-HA_EXTRA=(paho-mqtt aiohttp_cors aiohttp-fast-zlib isal PyTurboJPEG)
+# What the integrations this run loads need (Home Assistant would pip-install them at its first
+# start; installed here so the run itself needs no index): frontend (without it Home Assistant
+# starts in recovery mode), conversation/cloud, http, mqtt.
+HA_EXTRA=(home-assistant-frontend hassil home-assistant-intents paho-mqtt aiohttp_cors aiohttp-fast-zlib isal)
 if ! inroot python -c 'import homeassistant' 2>/dev/null; then
     inroot pip install -q --upgrade pip || die "upgrading pip failed"
     # Home Assistant's own pins (package_constraints.txt in its wheel), as its docs install it:
@@ -127,3 +131,8 @@ inroot pip install -q "${HA_EXTRA[@]}" -c /tmp/ha-constraints.txt || die "instal
 HA_VERSION=$(inroot python -c 'from homeassistant.const import __version__; print(__version__)')
 echo "   Home Assistant $HA_VERSION; $(since "$T") s"
 [ "$PREPARE_ONLY" = 1 ] && { say "prepared"; exit 0; }
+
+# -- (c) Home Assistant, mosquitto and edgeface, on loopback -------------------------------------
+say "(c) the run (edgeface from this checkout, with $PY)"
+"$PY" -c 'import cv2, paho.mqtt' 2>/dev/null || die "$PY lacks edgeface's dependencies (set PYTHON to its venv's python)"
+"$PY" tools/ha_smoke.py "$ROOT" "$OUT"

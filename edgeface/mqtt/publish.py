@@ -34,6 +34,7 @@ from edgeface.mqtt import compat
 from edgeface.mqtt import homeassistant as ha
 from edgeface.mqtt.client import RECONNECT_MAX_S, RECONNECT_MIN_S, mqtt_client
 from edgeface.mqtt.homeassistant import OFFLINE, ONLINE
+from edgeface.mqtt.household import Household
 from edgeface.mqtt.images import face_jpeg
 from edgeface.mqtt.presence import PresenceUpdate
 from edgeface.mqtt.topics import Topics
@@ -45,6 +46,10 @@ CLASH_DROPS = 2  # ... and this many such drops in a row make us say so and back
 CLASH_BACKOFF_S = (5, 15, 45, 60)  # reconnect delays, one step further at each further early drop
 CLASH_BACKOFF_MAX_S = CLASH_BACKOFF_S[-1]
 STABLE_S = 2 * CLASH_BACKOFF_MAX_S  # a connection this long ends the back-off (the other one is gone)
+# fleet: the other devices' retained presence views arrive right after subscribing; the household
+# states wait this long after connecting, so a device starting up never says OFF for someone
+# another device sees
+HOUSEHOLD_SETTLE_S = 1.0
 
 
 def iso_utc(t: float) -> str:
@@ -86,6 +91,9 @@ class Publisher:
         self.prefix = self.topics.prefix
         self.node_id = self.topics.node_id
         self.status_topic = self.topics.status
+        self.household = Household(self.home.presence_timeout, self.home.unknown_timeout) if fleet else None
+        self._household_from = float("inf")  # monotonic time from which household states go out
+        self._home_attributes: dict[str, str] = {}  # fleet: attributes topic -> JSON last sent
         self.has_temperature = False  # set by the first diagnostics with a SoC temperature
         self._lock = threading.Lock()
         self._queue: collections.deque = collections.deque()
@@ -151,6 +159,9 @@ class Publisher:
             if self.home.presence:  # finds the entities of people removed while we were away
                 client.subscribe(self.topics.discovery_all("binary_sensor"), qos=1)
             client.subscribe(self.topics.ha_status, qos=1)
+        if self.household is not None and self.home.presence:
+            client.subscribe([(self.topics.all_device_presence, 1), (self.topics.all_device_status, 1)])
+            self._household_from = self._connected_at + HOUSEHOLD_SETTLE_S
         with self._lock:  # held while the backlog goes out, so new events queue behind it in order
             backlog = len(self._queue)
             while self._queue:
@@ -203,6 +214,8 @@ class Publisher:
             "MQTT: cannot reach %s:%d; retrying in the background", self.cfg.host, self.cfg.port)
 
     def _on_message(self, client, userdata, msg) -> None:
+        if self.household is not None and self._household_message(msg):
+            return
         if msg.topic == self.topics.ha_status:
             if msg.payload == ONLINE.encode():  # Home Assistant (re)started: it may have lost our entities
                 log.info("MQTT: Home Assistant is online; sending discovery again")
@@ -327,8 +340,12 @@ class Publisher:
 
     # -- home automation: presence, unknown visitors, compatibility outputs ---------------
     def publish_presence(self, updates: list[PresenceUpdate]) -> None:
-        """Presence entities' states (retained), announcing newcomers' entities and removing the removed."""
+        """Presence entities' states (retained), announcing newcomers' entities and removing the removed.
+        In a fleet, this device's own views, and the household states where they changed."""
         if not self.home.presence:
+            return
+        if self.household is not None:
+            self._publish_own_views(updates)
             return
         t = self.topics
         for u in updates:
@@ -361,6 +378,101 @@ class Publisher:
                 self._home_states[state_topic] = state
             if changed:
                 self._enqueue_or_send(state_topic, state, 1, True)
+
+    # -- fleet: household presence from every device's own view ------------------------------
+    @staticmethod
+    def _attributes(u: PresenceUpdate) -> dict:
+        # "person", not "name": Home Assistant drops an MQTT attribute called name (MQTT_ATTRIBUTES_BLOCKED)
+        return {"person": u.name, "camera": u.camera,
+                "last_seen": iso_utc(u.last_seen) if u.last_seen is not None else None,
+                "score": round(u.score, 4) if u.score is not None else None}
+
+    def _publish_own_views(self, updates: list[PresenceUpdate]) -> None:
+        assert self.household is not None
+        t, now = self.topics, time.monotonic()
+        for u in updates:
+            with self._home_lock:
+                new = u.name is not None and not u.removed and u.name not in self._home_people
+                if u.name is not None and u.removed:
+                    self._home_people.discard(u.name)
+                    self.household.forget(u.name)
+                    for topic in (t.presence_state(u.name), t.presence_attributes(u.name)):
+                        self._home_states.pop(topic, None)
+                        self._home_attributes.pop(topic, None)
+                elif new and u.name is not None:
+                    self._home_people.add(u.name)
+                if not u.removed:
+                    self.household.own(u.name, u.present, self._attributes(u), now)
+            if u.name is not None and u.removed:
+                if self.cfg.discovery:
+                    self._enqueue_or_send(ha.removal_topic(t, u.name), b"", 1, True)
+                for topic in (t.device_presence(u.name), t.presence_state(u.name), t.presence_attributes(u.name)):
+                    self._enqueue_or_send(topic, b"", 1, True)
+                continue
+            if new and self.cfg.discovery:
+                d = ha.presence(t, u.name)
+                self._enqueue_or_send(d.topic, to_json(d.config), 1, True)
+            self._enqueue_or_send(t.device_presence(u.name), to_json({"present": u.present, **self._attributes(u)}),
+                                  1, True)
+        self._publish_household(now)
+
+    def _household_message(self, msg) -> bool:
+        """Another device's view or status; True if the message was one of those."""
+        assert self.household is not None
+        parts = msg.topic.split("/")
+        prefix = self.prefix.split("/")
+        if parts[:len(prefix)] != prefix:
+            return False
+        rest = parts[len(prefix):]
+        now = time.monotonic()
+        if len(rest) == 2 and rest[1] == "status":
+            if rest[0] != self.node_id:
+                with self._home_lock:
+                    self.household.device_status(rest[0], msg.payload == ONLINE.encode(), now)
+                self._publish_household(now)
+            return True
+        if len(rest) == 3 and rest[1] == "presence":
+            if rest[0] != self.node_id:
+                try:
+                    view = json.loads(msg.payload) if msg.payload else None
+                except ValueError:
+                    view = None
+                if view is None or isinstance(view, dict):
+                    with self._home_lock:
+                        name = view.get("person") if view else self._name_of_key(rest[2])
+                        if name is None and rest[2] != "unknown":
+                            return True  # a removal of someone we do not know
+                        self.household.heard(rest[0], name, view, now)
+                    self._publish_household(now)
+            return True
+        return False
+
+    def _name_of_key(self, key: str) -> str | None:
+        from_key = {self.topics.device_presence(n).rsplit("/", 1)[1]: n for n in self._home_people}
+        return from_key.get(key)
+
+    def _publish_household(self, now: float) -> None:
+        """The household states and attributes that changed (once the others' views have arrived)."""
+        assert self.household is not None
+        if not self.connected or now < self._household_from:
+            return
+        t = self.topics
+        with self._home_lock:
+            names: list[str | None] = [*sorted(self._home_people), None]
+            out = []
+            for name in names:
+                present, attributes = self.household.state(name, now)
+                state = "ON" if present else "OFF"
+                if attributes is not None:
+                    body = to_json(attributes)
+                    if self._home_attributes.get(t.presence_attributes(name)) != body:
+                        self._home_attributes[t.presence_attributes(name)] = body
+                        out.append((t.presence_attributes(name), body))
+                if self._home_states.get(t.presence_state(name)) != state:
+                    self._home_states[t.presence_state(name)] = state
+                    out.append((t.presence_state(name), state))
+        for topic, payload in out:
+            self._enqueue_or_send(topic, payload, 1, True)
 
     def publish_home(self, camera: str, event, duration: float) -> None:
         """What one identity event means beyond {prefix}/{camera}/identity: the unknown-visitor

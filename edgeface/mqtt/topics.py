@@ -87,6 +87,11 @@ class Topics:
         """Every device's own presence views (subscription)."""
         return f"{self.prefix}/+/presence/+"
 
+    @property
+    def all_device_status(self) -> str:
+        """Every device's availability in a fleet (subscription)."""
+        return f"{self.prefix}/+/status"
+
     # -- cameras ---------------------------------------------------------------------------
     def identity(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/identity"
