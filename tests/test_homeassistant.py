@@ -24,12 +24,14 @@ import textwrap
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
+from skimage import data
 
 from edgeface.config import HomeConfig, MqttConfig
 from edgeface.mqtt import homeassistant as ha
 from edgeface.mqtt.diagnostics import DeviceProbe, find_soc_zone
-from edgeface.mqtt.images import MAX_BYTES, grown_box
+from edgeface.mqtt.images import MAX_BYTES, face_jpeg, grown_box
 from edgeface.mqtt.presence import Presence
 from edgeface.mqtt.publish import Publisher
 from edgeface.mqtt.topics import name_key
@@ -416,9 +418,8 @@ def test_face_picture_box_grows_by_half_and_stays_small():
     assert grown_box((100, 100, 40, 40), (480, 640, 3)) == (90, 90, 150, 150)
     assert grown_box((0, 0, 40, 40), (480, 640, 3)) == (0, 0, 50, 50)  # clipped at the edge
     assert grown_box((700, 10, 40, 40), (480, 640, 3)) is None
-    from edgeface.mqtt.images import face_jpeg
     big = cv2.resize(astronaut_bgr(), (2000, 2000))
-    noisy = (big.astype("int16") + __import__("numpy").random.default_rng(0).integers(-60, 60, big.shape)).clip(0, 255)
+    noisy = (big.astype("int16") + np.random.default_rng(0).integers(-60, 60, big.shape)).clip(0, 255)
     jpeg = face_jpeg(noisy.astype("uint8"), (100, 100, 1600, 1600))
     assert jpeg is not None and len(jpeg) <= MAX_BYTES and jpeg[:2] == b"\xff\xd8"
 
@@ -436,7 +437,6 @@ def test_soc_temperature_comes_from_the_boards_thermal_zone(tmp_path):
 
 
 def astronaut_bgr():
-    from skimage import data
     return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
 
 
@@ -492,7 +492,7 @@ def test_the_strangers_picture_arrives_before_the_unknown_visitor_event(mosquitt
         assert picture_at < order.index("edgeface/door/identity")
         picture = sub.messages[picture_at]
         assert len(picture.payload) <= MAX_BYTES and picture.retain is False  # as delivered live
-        decoded = cv2.imdecode(__import__("numpy").frombuffer(picture.payload, "uint8"), cv2.IMREAD_COLOR)
+        decoded = cv2.imdecode(np.frombuffer(picture.payload, "uint8"), cv2.IMREAD_COLOR)
         x0, y0, x1, y1 = grown_box(_Stranger.box, image.shape)
         assert decoded.shape[:2] == (y1 - y0, x1 - x0)  # the face box grown by half
         config = sub.wait_for(lambda m: m.topic == f"{DP}/image/edgeface-ha/door_last_unknown_visitor/config", 10)

@@ -7,7 +7,7 @@ import pytest
 
 from edgeface.config import ConfigError, parse
 from edgeface.mqtt.presence import Presence, PresenceUpdate
-from edgeface.mqtt.topics import name_key
+from edgeface.mqtt.topics import UNKNOWN_KEY, name_key
 
 T0 = 1_700_000_000.0  # any wall-clock second: the machine only ever sees the times it is given
 
@@ -122,7 +122,6 @@ def test_name_key_is_stable_distinct_and_topic_safe():
     ("李", "😀", "#", "", "person"),  # all mapped to one empty (or the fallback) level
 ])
 def test_name_keys_never_collide(names):
-    from edgeface.mqtt.topics import UNKNOWN_KEY
     keys = [name_key(n) for n in names]
     assert len(set(keys)) == len(keys), keys
     assert UNKNOWN_KEY not in keys

@@ -265,7 +265,8 @@ def main() -> int:
         while time.monotonic() < end:
             states = hass.states()
             auto = states.get("automation.someone_unknown_is_at_the_door", {})
-            if auto.get("attributes", {}).get("last_triggered") and IMAGE_ENTITY in states \
+            diagnostics = states.get("sensor.edgeface_door_fps", {}).get("state") not in (None, "unknown")
+            if auto.get("attributes", {}).get("last_triggered") and IMAGE_ENTITY in states and diagnostics \
                     and "EDGEFACE-SMOKE notified" in (ha_config / "home-assistant.log").read_text(errors="replace"):
                 break
             time.sleep(2)
@@ -293,9 +294,10 @@ def main() -> int:
             by_token, _ = hass.request("GET", entity_picture, raw=True, auth=False)
             summary["picture"]["entity_picture_url_serves_it"] = by_token == picture
         print(f"   /api/image_proxy/{IMAGE_ENTITY}: {summary['picture']}")
-        summary["home_assistant_warnings_about_edgeface"] = [
-            line for line in log.splitlines() if ("edgeface" in line.lower() and "WARNING" in line
-                                                  and "EDGEFACE-SMOKE" not in line)][:10]
+        # e.g. "uses the deprecated option `object_id`": Home Assistant's word on our discovery
+        summary["home_assistant_log_lines_about_edgeface_or_discovery"] = [
+            line for line in log.splitlines() if any(w in line.lower() for w in ("edgeface", "deprecated", "discovery"))
+            and "EDGEFACE-SMOKE" not in line][:20]
         summary["entities"] = sorted(ours)
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         ok = bool(summary["automation_last_triggered"] and notified and summary["picture"]["same_as_published"]
@@ -310,10 +312,8 @@ def main() -> int:
                     p.wait(20)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        if ha_config.exists():
-            for name in ("home-assistant.log",):
-                if (ha_config / name).exists():
-                    shutil.copy(ha_config / name, out / name)
+        for log_file in ha_config.glob("home-assistant.log*"):
+            shutil.copy(log_file, out / log_file.name)
 
 
 if __name__ == "__main__":
