@@ -72,7 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         empty_room(work / "room.avi")
-        broker = Mosquitto(work / "broker").start()
+        broker = Mosquitto(work).start()
         try:
             got: dict[bool, list[float]] = {True: [], False: []}
             for _ in range(args.rounds):
