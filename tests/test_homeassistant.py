@@ -311,9 +311,11 @@ def test_diagnostics_are_discovered_and_published_retained(mosquitto, subscriber
         camera = {"fps": 9.87, "dropped_frames": 4, "cascade_share": 12.5}
         device = {"cpu_percent": 7.5, "soc_temperature": None, "gallery_people": 2, "gallery_faces": 9,
                   "last_fleet_sync": None}
+        live = subscriber("edgeface/#")
         pub.publish_diagnostics({"door": camera}, device)
-        late = subscriber("edgeface/#")
         d_topic = pub.topics.device_diagnostics
+        assert live.wait_for(lambda m: m.topic == d_topic, 10)  # at the broker (then: retained?)
+        late = subscriber("edgeface/#")
         assert late.wait_for(lambda m: m.topic == d_topic and m.retain, 10).json() == device
         assert late.wait_for(lambda m: m.topic == "edgeface/door/diagnostics" and m.retain, 10).json() == camera
         configs = retained_configs(subscriber, 9)
