@@ -4,7 +4,7 @@
 #   sudo tools/ha_smoke.sh --prepare && sudo EDGEFACE_HA_PYTHON=tools/ha_python.sh python -m pytest tests/test_homeassistant.py
 set -euo pipefail
 ROOT=${EDGEFACE_HA_CACHE:-/var/cache/edgeface-ha}/root-trixie-amd64
-[ -x "$ROOT/opt/hass/bin/python" ] || { echo "no Home Assistant in $ROOT: run tools/ha_smoke.sh --prepare" >&2; exit 2; }
+[ -f "$ROOT/opt/hass/pyvenv.cfg" ] || { echo "no Home Assistant in $ROOT: run tools/ha_smoke.sh --prepare" >&2; exit 2; }
 inside=$(mktemp -d "$ROOT/tmp/ha-python.XXXXXX")
 trap 'rm -rf "$inside"' EXIT
 args=()
