@@ -8,6 +8,8 @@ from skimage import data
 
 from edgeface.vision.geometry import turn_image
 
+FACE_BOX = (177, 75, 92, 92)  # the astronaut's face in astronaut_bgr(): x, y, w, h
+
 
 def astronaut_bgr() -> np.ndarray:
     """NASA's public-domain portrait of Eileen Collins, 512x512, as OpenCV reads images."""
