@@ -26,7 +26,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--delegate", default=None,
                    help="xnnpack (default CPU), cpu (reference kernels), edgetpu, or a delegate library path")
     g.add_argument("--strict", action="store_true",
-                   help="fail instead of falling back to the CPU when the delegate cannot load")
+                   help="fail instead of falling back to the CPU when the delegate (or OpenVINO device) cannot load")
+    g.add_argument("--runtime", choices=("litert", "openvino"), default=None,
+                   help="litert (default) or openvino (pip install \"edgeface[openvino]\")")
+    g.add_argument("--device", default=None, type=str.upper, choices=("CPU", "GPU", "NPU", "AUTO"),
+                   help="OpenVINO's device: CPU, GPU, NPU or AUTO (with --runtime openvino)")
 
 
 def add_gallery_option(p: argparse.ArgumentParser) -> None:
@@ -69,6 +73,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         rec.num_threads = args.threads
     if getattr(args, "delegate", None):
         rec.delegate, rec.strict = args.delegate, args.strict
+    if getattr(args, "runtime", None) or getattr(args, "device", None):
+        from edgeface.cli.runtime_options import apply_runtime_options
+
+        apply_runtime_options(cfg, args)
     if getattr(args, "max_pixels", None) is not None:
         cfg.max_pixels = args.max_pixels
     return cfg
@@ -145,13 +153,14 @@ def face_record(face: Face, scale: float = 1.0, shape: tuple[int, ...] | None = 
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from edgeface.recognition.pipeline import build_recognizer
+    from edgeface.recognition.pipeline import build_recognizer, describe_runtime
     from edgeface.store.gallery import Gallery
     from edgeface.vision.images import MAX_SIDE, ImageError, read_photo
 
     cfg = config_from_args(args)
     with Gallery(cfg.gallery, create=False) as gallery:
         recognizer = build_recognizer(cfg, gallery)
+    print(f"edgeface: embedder: {describe_runtime(recognizer.embedder)}", file=sys.stderr)  # --json stays as it is
     if recognizer.matcher is None or len(recognizer.matcher) == 0:
         print("edgeface: warning: the gallery is empty; every face will be unknown", file=sys.stderr)
     failed = 0
