@@ -81,8 +81,14 @@ class OpenVinoEmbedder:
             wanted = "CPU"
         try:
             model = core.read_model(str(self.spec.path))
-            # Any number of faces per inference: only the batch dimension is freed.
-            model.reshape([-1, *shape[1:]])
+        except RuntimeError as e:
+            raise ModelError(f"OpenVINO cannot read model {self.spec.path}: {e}") from None
+        self._batch: int | None = None  # None: any number of faces per inference
+        try:
+            model.reshape([-1, *shape[1:]])  # only the batch dimension is freed
+        except RuntimeError:  # a graph with the batch written into it: its own batch size, in turn
+            self._batch = int(shape[0])
+        try:
             self.compiled = core.compile_model(model, wanted, self._properties(wanted, num_threads))
         except RuntimeError as e:
             raise ModelError(f"OpenVINO cannot load model {self.spec.path} on {wanted}: {e}") from None
@@ -110,6 +116,8 @@ class OpenVinoEmbedder:
         if len(chips) == 0:
             return np.zeros((0, self.spec.embedding_size), np.float32)
         data = chips_to_input(chips, self.spec, np.dtype(self._input.dtype), self._input.quantization)
-        raw = self._request.infer([np.ascontiguousarray(data)])[0]
-        out = dequantize(np.asarray(raw), self._output.quantization)
+        step = self._batch or len(data)
+        raw = np.concatenate([np.asarray(self._request.infer([np.ascontiguousarray(data[i:i + step])])[0])
+                              for i in range(0, len(data), step)])
+        out = dequantize(raw, self._output.quantization)
         return unit_rows(out.reshape(len(chips), -1))
