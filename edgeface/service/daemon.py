@@ -167,6 +167,11 @@ class Daemon:
         if self.gallery is None:
             return
         self.gallery_version = self.gallery.version()
+        if self.events is not None:  # crops follow renames and go with removals, the fleet's included
+            try:
+                self.events.follow(self.gallery.identities())
+            except Exception as e:
+                log.error("events: cannot bring the kept crops up to date with the gallery: %s", e)
         people = self.gallery.people()
         log.info("gallery %s: %d people, %d faces (%s)", self.gallery.path, len(people),
                  sum(p.embeddings for p in people), reason)
@@ -354,7 +359,8 @@ class Daemon:
                 gallery = plan.gallery = self._open_gallery(new.gallery, embedder.spec)
                 plan.gallery_missing = gallery is None
             plan.matcher = load_matcher(gallery, embedder.spec, new.recognition)
-            plan.fleet_changed = new.fleet != old.fleet or new.mqtt != old.mqtt or plan.embedder is not None
+            plan.fleet_changed = new.fleet != old.fleet or new.mqtt != old.mqtt or plan.embedder is not None \
+                or (self.fleet is not None and self.fleet.key_changed())  # a rotated key, same path
             if new.mqtt != old.mqtt or new.home != old.home \
                     or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
                 plan.publisher = _new_publisher(new)
