@@ -24,6 +24,7 @@ import numpy as np
 from edgeface import exitcodes
 from edgeface.config import Config, ConfigError, load
 from edgeface.fleet.sync import FleetError, FleetSync, read_key
+from edgeface.mqtt.diagnostics import DeviceProbe, camera_values, device_values
 from edgeface.mqtt.presence import Presence
 from edgeface.mqtt.publish import Publisher
 from edgeface.recognition.embed import Embedder, ModelSpec
@@ -125,6 +126,8 @@ class Daemon:
         self.presence = Presence(cfg.home.presence_timeout, cfg.home.unknown_timeout)
         self.events = _event_store(cfg)  # None unless events.keep_crops
         self.fleet: FleetSync | None = None  # with fleet.name: gallery sync with the other devices
+        self.last_fleet_sync: float | None = None  # wall clock (shown in Home Assistant)
+        self.probe = DeviceProbe()  # CPU and SoC temperature for the diagnostics
         self.readers: list[CameraReader] = []
         self.workers: list[CameraWorker] = []
         self.stop_event = threading.Event()
@@ -254,6 +257,7 @@ class Daemon:
             return
         try:
             self.fleet.step(self.gallery)
+            self.last_fleet_sync = time.time()
         except Exception as e:  # the broker or the gallery file in trouble: try again next poll
             log.warning("fleet: sync failed (%s); trying again", e)
 
@@ -273,7 +277,7 @@ class Daemon:
                 self.reload_event.clear()
                 self.reload()
             if self.publisher is not None:
-                self.publisher.publish_presence(self.presence.expire(time.time()))  # frames carry wall-clock times
+                self.publisher.publish_presence(self.presence.expire(time.monotonic()))
             if now >= next_poll:
                 next_poll = now + self.cfg.gallery_poll_interval
                 self._sync_fleet()
@@ -310,9 +314,10 @@ class Daemon:
             log.warning("gallery %s: cannot reload (%s); keeping the previous one", self.cfg.gallery, e)
 
     def log_status(self) -> None:
-        parts = []
+        parts, diagnostics = [], {}
         for w in self.workers:
             s = w.take_stats()
+            diagnostics[w.name] = camera_values(s, w.reader.frames_skipped)
             parts.append(f"{w.name} {s['fps']:.1f} fps, latency {s['latency_ms']:.0f} ms "
                          f"(p95 {s['latency_p95_ms']:.0f}), faces {s['faces']}, events {s['events']}, "
                          f"cascade on {s['cascade_share']:.0%} of frames")
@@ -327,6 +332,9 @@ class Daemon:
             line += " | gallery EMPTY: everyone unknown"
         log.info("status: %s", line)
         sdnotify.status(line[:200])
+        m = self.matcher
+        p.publish_diagnostics(diagnostics, device_values(self.probe, len(m.people) if m else 0,
+                                                         len(m.names) if m else 0, self.last_fleet_sync))
 
     # -- reloading -----------------------------------------------------------------------
     def reload(self) -> None:
@@ -361,7 +369,7 @@ class Daemon:
             plan.matcher = load_matcher(gallery, embedder.spec, new.recognition)
             plan.fleet_changed = new.fleet != old.fleet or new.mqtt != old.mqtt or plan.embedder is not None \
                 or (self.fleet is not None and self.fleet.key_changed())  # a rotated key, same path
-            if new.mqtt != old.mqtt or new.home != old.home \
+            if new.mqtt != old.mqtt or new.home != old.home or bool(new.fleet.name) != bool(old.fleet.name) \
                     or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
                 plan.publisher = _new_publisher(new)
             if plan.embedder is not None or _camera_settings(new) != _camera_settings(old):
@@ -412,7 +420,7 @@ class Daemon:
 
 def _new_publisher(cfg: Config) -> Publisher:
     """Not started: Daemon._start_publisher starts it."""
-    return Publisher(cfg.mqtt, [c.name for c in cfg.cameras], home=cfg.home)
+    return Publisher(cfg.mqtt, [c.name for c in cfg.cameras], home=cfg.home, fleet=bool(cfg.fleet.name))
 
 
 def _event_store(cfg: Config) -> EventStore | None:
