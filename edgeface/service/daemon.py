@@ -28,6 +28,7 @@ from edgeface.mqtt.diagnostics import DeviceProbe, camera_values, device_values
 from edgeface.mqtt.presence import Presence
 from edgeface.mqtt.publish import Publisher
 from edgeface.recognition.embed import Embedder, ModelSpec
+from edgeface.recognition.embed_openvino import OpenVinoEmbedder
 from edgeface.recognition.match import Matcher
 from edgeface.recognition.pipeline import (
     FramePipeline,
@@ -51,7 +52,7 @@ STOP_BUDGET_S = 1.5  # SIGTERM to exit, of the 2 s promised
 class SharedEmbedder:
     """One Embedder (one TFLite interpreter) used by every camera's worker, one batch at a time."""
 
-    def __init__(self, embedder: Embedder):
+    def __init__(self, embedder: Embedder | OpenVinoEmbedder):
         self._embedder = embedder
         self._lock = threading.Lock()
 
@@ -63,6 +64,14 @@ class SharedEmbedder:
     def delegate(self) -> str:
         return self._embedder.delegate
 
+    @property
+    def runtime(self) -> str:
+        return self._embedder.runtime
+
+    @property
+    def device(self) -> str:
+        return self._embedder.device
+
     def embed(self, chips: np.ndarray) -> np.ndarray:
         with self._lock:  # a TFLite interpreter is not re-entrant
             return self._embedder.embed(chips)
@@ -71,7 +80,7 @@ class SharedEmbedder:
 def _embedder_settings(cfg: Config) -> tuple:
     """What the TFLite interpreter is built from: a change here loads a new one."""
     r = cfg.recognition
-    return (cfg.model, r.num_threads, r.delegate, r.delegate_options, r.strict)
+    return (cfg.model, r.runtime, r.device, r.num_threads, r.delegate, r.delegate_options, r.strict)
 
 
 def _camera_settings(cfg: Config) -> tuple:
@@ -127,7 +136,8 @@ class Daemon:
     # -- building ------------------------------------------------------------------------
     def _use_embedder(self, embedder: SharedEmbedder) -> None:
         self.embedder = embedder
-        log.info("model %s (%s, %s)", embedder.spec.path, embedder.spec.model_id[:12], embedder.delegate)
+        log.info("model %s (%s, %s %s)", embedder.spec.path, embedder.spec.model_id[:12], embedder.runtime,
+                 embedder.device)
 
     @staticmethod
     def _open_gallery(path: str, spec: ModelSpec) -> Gallery | None:
