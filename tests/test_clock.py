@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from faces import astronaut_bgr
-from test_daemon import shipped_model
+from running import shipped_model
 
 from edgeface.config import MotionConfig, MqttConfig, TrackingConfig
 from edgeface.mqtt.presence import Presence

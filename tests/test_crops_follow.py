@@ -4,12 +4,14 @@ import json
 import time
 
 import numpy as np
-from faces import astronaut_bgr
-from test_events_faults import FACE_BOX, MODEL, edgeface, enrol
+from faces import FACE_BOX, astronaut_bgr
+from galleries import MODEL, enrol
+from running import edgeface
 
-from edgeface.fleet.sync import FleetLedger, LedgerEntry
+from edgeface.fleet.ledger import FleetLedger
 from edgeface.store.events import EventStore
 from edgeface.store.gallery import Gallery
+from edgeface.store.gallery_sync import LedgerEntry
 
 
 def crops(tmp_path, *names, each=3):
@@ -91,11 +93,11 @@ def test_the_daemons_crops_follow_what_the_fleet_applies(tmp_path):
         (bob,) = [sha for sha, (name, _) in faces.items() if name == "bob"]
         # another device renamed ann to anna: each photo's record moves her face to a new person row
         for sha in ann:
-            FleetLedger(g).apply(sha, LedgerEntry("anna", 2.0, "dev-b", False),
-                                 np.frombuffer(faces[sha][1], np.float32), MODEL)
+            g.apply_face(sha, LedgerEntry("anna", 2000, "dev-b", False),
+                         np.frombuffer(faces[sha][1], np.float32), MODEL)
             store.follow(g.identities())
         assert sorted(e.name or "" for e in store.events()) == ["", "anna", "anna", "bob", "bob"]
         # ... and removed bob: a tombstone
-        FleetLedger(g).apply(bob, LedgerEntry("bob", 2.0, "dev-b", True), None, MODEL)
+        g.apply_face(bob, LedgerEntry("bob", 2000, "dev-b", True), None, MODEL)
         assert store.follow(g.identities()) == 2
         assert sorted(e.name or "" for e in store.events()) == ["", "anna", "anna"]

@@ -1,38 +1,21 @@
 """Event crops under faults (issue 26, findings 7, 16 and 18): a bad record, a full or read-only
 disk, a clock that was a year ahead, a file that is not a crop, an id with a newline."""
 import errno
-import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from faces import astronaut_bgr
+from faces import FACE_BOX, astronaut_bgr
+from galleries import enrol
+from running import edgeface
 
 from edgeface.store.events import EventsError, EventStore
-from edgeface.store.gallery import Enrolment, Gallery
 
 REPO = Path(__file__).resolve().parent.parent
-FACE_BOX = (177, 75, 92, 92)  # the astronaut's face in astronaut_bgr()
-MODEL = "0" * 64
 YEAR = 365 * 86400.0
-
-
-def edgeface(*args):
-    return subprocess.run([sys.executable, "-m", "edgeface", *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
-
-
-def enrol(db, name, photos=1, source=None):
-    """``name`` in the gallery at ``db`` with ``photos`` faces (random vectors; no model needed)."""
-    rng = np.random.default_rng()
-    with Gallery(db) as g:
-        g.add(name, [Enrolment(rng.normal(size=128).astype(np.float32), hashlib.sha256(f"{name}/{k}".encode()).hexdigest(),
-                               source or f"{name}-{k}.jpg") for k in range(photos)], MODEL)
 
 
 def bad_record(folder, event_id, **fields):

@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_daemon import enroll, run_daemon, shipped_model, write_config  # noqa: F401 (fixture)
+from running import enroll, shipped_model, write_config
 
 from edgeface.fleet.ledger import FleetLedger
 from edgeface.fleet.ledger import receive as receive_outcome

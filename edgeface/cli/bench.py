@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeface import exitcodes
+from edgeface.recognition.pipeline import runtime_info
 from edgeface.vision.images import IMAGE_SUFFIXES, ImageError, read_image
 
 if TYPE_CHECKING:
@@ -88,12 +89,14 @@ def run_bench(pipeline: FramePipeline, source: str, limit: int | None = None, pr
         # frames on which any cascade ran; the others cost only decode + the motion stage
         "cascade_share": round(pipeline.cascade_frames / n, 4),
         "names": names,
+        # which runtime and device ran the embedder: {"name", "device", "version"}
+        "runtime": runtime_info(pipeline.recognizer.embedder),
     }
 
 
 def main_bench(cfg: Config, source: str, frames: int | None = None, as_json: bool = False) -> int:
     """`edgeface bench`: returns the exit status."""
-    from edgeface.recognition.pipeline import build_frame_pipeline, build_recognizer
+    from edgeface.recognition.pipeline import build_frame_pipeline, build_recognizer, describe_runtime
     from edgeface.store.gallery import Gallery
 
     with Gallery(cfg.gallery, create=False) as gallery:
@@ -113,6 +116,7 @@ def main_bench(cfg: Config, source: str, frames: int | None = None, as_json: boo
     else:
         print(f"{report['frames']} frames in {report['seconds']:.1f} s: {report['fps']:.1f} frames/s, "
               f"latency p50 {report['latency_ms']['p50']:.1f} ms, p95 {report['latency_ms']['p95']:.1f} ms")
+        print(f"  embedder: {describe_runtime(recognizer.embedder)}")
         print(f"  full sweeps: {report['full_sweeps']} (nothing tracked, or the scene changed)")
         print(f"  cascade ran on {report['cascade_share']:.0%} of frames")
         for stage, ms in report["stages_ms"].items():

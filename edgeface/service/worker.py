@@ -134,6 +134,7 @@ class CameraWorker:
             self._visit(parts.visitors, event)
             jpeg = self._crop_jpeg(frame.image, event.box) if self.snapshot else None
             try:
+                parts.publisher.publish_face_image(self.name, event, frame.image)  # first: automations find it
                 parts.publisher.publish_identity(self.name, event, jpeg)
                 parts.publisher.publish_home(self.name, event, done - frame.mono)
             except (ValueError, OSError, RuntimeError) as e:  # never let MQTT trouble stop the camera
@@ -142,7 +143,7 @@ class CameraWorker:
                      event.name if event.name is not None else "unknown face", event.score, event.track_id,
                      event.angle)
             self._keep_crop(parts.events, event, frame.image)
-        self._report_sightings(parts, result.faces, frame.t)
+        self._report_sightings(parts, result.faces, frame.mono, frame.t)
         with self._lock:
             self._frames += 1
             self._latency_ms.append((done - frame.mono) * 1e3)
@@ -171,13 +172,13 @@ class CameraWorker:
         except Exception as e:  # a full disk, a bad record: a kept crop is never worth the camera
             log.error("camera %s: cannot keep the event's face crop in %s: %s", self.name, store.folder, e)
 
-    def _report_sightings(self, parts: WorkerParts, faces, t: float) -> None:
+    def _report_sightings(self, parts: WorkerParts, faces, mono: float, wall: float) -> None:
         """Every face whose identity was announced keeps its person (or the unknown visitor) present."""
         for track, _ in faces:
             if track.announced and not track.recheck:
                 try:
                     parts.publisher.publish_presence(
-                        parts.presence.seen(track.announced_name, self.name, track.score, t))
+                        parts.presence.seen(track.announced_name, self.name, track.score, mono, wall))
                 except (ValueError, OSError, RuntimeError) as e:
                     log.error("camera %s: cannot publish presence: %s", self.name, e)
 
