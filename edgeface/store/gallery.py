@@ -146,7 +146,8 @@ class Gallery(SyncTables):
                                      "(enrol someone first: edgeface enroll NAME PHOTO...)")
             self._create_file()
         try:
-            self.db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            # 30 s: on a loaded board, another process (enroll, a fleet batch) may hold the write lock for a while
+            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         except sqlite3.Error as e:
             raise GalleryError(_explain(self.path, e)) from None
         try:
