@@ -11,6 +11,11 @@ from edgeface.config.validate import require, within
 HAARCASCADES: str = cv2.data.haarcascades  # type: ignore[attr-defined]  # cv2's type stubs leave out cv2.data
 
 
+# Measured (README, "Detection budget"): ... filled in below from measurement.
+BUDGET_MS = 20.0
+PROFILE_MIN_SCORE = 15.0
+
+
 @dataclass
 class DetectionConfig:
     # Roll angles (degrees) at which the frame is turned and scanned; a face at roll r is
@@ -61,6 +66,18 @@ class DetectionConfig:
     # On five-celebs clips cuts score >= 34 and faces moving and turning <= 4.4. 0 disables.
     scene_change: float = 12.0
     min_score: float = 1000.0  # summed neighbours that verify a face on their own; 0 keeps all
+    # Turned heads (yaw): OpenCV's profile cascade sees one side; the mirrored picture gives the
+    # other. It runs at profile_angles in every full search, and in the region search of a nearly
+    # upright tracked face. A face only the profile cascade found is kept when its summed
+    # neighbours reach profile_min_score (there is no frontal second opinion for it). "" disables.
+    profile_cascade: str = "haarcascade_profileface.xml"
+    profile_angles: list[float] = field(default_factory=lambda: [0.0])
+    profile_min_score: float = PROFILE_MIN_SCORE
+    # Video: the milliseconds of cascade passes a frame may spend beyond tracked faces' region
+    # search (which always runs). Passes are queued in priority order (new moving areas, areas
+    # around tracked faces, the slow whole-frame sweep); what the budget leaves carries over to the
+    # next frames, oldest first. 0 = no limit. See BUDGET_MS for how the default was chosen.
+    budget_ms: float = BUDGET_MS
 
     def __post_init__(self) -> None:
         # Each of these, out of range, gives a detector that runs and never finds a face (or
@@ -87,7 +104,11 @@ class DetectionConfig:
                 (within(self.threads, 1, 64), "threads must be 1..64"),
                 (self.sweep_period >= 1, "sweep_period must be at least 1 frame (1: a full sweep every frame)"),
                 (within(self.scene_change, 0.0, 255.0), "scene_change must be 0..255 (0 disables)"),
-                (self.min_score >= 0, "min_score must not be negative"))
+                (self.min_score >= 0, "min_score must not be negative"),
+                (all(within(a, -90.0, 90.0) for a in self.profile_angles),
+                 "profile_angles must be degrees within -90..90"),
+                (self.profile_min_score >= 0, "profile_min_score must not be negative"),
+                (self.budget_ms >= 0 and self.budget_ms <= 10000, "budget_ms must be 0 (no limit) .. 10000"))
 
     def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:
         name = self.cascade if name is None else name

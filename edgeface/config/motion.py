@@ -46,6 +46,12 @@ class MotionConfig:
     # the work there is. 3 at 15 fps adds at most 133 ms to the time to name (empty room 4.0% of a
     # core against 5.0% at 2). 1 looks at every frame.
     idle_stride: int = 3
+    # A moving area that got every pass and held no face (a waving arm, a tree, a TV) is remembered
+    # this many seconds: while it keeps moving in the same place it gets only its share of the
+    # rolling sweep (each pass once every sweep_period frames), not every pass again each frame.
+    # It gets every pass again once it moves or grows by more than searched_growth x its area.
+    searched_memory_s: float = 10.0
+    searched_growth: float = 1.5
 
     def __post_init__(self):
         finite = math.isfinite
@@ -60,5 +66,7 @@ class MotionConfig:
             "sweep_period": (1 <= self.sweep_period <= 1000, "1..1000"),
             "idle_stride": (1 <= self.idle_stride <= 100, "1..100"),
             "idle_sweep_s": (finite(self.idle_sweep_s) and 0 <= self.idle_sweep_s <= 3600, "0..3600"),
+            "searched_memory_s": (finite(self.searched_memory_s) and 0 <= self.searched_memory_s <= 3600, "0..3600"),
+            "searched_growth": (finite(self.searched_growth) and 1 <= self.searched_growth <= 100, "1..100"),
         }
         require(*((ok, f"{k} must be {allowed}, not {getattr(self, k)!r}") for k, (ok, allowed) in checks.items()))
