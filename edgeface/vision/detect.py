@@ -318,11 +318,13 @@ class HaarDetector:
         merged = []
         tuples = [(h.cx, h.cy, h.size, h.angle, h.score) for h in hits]
         for group in geometry.group_hits(tuples, distance=self.cfg.merge_distance):
-            g = np.array([tuples[i] for i in group], dtype=np.float64)
+            # where the frontal cascade agreed, its hits alone place the face (profile boxes sit
+            # differently on a face): a face seen frontally is the face it was without profiles
+            frontal = [i for i in group if not hits[i].profile]
+            g = np.array([tuples[i] for i in frontal or group], dtype=np.float64)
             w = np.maximum(g[:, 4], 1e-6)
             cx, cy, size, angle = (float(np.average(g[:, k], weights=w)) for k in range(4))
-            merged.append(Detection(cx, cy, size, angle, float(g[:, 4].sum()),
-                                    profile=all(hits[i].profile for i in group)))
+            merged.append(Detection(cx, cy, size, angle, float(g[:, 4].sum()), profile=not frontal))
         merged.sort(key=lambda d: -d.score)
         out = []
         for det in merged:
