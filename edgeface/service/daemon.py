@@ -87,6 +87,7 @@ class CameraWorker:
     def _reset_stats(self):
         self._frames, self._latency_ms, self._faces, self._events = 0, [], 0, 0
         self._cascade_base = self.pipeline.cascade_frames
+        self._budget_base = self.pipeline.schedule.stats.budget_out
         self._since = time.monotonic()
 
     def start(self):
@@ -117,6 +118,9 @@ class CameraWorker:
                 # (clamped: a frame in flight at the reset counts its cascade but not itself)
                 "cascade_share": min(1.0, (self.pipeline.cascade_frames - self._cascade_base) / self._frames)
                 if self._frames else 0.0,
+                # share of frames whose detection budget ran out with passes still queued
+                "budget_out_share": min(1.0, (self.pipeline.schedule.stats.budget_out - self._budget_base)
+                                        / self._frames) if self._frames else 0.0,
             }
             self._reset_stats()
         return stats
@@ -131,7 +135,7 @@ class CameraWorker:
                     return
                 continue
             try:
-                result = self.pipeline.process(frame.image, frame.t)
+                result = self.pipeline.process(frame.pixels, frame.t)
             except Exception:  # one bad frame must not end the camera
                 self.errors += 1
                 if self.errors == 1 or self.errors % 100 == 0:
@@ -405,7 +409,8 @@ class Daemon:
             s = w.take_stats()
             parts.append(f"{w.name} {s['fps']:.1f} fps, latency {s['latency_ms']:.0f} ms "
                          f"(p95 {s['latency_p95_ms']:.0f}), faces {s['faces']}, events {s['events']}, "
-                         f"cascade on {s['cascade_share']:.0%} of frames")
+                         f"cascade on {s['cascade_share']:.0%} of frames, "
+                         f"budget out on {s['budget_out_share']:.0%}")
         p = self.publisher
         assert p is not None
         mqtt_state = (f"mqtt {'connected' if p.connected else 'DISCONNECTED'}, queue {p.queued()}, "
