@@ -215,8 +215,9 @@ class FramePipeline:
         motion_ms = 0.0
         self._skipped += 1
         stride = self.motion.cfg.idle_stride if self.motion is not None else 1
-        if self._quiet and not self.tracker.tracks and self._skipped < stride:
-            detections: list[Detection] = []  # a still, empty room: look only every idle_stride-th frame
+        if self._quiet and not self.tracker.tracks and not self.schedule.queue and self._skipped < stride:
+            # a still, empty room with nothing left to search: look only every idle_stride-th frame
+            detections: list[Detection] = []
             self.frame_index += 1
         else:
             self._skipped = 0

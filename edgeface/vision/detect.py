@@ -107,6 +107,8 @@ _REGION_FACE = 32
 _VERIFY_GROUP = 3  # the verifier's own minNeighbors; the threshold that counts is verify_min_neighbors
 # A tracked face turned at most this far in roll also gets the profile passes in its region search.
 _REGION_PROFILE_ROLL = 30.0
+# ... at this resolution: the profile cascade lost the cameraman (skimage) at 32 pixels, kept him at 48.
+_REGION_PROFILE_FACE = 48
 
 
 class HaarDetector:
@@ -135,6 +137,8 @@ class HaarDetector:
         self._verify_crop = np.empty((_VERIFY_CROP, _VERIFY_CROP), np.uint8)
         side = max(_REGION_FACE, int(round(_REGION_FACE * self.cfg.region_margin)))
         self._region_crop = np.empty((side, side), np.uint8)
+        side = max(_REGION_PROFILE_FACE, int(round(_REGION_PROFILE_FACE * self.cfg.region_margin)))
+        self._profile_crop = np.empty((side, side), np.uint8)
         self._pool: ThreadPoolExecutor | None = None
         # Buffers reused across frames of the same size (video): grey, small grey, canvases.
         self._grey: np.ndarray | None = None
@@ -196,12 +200,13 @@ class HaarDetector:
     # -- cascade passes -----------------------------------------------------------------
     def sweep(self, box: Box | None = None) -> list[Scan]:
         """Every pass of a full search of ``box`` (None: the whole frame), upright first: the
-        frontal cascade at every angle, then the profile cascade and its mirror at profile_angles."""
-        scans = [Scan(box, float(a)) for a in sorted(self.cfg.angles, key=abs)]
+        frontal cascade at every angle, the profile cascade and its mirror at profile_angles."""
+        scans = [Scan(box, float(a)) for a in self.cfg.angles]
         if PROFILE in self._cascades:
-            for a in sorted(self.cfg.profile_angles, key=abs):
+            for a in self.cfg.profile_angles:
                 scans += [Scan(box, float(a), PROFILE), Scan(box, float(a), PROFILE_MIRROR)]
-        return scans
+        # upright first (a turned head is commoner than a tilted one), then by roll; stable sort
+        return sorted(scans, key=lambda s: abs(s.angle))
 
     def _cascade(self, kind: str, pooled: bool) -> cv2.CascadeClassifier:
         if not pooled:
@@ -280,18 +285,18 @@ class HaarDetector:
         (region_angles around its last roll), a cascade pass over a narrow range of sizes; a
         nearly upright one also gets the profile passes, so a head that turns keeps its track."""
         cfg = self.cfg
-        crop = self._region_crop
-        f = _REGION_FACE
-        lo, hi = max(1, int(f / cfg.region_size_ratio)), int(math.ceil(f * cfg.region_size_ratio))
         grey, scale = prep.grey, prep.scale
-        k = region.size * scale / f  # detection-resolution pixels per crop pixel
-        if k <= 0:
+        if region.size <= 0:
             return []
         passes = [(float(region.angle) + float(off), FRONTAL) for off in cfg.region_angles]
         if PROFILE in self._cascades and abs(region.angle) <= _REGION_PROFILE_ROLL:
             passes += [(float(region.angle), PROFILE), (float(region.angle), PROFILE_MIRROR)]
         hits = []
         for a, kind in passes:
+            crop = self._region_crop if kind == FRONTAL else self._profile_crop
+            f = _REGION_FACE if kind == FRONTAL else _REGION_PROFILE_FACE
+            lo, hi = max(1, int(f / cfg.region_size_ratio)), int(math.ceil(f * cfg.region_size_ratio))
+            k = region.size * scale / f  # detection-resolution pixels per crop pixel
             m = _upright(grey, region.cx * scale, region.cy * scale, a, k, crop)
             mirror = kind == PROFILE_MIRROR
             self.cascade_calls += 1
