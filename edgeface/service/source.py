@@ -125,6 +125,7 @@ class CameraReader:
         self.frames_skipped = 0  # overwritten before anyone took them
         self.failures = 0  # failed opens / dropped streams since start
         self.connected = False
+        self._last_kept = -1e9  # when the last frame was kept: the fps cap holds across a loop's restart
         self._thread = threading.Thread(target=self._run, name=f"camera-{cam.name}", daemon=True)
 
     # -- consumer side -------------------------------------------------------------------
@@ -223,14 +224,13 @@ class CameraReader:
             self.connected = True
             start = time.monotonic()
             n = 0
-            last_kept = -1e9
             while not self._stop.is_set():
                 if pace:
                     wait = start + n / pace - time.monotonic()
                     if wait > 0 and self._stop.wait(wait):
                         return None
                 now = time.monotonic()
-                keep = now - last_kept >= min_gap * 0.999
+                keep = now - self._last_kept >= min_gap * 0.999
                 image = None
                 ok = cap.grab()
                 if ok and keep:
@@ -249,7 +249,7 @@ class CameraReader:
                     return f"no frames from {describe(src)}"
                 n += 1
                 if keep and image is not None:
-                    last_kept = now
+                    self._last_kept = now
                     self._put(image)
             return None
         finally:

@@ -282,8 +282,9 @@ class HaarDetector:
 
     def track_search(self, prep: Prepared, region: Detection) -> list[Hit]:
         """Hits near a tracked face: one small upright crop around it per angle offset
-        (region_angles around its last roll), a cascade pass over a narrow range of sizes; a
-        nearly upright one also gets the profile passes, so a head that turns keeps its track."""
+        (region_angles around its last roll), a cascade pass over a narrow range of sizes; when
+        those find nothing and it is nearly upright, the profile passes, so a head that turns keeps
+        its track."""
         cfg = self.cfg
         grey, scale = prep.grey, prep.scale
         if region.size <= 0:
@@ -291,8 +292,10 @@ class HaarDetector:
         passes = [(float(region.angle) + float(off), FRONTAL) for off in cfg.region_angles]
         if PROFILE in self._cascades and abs(region.angle) <= _REGION_PROFILE_ROLL:
             passes += [(float(region.angle), PROFILE), (float(region.angle), PROFILE_MIRROR)]
-        hits = []
+        hits: list[Hit] = []
         for a, kind in passes:
+            if kind != FRONTAL and hits:
+                break  # the frontal passes still see the face: it has not turned away
             crop = self._region_crop if kind == FRONTAL else self._profile_crop
             f = _REGION_FACE if kind == FRONTAL else _REGION_PROFILE_FACE
             lo, hi = max(1, int(f / cfg.region_size_ratio)), int(math.ceil(f * cfg.region_size_ratio))
