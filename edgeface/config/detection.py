@@ -11,8 +11,14 @@ from edgeface.config.validate import require, within
 HAARCASCADES: str = cv2.data.haarcascades  # type: ignore[attr-defined]  # cv2's type stubs leave out cv2.data
 
 
-# Measured (README, "Detection budget"): ... filled in below from measurement.
+# Per-frame budget for queued cascade passes (README, "Detection budget"). A Raspberry Pi 4 is 3-4x
+# slower than one core of the 2-core x86 machine measured here, so 10 frames/s there is ~28 ms a frame
+# here; a tracked face takes ~4 ms of region search, ~3 ms of chips and embeddings on average, decode and
+# motion 1-2 ms: 20 ms is left. A pass over a 160x160 moving area costs 1-7 ms, so a new area gets every
+# pass within 2-4 frames; a whole-frame pass (30-75 ms) overruns it, on one frame every few seconds.
 BUDGET_MS = 20.0
+# Summed neighbours a face found only by the profile cascade needs: the skimage cameraman scores 28-35,
+# turned heads in the real-footage clips ... (tests/footage_labels.json); false hits on walls stay lower.
 PROFILE_MIN_SCORE = 15.0
 
 
