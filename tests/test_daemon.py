@@ -364,9 +364,13 @@ def test_a_reload_applies_completely_or_changes_nothing_and_never_ends_the_daemo
     # only the threshold changed: matching settings only, no new interpreter, cameras kept
     config.write_bytes(good.replace(b"recognition:", b"recognition:\n  threshold: 0.99", 1) if b"recognition:" in good
                        else good + b"recognition: {threshold: 0.99}\n")
+    seen = len(sub.messages)
     d.signal(signal.SIGHUP)
     assert d.wait_log("(matching settings only)", 30), d.log()
     assert d.log().count(": model /") == 1 and d.log().count(": cameras: ") == 1, d.log()
+    # the running camera's worker took up the new matcher: at 0.99 the astronaut's next face is unknown
+    assert sub.wait_for(lambda m: m.topic.endswith("/identity") and m.json()["name"] is None, 120,
+                        start=seen), d.log()
     d.signal(signal.SIGTERM)
     assert d.wait(15) == 0, d.log()
 

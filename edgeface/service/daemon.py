@@ -1,8 +1,9 @@
 """The daemon: cameras in, identities out over MQTT, for as long as the service runs.
 
-Threads: one reader per camera (edgeface.service.source), one worker per camera running the shared
-FramePipeline code on the reader's newest frame, paho's network thread, and the main thread,
-which owns signals, the gallery poll, the status line and the systemd watchdog.
+Threads: one reader per camera (edgeface.service.source), one worker per camera
+(edgeface.service.worker) running the shared FramePipeline code on the reader's newest frame,
+paho's network thread, and the main thread, which owns signals, the gallery poll, the status
+line, the systemd watchdog and every swap of the workers' parts.
 
     SIGTERM / SIGINT   publish "offline", disconnect, exit 0 (within 2 s)
     SIGHUP             reload the config file and the gallery
@@ -18,7 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgeface import exitcodes
@@ -37,6 +37,7 @@ from edgeface.recognition.pipeline import (
 )
 from edgeface.service import sdnotify
 from edgeface.service.source import CameraReader, describe
+from edgeface.service.worker import CameraWorker, WorkerParts
 from edgeface.store.events import EventStore, events_folder
 from edgeface.store.gallery import Gallery, GalleryError
 
@@ -64,131 +65,6 @@ class SharedEmbedder:
     def embed(self, chips: np.ndarray) -> np.ndarray:
         with self._lock:  # a TFLite interpreter is not re-entrant
             return self._embedder.embed(chips)
-
-
-class CameraWorker:
-    """Runs the pipeline on one camera's newest frames and publishes its identity events."""
-
-    presence: Presence | None = None  # the daemon's, fed every recognised face's sighting
-    events: EventStore | None = None  # the daemon's, when events.keep_crops: each event's face crop
-
-    def __init__(self, name: str, reader: CameraReader, pipeline: FramePipeline, publisher: Publisher,
-                 snapshot: bool):
-        self.name, self.reader, self.pipeline, self.publisher = name, reader, pipeline, publisher
-        self.snapshot = snapshot
-        self.heartbeat = time.monotonic()
-        self.finished = False  # its file ended
-        self.errors = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._reset_stats()
-        self._thread = threading.Thread(target=self._run, name=f"worker-{name}", daemon=True)
-
-    def _reset_stats(self):
-        self._frames, self._latency_ms, self._faces, self._events = 0, [], 0, 0
-        self._cascade_base = self.pipeline.cascade_frames
-        self._budget_base = self.pipeline.schedule.stats.budget_out
-        self._since = time.monotonic()
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-
-    def join(self, timeout: float):
-        self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def take_stats(self) -> dict:
-        with self._lock:
-            span = max(1e-6, time.monotonic() - self._since)
-            lat = sorted(self._latency_ms)
-            stats = {
-                "fps": self._frames / span,
-                "latency_ms": sum(lat) / len(lat) if lat else 0.0,
-                "latency_p95_ms": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0,
-                "faces": self._faces,
-                "events": self._events,
-                # share of frames on which the detection cascade ran (motion gating skips the rest)
-                # (clamped: a frame in flight at the reset counts its cascade but not itself)
-                "cascade_share": min(1.0, (self.pipeline.cascade_frames - self._cascade_base) / self._frames)
-                if self._frames else 0.0,
-                # share of frames whose detection budget ran out with passes still queued
-                "budget_out_share": min(1.0, (self.pipeline.schedule.stats.budget_out - self._budget_base)
-                                        / self._frames) if self._frames else 0.0,
-            }
-            self._reset_stats()
-        return stats
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.heartbeat = time.monotonic()
-            frame = self.reader.next_frame(timeout=0.5)
-            if frame is None:
-                if self.reader.finished:
-                    self.finished = True
-                    return
-                continue
-            try:
-                result = self.pipeline.process(frame.pixels, frame.t)
-            except Exception:  # one bad frame must not end the camera
-                self.errors += 1
-                if self.errors == 1 or self.errors % 100 == 0:
-                    log.exception("camera %s: frame failed (%d so far)", self.name, self.errors)
-                continue
-            done = time.monotonic()
-            for event in result.events:
-                jpeg = self._crop_jpeg(frame.image, event.box) if self.snapshot else None
-                try:
-                    self.publisher.publish_identity(self.name, event, jpeg)
-                    self.publisher.publish_home(self.name, event, done - frame.mono)
-                except (ValueError, OSError, RuntimeError) as e:  # never let MQTT trouble stop the camera
-                    log.error("camera %s: cannot publish event: %s", self.name, e)
-                log.info("camera %s: %s (score %.3f, track %d, angle %+.0f)", self.name,
-                         event.name if event.name is not None else "unknown face", event.score, event.track_id,
-                         event.angle)
-                self._keep_crop(event, frame.image)
-            if self.presence is not None:
-                self._report_sightings(result.faces, frame.t)
-            with self._lock:
-                self._frames += 1
-                self._latency_ms.append((done - frame.mono) * 1e3)
-                self._faces += len(result.faces)
-                self._events += len(result.events)
-
-    def _keep_crop(self, event, image: np.ndarray) -> None:
-        store = self.events
-        if store is None:
-            return
-        try:
-            store.add(self.name, event.name, event.score, event.box, event.t, image)
-        except (OSError, ValueError, cv2.error) as e:  # a full disk must not stop the camera
-            log.error("camera %s: cannot keep the event's face crop in %s: %s", self.name, store.folder, e)
-
-    def _report_sightings(self, faces, t: float) -> None:
-        """Every face whose identity was announced keeps its person (or the unknown visitor) present."""
-        assert self.presence is not None
-        for track, _ in faces:
-            if track.announced and not track.recheck:
-                try:
-                    self.publisher.publish_presence(self.presence.seen(track.announced_name, self.name, track.score, t))
-                except (ValueError, OSError, RuntimeError) as e:
-                    log.error("camera %s: cannot publish presence: %s", self.name, e)
-
-    @staticmethod
-    def _crop_jpeg(image: np.ndarray, box) -> bytes | None:
-        x, y, w, h = (int(v) for v in box)
-        h_img, w_img = image.shape[:2]
-        x0, y0, x1, y1 = max(0, x), max(0, y), min(w_img, x + w), min(h_img, y + h)
-        if x1 <= x0 or y1 <= y0:
-            return None
-        ok, buf = cv2.imencode(".jpg", image[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 85])
-        return buf.tobytes() if ok else None
 
 
 def _embedder_settings(cfg: Config) -> tuple:
@@ -277,8 +153,7 @@ class Daemon:
             self.publisher.publish_presence(self.presence.set_people(matcher.people))
         else:
             self.presence.set_people(matcher.people)  # published with everyone's state once MQTT is set up
-        for w in self.workers:
-            w.pipeline.recognizer.matcher = matcher  # read afresh by the worker on its next frame
+        self._swap_worker_parts()
         if self.gallery is None:
             return
         self.gallery_version = self.gallery.version()
@@ -296,13 +171,22 @@ class Daemon:
                                                                                 matcher=matcher)))
                 for cam in cfg.cameras]
 
+    def _worker_parts(self) -> WorkerParts:
+        assert self.publisher is not None and self.matcher is not None
+        return WorkerParts(self.publisher, self.presence, self.events, self.matcher)
+
+    def _swap_worker_parts(self) -> None:
+        """The one place running workers get new parts (publisher, event store, matcher)."""
+        if self.workers:
+            parts = self._worker_parts()
+            for w in self.workers:
+                w.use(parts)
+
     def _start_cameras(self, cameras: list[tuple[CameraReader, FramePipeline]]) -> None:
-        assert self.publisher is not None
+        parts = self._worker_parts()
         for reader, pipeline in cameras:
             self.readers.append(reader)
-            self.workers.append(CameraWorker(reader.name, reader, pipeline, self.publisher, self.cfg.mqtt.snapshot))
-            self.workers[-1].presence = self.presence
-            self.workers[-1].events = self.events
+            self.workers.append(CameraWorker(reader.name, reader, pipeline, parts, self.cfg.mqtt.snapshot))
         for reader in self.readers:
             reader.start()
         for worker in self.workers:
@@ -330,11 +214,18 @@ class Daemon:
         self._use_matcher(self._gallery_matcher(), "loaded")
         assert self.matcher is not None
         cameras = self._build_cameras(self.cfg, self.embedder, self.matcher)
-        self.publisher = Publisher(self.cfg.mqtt, [c.name for c in self.cfg.cameras], home=self.cfg.home)
-        self.publisher.publish_presence(self.presence.states())
-        self.publisher.start()
+        self._start_publisher(_new_publisher(self.cfg))
         self._start_fleet()
         self._start_cameras(cameras)
+
+    def _start_publisher(self, publisher: Publisher) -> None:
+        """Make `publisher` the running one: everyone's presence queued first, then connect."""
+        if self.publisher is not None:
+            self.publisher.close(timeout=0.5)
+        self.publisher = publisher
+        self.presence.configure(self.cfg.home.presence_timeout, self.cfg.home.unknown_timeout)
+        publisher.publish_presence(self.presence.states())
+        publisher.start()
 
     def _start_fleet(self) -> None:
         if self.fleet is not None:
@@ -457,7 +348,7 @@ class Daemon:
             plan.fleet_changed = new.fleet != old.fleet or new.mqtt != old.mqtt or plan.embedder is not None
             if new.mqtt != old.mqtt or new.home != old.home \
                     or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
-                plan.publisher = Publisher(new.mqtt, [c.name for c in new.cameras], home=new.home)
+                plan.publisher = _new_publisher(new)
             if plan.embedder is not None or _camera_settings(new) != _camera_settings(old):
                 plan.cameras = self._build_cameras(new, embedder, plan.matcher)
         except BaseException:
@@ -472,8 +363,6 @@ class Daemon:
             self._stop_cameras(time.monotonic() + 2.0)
         self.cfg = plan.cfg
         self.events = _event_store(self.cfg)
-        for w in self.workers:
-            w.events = self.events
         if plan.embedder is not None:
             self._use_embedder(plan.embedder)
         if plan.gallery is not None or plan.gallery_missing:
@@ -481,16 +370,9 @@ class Daemon:
                 self.gallery.close()
             self.gallery = plan.gallery
         if plan.publisher is not None:
-            assert self.publisher is not None
-            self.publisher.close(timeout=0.5)
-            self.publisher = plan.publisher
-            self.presence.configure(self.cfg.home.presence_timeout, self.cfg.home.unknown_timeout)
-            self.publisher.publish_presence(self.presence.states())
-            self.publisher.start()
-            for w in self.workers:
-                w.publisher = self.publisher
+            self._start_publisher(plan.publisher)
         assert plan.matcher is not None
-        self._use_matcher(plan.matcher, "reloaded on SIGHUP")
+        self._use_matcher(plan.matcher, "reloaded on SIGHUP")  # hands the workers their new parts
         if plan.cameras is not None:
             self._start_cameras(plan.cameras)
         if plan.fleet_changed:
@@ -511,6 +393,11 @@ class Daemon:
         if self.gallery is not None:
             self.gallery.close()
         log.info("stopped")
+
+
+def _new_publisher(cfg: Config) -> Publisher:
+    """Not started: Daemon._start_publisher starts it."""
+    return Publisher(cfg.mqtt, [c.name for c in cfg.cameras], home=cfg.home)
 
 
 def _event_store(cfg: Config) -> EventStore | None:

@@ -1,0 +1,170 @@
+"""One camera's worker: the pipeline on the reader's newest frame, its events published.
+
+The parts it shares with the other cameras (publisher, presence, event store, matcher) come at
+construction as one WorkerParts; the daemon hands over new ones with use(), and the worker's own
+thread takes them up between frames.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edgeface.mqtt.presence import Presence
+from edgeface.mqtt.publish import Publisher
+from edgeface.recognition.match import Matcher
+from edgeface.recognition.pipeline import FramePipeline
+from edgeface.service.source import CameraReader
+from edgeface.store.events import EventStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerParts:
+    """The daemon's parts every camera's worker uses; a reload or a gallery change swaps them as one."""
+
+    publisher: Publisher
+    presence: Presence  # fed every recognised face's sighting
+    events: EventStore | None  # when events.keep_crops: each event's face crop
+    matcher: Matcher  # the gallery the pipeline names faces from
+
+
+class CameraWorker:
+    """Runs the pipeline on one camera's newest frames and publishes its identity events."""
+
+    def __init__(self, name: str, reader: CameraReader, pipeline: FramePipeline, parts: WorkerParts,
+                 snapshot: bool):
+        self.name, self.reader, self.pipeline = name, reader, pipeline
+        self.parts = parts  # what this frame uses (the worker's own thread alone changes it)
+        self._wanted = parts  # the latest handed over by use(), taken up between frames
+        self.pipeline.recognizer.matcher = parts.matcher
+        self.snapshot = snapshot
+        self.heartbeat = time.monotonic()
+        self.finished = False  # its file ended
+        self.errors = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._reset_stats()
+        self._thread = threading.Thread(target=self._run, name=f"worker-{name}", daemon=True)
+
+    def _reset_stats(self):
+        self._frames, self._latency_ms, self._faces, self._events = 0, [], 0, 0
+        self._cascade_base = self.pipeline.cascade_frames
+        self._budget_base = self.pipeline.schedule.stats.budget_out
+        self._since = time.monotonic()
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def use(self, parts: WorkerParts) -> None:
+        """Swap in new parts: the worker's own thread takes them up before its next frame, so a
+        frame is processed and published with one set of parts throughout."""
+        self._wanted = parts
+
+    def _take_up_parts(self) -> WorkerParts:
+        wanted = self._wanted
+        if wanted is not self.parts:
+            self.parts = wanted
+            self.pipeline.recognizer.matcher = wanted.matcher
+        return wanted
+
+    def stop(self):
+        self._stop.set()
+
+    def join(self, timeout: float):
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def take_stats(self) -> dict:
+        with self._lock:
+            span = max(1e-6, time.monotonic() - self._since)
+            lat = sorted(self._latency_ms)
+            stats = {
+                "fps": self._frames / span,
+                "latency_ms": sum(lat) / len(lat) if lat else 0.0,
+                "latency_p95_ms": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0,
+                "faces": self._faces,
+                "events": self._events,
+                # share of frames on which the detection cascade ran (motion gating skips the rest)
+                # (clamped: a frame in flight at the reset counts its cascade but not itself)
+                "cascade_share": min(1.0, (self.pipeline.cascade_frames - self._cascade_base) / self._frames)
+                if self._frames else 0.0,
+                # share of frames whose detection budget ran out with passes still queued
+                "budget_out_share": min(1.0, (self.pipeline.schedule.stats.budget_out - self._budget_base)
+                                        / self._frames) if self._frames else 0.0,
+            }
+            self._reset_stats()
+        return stats
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            frame = self.reader.next_frame(timeout=0.5)
+            if frame is None:
+                if self.reader.finished:
+                    self.finished = True
+                    return
+                continue
+            parts = self._take_up_parts()
+            try:
+                result = self.pipeline.process(frame.pixels, frame.t)
+            except Exception:  # one bad frame must not end the camera
+                self.errors += 1
+                if self.errors == 1 or self.errors % 100 == 0:
+                    log.exception("camera %s: frame failed (%d so far)", self.name, self.errors)
+                continue
+            done = time.monotonic()
+            for event in result.events:
+                jpeg = self._crop_jpeg(frame.image, event.box) if self.snapshot else None
+                try:
+                    parts.publisher.publish_identity(self.name, event, jpeg)
+                    parts.publisher.publish_home(self.name, event, done - frame.mono)
+                except (ValueError, OSError, RuntimeError) as e:  # never let MQTT trouble stop the camera
+                    log.error("camera %s: cannot publish event: %s", self.name, e)
+                log.info("camera %s: %s (score %.3f, track %d, angle %+.0f)", self.name,
+                         event.name if event.name is not None else "unknown face", event.score, event.track_id,
+                         event.angle)
+                self._keep_crop(parts.events, event, frame.image)
+            self._report_sightings(parts, result.faces, frame.t)
+            with self._lock:
+                self._frames += 1
+                self._latency_ms.append((done - frame.mono) * 1e3)
+                self._faces += len(result.faces)
+                self._events += len(result.events)
+
+    def _keep_crop(self, store: EventStore | None, event, image: np.ndarray) -> None:
+        if store is None:
+            return
+        try:
+            store.add(self.name, event.name, event.score, event.box, event.t, image)
+        except (OSError, ValueError, cv2.error) as e:  # a full disk must not stop the camera
+            log.error("camera %s: cannot keep the event's face crop in %s: %s", self.name, store.folder, e)
+
+    def _report_sightings(self, parts: WorkerParts, faces, t: float) -> None:
+        """Every face whose identity was announced keeps its person (or the unknown visitor) present."""
+        for track, _ in faces:
+            if track.announced and not track.recheck:
+                try:
+                    parts.publisher.publish_presence(
+                        parts.presence.seen(track.announced_name, self.name, track.score, t))
+                except (ValueError, OSError, RuntimeError) as e:
+                    log.error("camera %s: cannot publish presence: %s", self.name, e)
+
+    @staticmethod
+    def _crop_jpeg(image: np.ndarray, box) -> bytes | None:
+        x, y, w, h = (int(v) for v in box)
+        h_img, w_img = image.shape[:2]
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(w_img, x + w), min(h_img, y + h)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        ok, buf = cv2.imencode(".jpg", image[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+        return buf.tobytes() if ok else None
