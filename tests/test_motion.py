@@ -125,8 +125,8 @@ def test_on_an_empty_room_the_cascade_stops_after_the_first_frames(embedder):
         before = detector.passes
         pipeline.process(noisy(bg, i, rng), i / 15)
         assert detector.passes - before <= (len(detector.sweep()) if i == 0 else 1)
-    n = len(detector.sweep())  # every pass of the idle sweep comes round once in idle_sweep_s
-    assert detector.passes == n + math.ceil(10 / (7.0 / n))  # start-up's full sweep, then one pass each 7 / n s
+    n = len(detector.cfg.angles)  # every (frontal) pass of the idle sweep comes round once in idle_sweep_s
+    assert detector.passes == len(detector.sweep()) + math.ceil(10 / (7.0 / n))  # start-up's, then one each 7 / n s
     # and with motion off, every frame is searched as before
     detector = CountingDetector()
     pipeline = FramePipeline(Recognizer(detector, embedder), Tracker(), MotionConfig(enabled=False))

@@ -35,7 +35,9 @@ class MotionConfig:
     # evenly over this many seconds. Each angle costs 60-115 ms of CPU (~0.7 s a cycle), so this is
     # most of what an empty room costs: `edgeface run`, empty 640x480 room at 15 fps, 30 s of CPU:
     # 3.4% of a core without it, 4.7% at 60 s, 12% at 12 s (before idle_stride). 0 disables.
-    idle_sweep_s: float = 60.0
+    # With JPEG frames decoded only as far as looked at (edgeface.vision.pixels), the rest is ~1.0%
+    # and this sweep (frontal passes only) the bulk: 120 s keeps an empty room under 1.5% of a core.
+    idle_sweep_s: float = 120.0
     # A moving area with no tracked face in it gets every angle at once; one holding a tracked
     # face gets each angle once every sweep_period frames (a newcomer beside someone known).
     # 7 (one angle a frame) made make_clip clips, where tracked faces move all the time, 40% slower

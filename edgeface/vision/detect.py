@@ -70,6 +70,7 @@ class Hit:
     angle: float  # the face's roll
     score: float  # cascade neighbours
     profile: bool = False
+    tracked: bool = False  # from a tracked face's region search
 
 
 @dataclass(frozen=True)
@@ -314,15 +315,15 @@ class HaarDetector:
                 centres[:, 0] = crop.shape[1] - centres[:, 0]
             centres = geometry.apply_affine(m, centres) / scale
             for (cx, cy), side, nb in zip(centres, rects[:, 2] * k / scale, np.ravel(neighbours)):
-                hits.append(Hit(float(cx), float(cy), float(side), a, float(nb), kind != FRONTAL))
+                hits.append(Hit(float(cx), float(cy), float(side), a, float(nb), kind != FRONTAL, tracked=True))
         return hits
 
     # -- merging and verification -------------------------------------------------------
     def candidates(self, prep: Prepared, hits: list[Hit], tracked: Sequence[Detection] = ()) -> list[Candidate]:
         """All merged faces, strongest first, each with its evidence. Hits of both cascades merge
-        into one face; it is a profile face only when no frontal hit is among them. A face where
-        one of ``tracked`` was continues it (verified when its track began): no eye search, no
-        second opinion."""
+        into one face; it is a profile face only when no frontal hit is among them. A face the region
+        search found where one of ``tracked`` was continues it (verified when its track began): no eye
+        search, no second opinion."""
         merged = []
         tuples = [(h.cx, h.cy, h.size, h.angle, h.score) for h in hits]
         for group in geometry.group_hits(tuples, distance=self.cfg.merge_distance):
@@ -332,11 +333,14 @@ class HaarDetector:
             g = np.array([tuples[i] for i in frontal or group], dtype=np.float64)
             w = np.maximum(g[:, 4], 1e-6)
             cx, cy, size, angle = (float(np.average(g[:, k], weights=w)) for k in range(4))
-            merged.append(Detection(cx, cy, size, angle, float(g[:, 4].sum()), profile=not frontal))
-        merged.sort(key=lambda d: -d.score)
+            merged.append((Detection(cx, cy, size, angle, float(g[:, 4].sum()), profile=not frontal),
+                           any(hits[i].tracked for i in group)))
+        merged.sort(key=lambda m: -m[0].score)
         out = []
-        for det in merged:
-            if tracked and _continues(det, tracked):
+        for det, from_region in merged:
+            # only the region search's own hits continue a track unverified: a pass over an area may
+            # find a false face where a tracked face was a moment ago (it left)
+            if from_region and tracked and _continues(det, tracked):
                 out.append(Candidate(det, tracked=True))
                 continue
             eyes, delta = self._find_eyes(prep, det)

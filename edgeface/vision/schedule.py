@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from edgeface.config import DetectionConfig, MotionConfig
-from edgeface.vision.detect import Box, Detection, Scan
+from edgeface.vision.detect import FRONTAL, Box, Detection, Scan
 
 KINDS = ("track", "new", "near", "searched", "sweep")  # priority order
 # A job waiting this many frames rises one priority class (1 s at 15 fps): a busy scene delays the
@@ -192,10 +192,12 @@ class DetectionSchedule:
         self.queue.append(Job(kind, scan, self.frame))
 
     def _idle(self, t: float) -> None:
-        """The slow whole-frame sweep: the next pass once every idle_sweep_s / passes seconds; after
+        """The slow whole-frame sweep: the next frontal pass once every idle_sweep_s / passes seconds; after
         a gap (a stalled camera) it goes on from now rather than catching up in a burst."""
         assert self.motion is not None
-        scans = self.sweep(None)
+        # frontal passes only: a whole-frame profile pass costs ~2.5 frontal ones, and this sweep is
+        # most of what an empty room costs (a turned head that moves is searched with every pass)
+        scans = [s for s in self.sweep(None) if s.cascade == FRONTAL]
         step = self.motion.idle_sweep_s / max(1, len(scans))
         if step <= 0 or not scans:
             return
