@@ -56,6 +56,7 @@ def frames_from(source: str, limit: int | None):
 def run_bench(pipeline: FramePipeline, source: str, limit: int | None = None, progress=None) -> dict:
     stages: dict[str, float] = {}
     latencies, names = [], []
+    undecodable = 0
     started = last_report = time.perf_counter()
     frames = frames_from(source, limit)
     while True:
@@ -65,7 +66,11 @@ def run_bench(pipeline: FramePipeline, source: str, limit: int | None = None, pr
             break
         frame, t = item
         decoded = time.perf_counter()
-        result = pipeline.process(frame, t)
+        try:
+            result = pipeline.process(frame, t)
+        except ValueError:  # a corrupt JPEG frame (a truncated file's last one): skipped, as a decoder would
+            undecodable += 1
+            continue
         done = time.perf_counter()
         latencies.append((done - t0) * 1e3)
         stages["decode"] = stages.get("decode", 0.0) + (decoded - t0) * 1e3
@@ -95,6 +100,7 @@ def run_bench(pipeline: FramePipeline, source: str, limit: int | None = None, pr
         **pipeline.schedule.stats.as_dict(),
         # frames on which any cascade ran; the others cost only decode + the motion stage
         "cascade_share": round(pipeline.cascade_frames / n, 4),
+        "undecodable_frames": undecodable,
         "names": names,
     }
 
