@@ -17,8 +17,9 @@ HAARCASCADES: str = cv2.data.haarcascades  # type: ignore[attr-defined]  # cv2's
 # motion 1-2 ms: 20 ms is left. A pass over a 160x160 moving area costs 1-7 ms, so a new area gets every
 # pass within 2-4 frames; a whole-frame pass (30-75 ms) overruns it, on one frame every few seconds.
 BUDGET_MS = 20.0
-# Summed neighbours a face found only by the profile cascade needs: the skimage cameraman scores 28-35,
-# turned heads in the real-footage clips ... (tests/footage_labels.json); false hits on walls stay lower.
+# Summed neighbours a face found only by the profile cascade needs: the skimage cameraman scores 28-35;
+# whole-frame profile passes on the door clips' rooms (coffee, rocket, chelsea) gave no hit, and the one
+# false one on the astronaut picture (her shoulder) scored 5.
 PROFILE_MIN_SCORE = 15.0
 
 
