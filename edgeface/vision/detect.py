@@ -334,12 +334,13 @@ class HaarDetector:
             w = np.maximum(g[:, 4], 1e-6)
             cx, cy, size, angle = (float(np.average(g[:, k], weights=w)) for k in range(4))
             merged.append((Detection(cx, cy, size, angle, float(g[:, 4].sum()), profile=not frontal),
-                           any(hits[i].tracked for i in group)))
+                           any(hits[i].tracked and not hits[i].profile for i in group)))
         merged.sort(key=lambda m: -m[0].score)
         out = []
         for det, from_region in merged:
-            # only the region search's own hits continue a track unverified: a pass over an area may
-            # find a false face where a tracked face was a moment ago (it left)
+            # only the region search's own frontal hits continue a track unverified: a pass over an area,
+            # or a profile pass, may find a false face where a tracked face was a moment ago (door clips:
+            # someone who had just slid out of view named on 2-3 frames); those must verify
             if from_region and tracked and _continues(det, tracked):
                 out.append(Candidate(det, tracked=True))
                 continue
