@@ -334,14 +334,14 @@ class HaarDetector:
             w = np.maximum(g[:, 4], 1e-6)
             cx, cy, size, angle = (float(np.average(g[:, k], weights=w)) for k in range(4))
             merged.append((Detection(cx, cy, size, angle, float(g[:, 4].sum()), profile=not frontal),
-                           any(hits[i].tracked and not hits[i].profile for i in group)))
+                           bool(frontal)))
         merged.sort(key=lambda m: -m[0].score)
         out = []
-        for det, from_region in merged:
-            # only the region search's own frontal hits continue a track unverified: a pass over an area,
-            # or a profile pass, may find a false face where a tracked face was a moment ago (door clips:
-            # someone who had just slid out of view named on 2-3 frames); those must verify
-            if from_region and tracked and _continues(det, tracked):
+        for det, frontal_hit in merged:
+            # frontal hits where a tracked face was continue it unverified (its roll may have left the
+            # second opinion's range); a profile-only face must verify: profile passes found false faces
+            # where someone had just slid out of view (door clips), and the track kept its name
+            if frontal_hit and tracked and _continues(det, tracked):
                 out.append(Candidate(det, tracked=True))
                 continue
             eyes, delta = self._find_eyes(prep, det)
