@@ -137,24 +137,31 @@ def test_the_budget_bounds_queued_passes_while_tracked_faces_are_always_searched
     assert track_frames > 20 and named > 20
 
 
+PROFILE_ON = DetectionConfig(profile_cascade="haarcascade_profileface.xml")
+
+
 def test_a_profile_face_and_its_mirror_are_found():
-    detector = HaarDetector()
+    detector = HaarDetector(PROFILE_ON)
     camera = cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2BGR)  # the cameraman, head turned to the side
     for picture in (camera, np.ascontiguousarray(camera[:, ::-1])):
         faces = detector.detect(picture)
         assert len(faces) == 1 and faces[0].profile
         assert 180 < faces[0].cx < 330 and 100 < faces[0].cy < 200  # his head
-    assert HaarDetector(DetectionConfig(profile_cascade="")).detect(camera) == []  # the frontal cascade alone
+    assert HaarDetector().detect(camera) == []  # the frontal cascade alone (the default)
 
 
 def test_a_profile_chip_never_confirms_an_unknown_face(embedder):
     camera = cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2BGR)
     frame = np.full((480, 640, 3), 120, np.uint8)
     frame[:480, :512] = camera[:480]
-    pipeline = FramePipeline(Recognizer(HaarDetector(), embedder), Tracker(), MotionConfig())
+    pipeline = FramePipeline(Recognizer(HaarDetector(PROFILE_ON), embedder), Tracker(), MotionConfig())
+    seen, events = [], []
     for i in range(20):
         result = pipeline.process(frame, i / 15)
-    assert result.faces and all(tr.detection.profile and not tr.face_confirmed for tr, _ in result.faces)
+        seen += [tr for tr, _ in result.faces]
+        events += result.events
+    assert seen and all(tr.detection.profile and not tr.face_confirmed for tr in seen)
+    assert events == []  # no unknown-visitor event from a profile face alone
 
 
 # -- decode only what is looked at ---------------------------------------------------------------

@@ -225,7 +225,9 @@ class FramePipeline:
             detections = self.detect(px, plan, t)
         t1 = clock()
         tracks = self.tracker.update(detections, t)
-        todo = [tr for tr in tracks if tr.needs_embedding(t)]
+        # a profile-only face keeps its track alive but gives no chip to name from: on make_clip clips its
+        # chips (a box placed on half a face) named the wrong person in 24-34 frames of 250
+        todo = [tr for tr in tracks if tr.needs_embedding(t) and not tr.detection.profile]
         t2 = clock()
         chips = self.recognizer.chips(px.bgr(), [tr.detection for tr in todo]) if todo else None
         t3 = clock()
@@ -234,9 +236,7 @@ class FramePipeline:
         matches = self.recognizer.match(embeddings) if todo else []
         by_track = {}
         for tr, m, chip in zip(todo, matches, chips if chips is not None else []):
-            # a profile chip never confirms a face by itself: an unknown alert needs a frontal one
-            if (m.name is None and not tr.face_confirmed and self.tracker.cfg.unknown_face_check
-                    and not tr.detection.profile):
+            if m.name is None and not tr.face_confirmed and self.tracker.cfg.unknown_face_check:
                 tr.face_confirmed = self.face_check(chip)
             self.tracker.observe(tr, m.name, m.score, t)
             by_track[tr.id] = m

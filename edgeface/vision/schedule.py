@@ -6,10 +6,9 @@ priority order:
   2. "new": every pass over a moving area where no face was (someone may have come in), and the
      whole-frame sweep at start-up or after a scene change.
   3. "near": a moving area with a face found on the last frame gets its share of a rolling sweep
-     (each pass once every motion.sweep_period frames; one pass a frame when the area is much bigger
-     than the faces in it): a newcomer beside someone known.
+     (each pass once every motion.sweep_period frames): a newcomer beside someone known.
   4. "searched": a moving area that already got every pass and held no face (a waving arm, a
-     tree, a TV) gets one pass a frame, not every pass, while it keeps moving in the same place.
+     tree, a TV) gets the same rolling share while it keeps moving in the same place.
   5. "sweep": the slow whole-frame sweep (motion.idle_sweep_s) for faces that never moved; without
      the motion stage, the rolling whole-frame sweep while faces are tracked.
 The frame's passes run until detection.budget_ms is spent (at least one a frame, so the queue always
@@ -32,9 +31,6 @@ KINDS = ("track", "new", "near", "searched", "sweep")  # priority order
 # A job waiting this many frames rises one priority class (1 s at 15 fps): a busy scene delays the
 # whole-frame sweep, it never stops it.
 AGE_FRAMES = 15
-# A moving area around found faces larger than this many times their summed squared sizes holds more
-# than their own movement (head and shoulders span ~6): it gets one pass a frame, not the slow share.
-NEAR_AREA = 8.0
 
 
 @dataclass(eq=False)
@@ -149,13 +145,8 @@ class DetectionSchedule:
 
     def _moving(self, box: Box, found: Sequence[Detection]) -> None:
         period = self.motion.sweep_period if self.motion is not None else self.detection.sweep_period
-        every = len(self.sweep(box))  # one pass a frame: the whole search every so many frames
-        near = [d for d in found if _near(d, box)]
-        if near:
-            # an area little bigger than the faces in it is their own movement: a slow rolling share;
-            # a much bigger one (someone beside them, moving too) one pass a frame
-            faces = sum(d.size * d.size for d in near)
-            self._rolling(box, "near", period if box[2] * box[3] <= NEAR_AREA * faces else every)
+        if any(_near(d, box) for d in found):
+            self._rolling(box, "near", period)
             return
         queued = [a for a in self.areas if a.box is not None and _overlap(a.box, box)]
         if queued:  # still being searched: its remaining passes follow it
@@ -163,9 +154,7 @@ class DetectionSchedule:
                 a.box = box
             return
         if any(_same_place(box, old, self._growth()) for old, _ in self.searched):
-            # one pass a frame rather than every pass: someone walking up to the camera from afar
-            # moves little and grows slowly, and their face becomes big enough some frames later
-            self._rolling(box, "searched", every)
+            self._rolling(box, "searched", period)
             return
         self._add_area(box)
 
