@@ -1,4 +1,5 @@
-"""Shared fixtures: a real mosquitto broker on a free loopback port, and an MQTT subscriber.
+"""Shared fixtures: a real mosquitto broker on a free loopback port, an MQTT subscriber, the
+daemon's test clip and runner, and the edgeface command run in-process.
 
     def test_x(mosquitto, subscriber):
         sub = subscriber("edgeface/#")          # connected, subscribed, collecting
@@ -6,17 +7,34 @@
         msg = sub.wait_for(lambda m: m.topic == "edgeface/status" and m.text == "online")
 
 `mosquitto.stop()` / `mosquitto.start()` take the broker away and bring it back on the same port.
+Every test that uses `mosquitto` (directly or through `subscriber`) is marked `broker`, and every
+test that starts daemons with `run_daemon` (seconds each, for the model and the clip) `slow`, so
+`python -m pytest -m "not slow and not broker"` is the quick set.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import pytest
+from running import Daemon, astronaut_head, make_clip
 
+from edgeface.cli.main import main
 from edgeface.cli.testbroker import Mosquitto, mosquitto_executable
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        if "mosquitto" in used:
+            item.add_marker(pytest.mark.broker)
+        if "run_daemon" in used:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -109,3 +127,62 @@ def subscriber(mosquitto):
     yield make
     for s in made:
         s.close()
+
+
+@pytest.fixture(scope="session")
+def recognizer():
+    """The recognizer enroll and identify build from the default config (the shipped model)."""
+    from edgeface.config import Config
+    from edgeface.recognition.pipeline import build_recognizer
+
+    return build_recognizer(Config())
+
+
+@pytest.fixture(scope="module")
+def media():
+    """The daemon's test clip (the astronaut turned through -60..+60 degrees, then background) and
+    the enrolment photo: {"clip": path, "photo": path}."""
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d)
+        photo = folder / "astronaut.jpg"
+        cv2.imwrite(str(photo), astronaut_head())
+        yield {"clip": make_clip(folder / "astronaut.avi"), "photo": str(photo)}
+
+
+@pytest.fixture
+def run_daemon():
+    """Factory: run_daemon(config, env=None) -> a running Daemon process, killed at the test's end."""
+    started: list[Daemon] = []
+
+    def start(config, env=None) -> Daemon:
+        d = Daemon(config, env)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.close()
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """cli("gallery", "list", ...) runs the edgeface command's main() in this process: a Ran with
+    returncode, stdout and stderr, as running.edgeface gives for a subprocess. Output printed, not
+    logged: in-process, log records go to pytest's capture."""
+    def run(*args) -> Ran:
+        capsys.readouterr()
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as e:  # argparse: --help, usage errors
+            rc = e.code if isinstance(e.code, int) else int(e.code is not None)
+        out, err = capsys.readouterr()
+        return Ran(rc, out, err)
+
+    return run

@@ -1,9 +1,14 @@
 """Test pictures made from images that packages ship (no third-party photos in the repo)."""
+import struct
+import zlib
+
 import cv2
 import numpy as np
 from skimage import data
 
 from edgeface.vision.geometry import turn_image
+
+FACE_BOX = (177, 75, 92, 92)  # the astronaut's face in astronaut_bgr(): x, y, w, h
 
 
 def astronaut_bgr() -> np.ndarray:
@@ -21,3 +26,19 @@ def write_jpeg(path, image) -> str:
     assert ok
     path.write_bytes(buf.tobytes())
     return str(path)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with a tiny IDAT: enough for the header check."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two images' pixels (1: the same picture up to brightness and contrast)."""
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))

@@ -1,5 +1,5 @@
 """The dependency rule, read from the source: no import cycle between edgeface's modules (imports
-inside functions included), config imports nothing else of edgeface, at most 12 modules directly
+inside functions included) nor between its folders, config imports nothing else of edgeface, at most 12 modules directly
 in edgeface/, no file over 600 lines. Imports under `if TYPE_CHECKING:` count too: a type named
 from a later layer is a dependency on it all the same."""
 from __future__ import annotations
@@ -124,6 +124,26 @@ def test_the_walk_sees_imports_of_every_kind():
 def test_no_import_cycle_between_edgeface_modules():
     cycles = find_cycles(GRAPH)
     assert not cycles, "import cycles:\n" + "\n".join(describe(c) for c in cycles)
+
+
+def folder(module: str) -> str:
+    """edgeface.vision.detect -> vision; a module directly in edgeface/ is its own."""
+    return module.split(".")[1] if module.count(".") else module
+
+
+def test_no_cycle_between_folders():
+    # dependencies point one way: a folder never needs one that needs it, even through other modules
+    graph: dict[str, dict[str, int]] = {}
+    for m, targets in GRAPH.items():
+        for t, line in targets.items():
+            if folder(t) != folder(m):
+                graph.setdefault(folder(m), {})[folder(t)] = line
+                graph.setdefault(folder(t), {})
+    cycles = find_cycles(graph)
+    users = {(folder(m), folder(t)): f"{m} -> {t} (line {line})" for m, targets in GRAPH.items()
+             for t, line in targets.items()}
+    assert not cycles, "folders that need each other:\n" + "\n".join(
+        "; ".join(users[a, b] for a in c for b in c if a != b and (a, b) in users) for c in cycles)
 
 
 def test_config_imports_nothing_else_from_edgeface():

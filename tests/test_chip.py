@@ -1,7 +1,8 @@
 import cv2
 import numpy as np
 import pytest
-from skimage import data
+from faces import astronaut_bgr as astronaut_photo
+from faces import correlation as corr
 
 from edgeface.config import DetectionConfig
 from edgeface.vision import chip, geometry
@@ -10,13 +11,7 @@ from edgeface.vision.detect import Detection, HaarDetector
 
 @pytest.fixture(scope="module")
 def astronaut_bgr():
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-
-
-def corr(a, b):
-    a = a.astype(np.float64).ravel() - a.mean()
-    b = b.astype(np.float64).ravel() - b.mean()
-    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+    return astronaut_photo()
 
 
 def test_shape_dtype_and_rgb_order():

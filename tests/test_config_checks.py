@@ -207,6 +207,7 @@ def test_direct_construction_checks_the_same_ranges():
     ("mqtt:\n  keepalive: -1\n", ":4: mqtt.keepalive:"),
     ("recognition:\n  delegate_options: {x: !!python/object/apply:os.getcwd []}\n", ":4: recognition.delegate_options.x:"),
     (b"mqtt:\n  host: caf\xe9\n", ":4: not UTF-8"),
+    ("mqtt:\n  prot: 1883\n", ":4: mqtt.prot:"),
 ])
 def test_run_with_such_a_config_exits_2_with_the_message_and_no_traceback(tmp_path, text, where):
     body = (CAMERA + text) if isinstance(text, str) else CAMERA.encode() + text

@@ -125,3 +125,4 @@ def test_random_bytes_load_or_are_a_config_error(data):
 def test_the_example_itself_loads():
     cfg = load(Path(__file__).resolve().parents[1] / "systemd" / "edgeface.yaml")
     assert cfg.cameras[0].name == "front" and cfg.mqtt.client_id.startswith("edgeface-")
+    assert cfg.gallery == "/var/lib/edgeface/gallery.db"

@@ -107,6 +107,7 @@ def test_parser_reads_the_real_dat_as_the_known_architecture(dat):
     assert all(np.isfinite(v).all() for layer in net.layers for v in layer.params.values())
 
 
+@pytest.mark.slow
 def test_numpy_reference_and_keras_rebuild_match_dlib(dat, astronaut_chips, dlib_descriptors):
     pytest.importorskip("tensorflow")
     net = parse_dlib_resnet(dat)
@@ -201,6 +202,7 @@ def test_keras_options_are_checked():
 # ------------------------------------------------------------------------------ --keras quantisation
 
 
+@pytest.mark.slow
 def test_tiny_keras_embedder_goes_through_quantisation(tmp_path):
     pytest.importorskip("tensorflow")
     pytest.importorskip("dlib")

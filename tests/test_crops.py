@@ -5,15 +5,8 @@ import pytest
 from faces import astronaut_bgr
 from skimage import data
 
-from edgeface.config import Config
 from edgeface.recognition.match import Matcher, OpenSetRule
-from edgeface.recognition.pipeline import build_recognizer
 from edgeface.vision.detect import largest
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    return build_recognizer(Config())
 
 
 def tight_crop(recognizer, zoom: float, size: int = 112) -> np.ndarray:
@@ -68,6 +61,7 @@ def _textures() -> dict[str, np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(_textures()))
 def test_no_face_is_invented_in_a_picture_without_one(recognizer, name):
     assert recognizer.find(_textures()[name]) == []
@@ -80,10 +74,8 @@ def test_the_astronaut_still_gives_exactly_her_face(recognizer):
     assert 150 < x + w / 2 < 300 and 50 < y + h / 2 < 200
 
 
-def test_identify_and_enroll_take_a_tight_crop(recognizer, tmp_path):
+def test_identify_and_enroll_take_a_tight_crop(recognizer, tmp_path, cli):
     import json
-    import subprocess
-    import sys
 
     crop = tmp_path / "crop.png"
     cv2.imwrite(str(crop), tight_crop(recognizer, zoom=2.0))
@@ -91,13 +83,9 @@ def test_identify_and_enroll_take_a_tight_crop(recognizer, tmp_path):
     cv2.imwrite(str(full), astronaut_bgr())
     db = tmp_path / "g.db"
 
-    def edgeface(*args):
-        return subprocess.run([sys.executable, "-m", "edgeface", *map(str, args)], capture_output=True, text=True,
-                              timeout=300)
-
-    r = edgeface("enroll", "eileen", crop, "--gallery", db)
+    r = cli("enroll", "eileen", crop, "--gallery", db)
     assert r.returncode == 0 and "1 new face(s) enrolled" in r.stdout, r.stderr
-    r = edgeface("identify", full, crop, "--gallery", db, "--json")
+    r = cli("identify", full, crop, "--gallery", db, "--json")
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert [[f["name"] for f in line["faces"]] for line in lines] == [["eileen"], ["eileen"]]

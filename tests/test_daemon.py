@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,136 +20,21 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from faces import astronaut_bgr, turned
+from faces import turned
+from running import (
+    REPO,
+    astronaut_head,
+    enroll,
+    is_status,
+    lifecycle_model,
+    make_clip,
+    needs_model,
+    needs_shipped_model,
+    shipped_model,
+    write_config,
+)
 
-from edgeface.cli.demo import clip_background, face_frame, head_and_shoulders
 from edgeface.cli.testbroker import free_port
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def shipped_model():
-    from edgeface.recognition.embed import default_model_path
-
-    p = default_model_path()
-    return str(p) if p.is_file() and p.with_suffix(".json").is_file() else None
-
-
-def lifecycle_model():
-    return os.environ.get("EDGEFACE_TEST_MODEL") or shipped_model()
-
-
-needs_model = pytest.mark.skipif(lifecycle_model() is None,
-                                 reason="no embedding model yet (models/dlib_resnet_v1_int8.tflite)")
-needs_shipped_model = pytest.mark.skipif(shipped_model() is None,
-                                         reason="needs the shipped model models/dlib_resnet_v1_int8.tflite")
-
-pytestmark = pytest.mark.slow
-
-
-def astronaut_head() -> np.ndarray:
-    """The astronaut's head and shoulders, upright (the enrolment photo)."""
-    return head_and_shoulders(astronaut_bgr())
-
-
-def make_clip(path, face_frames=30, blank_frames=10, fps=10.0, size=(320, 240)):
-    head = astronaut_head()
-    bg = clip_background(size)
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    for k in range(face_frames):
-        vw.write(face_frame(head, -60 + 120 * k / (face_frames - 1), bg))
-    for _ in range(blank_frames):
-        vw.write(bg)
-    vw.release()
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def media():
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        photo = d / "astronaut.jpg"
-        cv2.imwrite(str(photo), astronaut_head())
-        yield {"clip": make_clip(d / "astronaut.avi"), "photo": str(photo)}
-
-
-def enroll(gallery, photo, model, name="astronaut"):
-    photos = [photo] if isinstance(photo, str) else list(photo)
-    r = subprocess.run([sys.executable, "-m", "edgeface", "enroll", name, *photos, "--gallery", str(gallery),
-                        "--model", model], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-
-
-def write_config(tmp_path, mosquitto, model, cameras=None, media=None, **extra):
-    cfg = {
-        "gallery": str(tmp_path / "gallery.db"),
-        "model": model,
-        "cameras": cameras if cameras is not None else [{"name": "front", "source": media["clip"], "loop": True}],
-        "tracking": {"vote_count": 2, "max_missed": 0.5},
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": "edgeface-under-test",
-                 "discovery": False},
-        "status_interval": 2,
-        "gallery_poll_interval": 0.5,
-    }
-    for key, value in extra.items():
-        if isinstance(value, dict):
-            cfg.setdefault(key, {}).update(value)
-        else:
-            cfg[key] = value
-    path = tmp_path / "edgeface.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-class Daemon:
-    def __init__(self, config, env=None):
-        self.logfile = open(Path(config).parent / "daemon.log", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgeface", "run", "--config", str(config)], cwd=REPO,
-                                     stdout=self.logfile, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-
-    def log(self) -> str:
-        self.logfile.flush()
-        return Path(self.logfile.name).read_text()
-
-    def wait_log(self, text, timeout=60.0, count=1) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.log().count(text) >= count:
-                return True
-            if self.proc.poll() is not None:
-                return self.log().count(text) >= count
-            time.sleep(0.1)
-        return False
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout=15):
-        return self.proc.wait(timeout)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.logfile.close()
-
-
-@pytest.fixture
-def run_daemon():
-    started = []
-
-    def start(config, env=None):
-        d = Daemon(config, env)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.close()
-
-
-def is_status(text, retain=None):
-    return lambda m: m.topic == "edgeface/status" and m.text == text and (retain is None or m.retain == retain)
 
 
 @needs_model
@@ -396,13 +280,6 @@ def test_unit_file_verifies(tmp_path):
     assert r.returncode == 0 and "edgeface.service" not in r.stderr, r.stderr
 
 
-def test_example_config_loads():
-    from edgeface.config import load
-
-    cfg = load(REPO / "systemd" / "edgeface.yaml")
-    assert cfg.cameras[0].name == "front" and cfg.gallery == "/var/lib/edgeface/gallery.db"
-
-
 def test_sd_notify_to_a_path_socket(tmp_path, monkeypatch):
     from edgeface.service import sdnotify
 
@@ -422,6 +299,8 @@ def test_sd_notify_to_a_path_socket(tmp_path, monkeypatch):
     s.close()
 
 
+@pytest.mark.slow
+@pytest.mark.broker  # the demo's own, in-process
 @needs_shipped_model
 def test_demo_prints_the_astronaut_messages(tmp_path):
     # amqtt when installed (the demo extra), else the mosquitto the tests use anyway

@@ -3,7 +3,7 @@ import math
 import cv2
 import numpy as np
 import pytest
-from skimage import data
+from faces import astronaut_bgr as astronaut_photo
 
 from edgeface.config import DetectionConfig
 from edgeface.vision import geometry
@@ -12,7 +12,7 @@ from edgeface.vision.detect import Detection, HaarDetector, Scan
 
 @pytest.fixture(scope="module")
 def astronaut_bgr():
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    return astronaut_photo()
 
 
 @pytest.fixture(scope="module")

@@ -14,34 +14,33 @@ import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_daemon import enroll, run_daemon, shipped_model, write_config  # noqa: F401 (fixture)
+from running import enroll, shipped_model, write_config
 
-from edgeface.fleet.sync import (
-    FleetError,
-    FleetLedger,
-    LedgerEntry,
-    canonical,
-    face_record,
-    negative_key,
-    read_key,
-    receive,
-    sign,
-)
-from edgeface.store.gallery import Gallery
+from edgeface.fleet.ledger import FleetLedger
+from edgeface.fleet.ledger import receive as receive_outcome
+from edgeface.fleet.records import FleetError, canonical, face_record, negative_key, read_key, record_topic, sign
+from edgeface.store.gallery import Gallery, LedgerEntry
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = b"k" * 32
 MODEL = "a" * 64
 FLEET = "home"
+BASE = f"edgeface/fleet/{FLEET}"
+
+
+def receive(ledger, topic, payload, key, fleet, model):
+    """(kind, detail) of one received record, as the rules below read it."""
+    o = receive_outcome(ledger, BASE, topic, payload, key, fleet, model)
+    return o.kind, (o.detail if o.kind != "other model" else o.source)
 
 
 def _record(sha_n, person, version, origin="dev-a", vector=True, key=KEY, model=MODEL):
     sha = f"{sha_n:064x}"
     v = np.zeros(4, np.float32)
     v[sha_n % 4] = 1
-    body = face_record(FLEET, sha, LedgerEntry(person, version, origin, not vector), v.tobytes() if vector else None,
-                       model)
-    return f"edgeface/fleet/{FLEET}/faces/{sha}", canonical(sign(body, key))
+    body = face_record(FLEET, sha, LedgerEntry(person, int(version * 1000), origin, not vector),
+                       v.tobytes() if vector else None, model)
+    return record_topic(BASE, sha), canonical(sign(body, key))
 
 
 def _negative(sha_n, person, version, origin="dev-a", vector=True, key=KEY, topic_person=None):
@@ -49,9 +48,9 @@ def _negative(sha_n, person, version, origin="dev-a", vector=True, key=KEY, topi
     sha = f"{sha_n:064x}"
     v = np.zeros(4, np.float32)
     v[sha_n % 4] = 1
-    body = face_record(FLEET, sha, LedgerEntry(person, version, origin, not vector), v.tobytes() if vector else None,
-                       MODEL, negative=True)
-    return f"edgeface/fleet/{FLEET}/not/{negative_key(sha, topic_person or person)}", canonical(sign(body, key))
+    body = face_record(FLEET, sha, LedgerEntry(person, int(version * 1000), origin, not vector),
+                       v.tobytes() if vector else None, MODEL, negative=True)
+    return record_topic(BASE, negative_key(sha, topic_person or person)), canonical(sign(body, key))
 
 
 def _negatives(gallery):
@@ -126,7 +125,8 @@ def test_not_them_records_wait_for_their_person_and_go_with_them(tmp_path):
         receive(ledger, *_record(1, "ann", 20.0, vector=False), KEY, FLEET, MODEL)
         assert _people(g) == [("bob", 1)] and _negatives(g) == []
         assert ledger.entries()[negative_key(f"{5:064x}", "ann")].deleted
-        assert receive(ledger, *_negative(5, "ann", 10.0), KEY, FLEET, MODEL)[0] == "old"
+        # (the same version as the one marked gone: not applied, and not re-asserted either)
+        assert receive(ledger, *_negative(5, "ann", 10.0), KEY, FLEET, MODEL)[0] == "same"
 
 
 @settings(max_examples=25, deadline=None)
@@ -159,8 +159,9 @@ def test_the_key_file_must_be_private_and_long_enough(tmp_path):
     key.write_bytes(binary)
     assert read_key(key) == binary
     # a text key loses its newline, so devices that wrote it with or without one agree
-    key.write_bytes(b"ab" * 32 + b"\n")
-    assert read_key(key) == b"ab" * 32
+    text = os.urandom(32).hex().encode()
+    key.write_bytes(text + b"\n")
+    assert read_key(key) == text
 
 
 # -- three daemons -------------------------------------------------------------------------
@@ -302,3 +303,40 @@ def test_three_devices_share_enrolments_and_removals(tmp_path, mosquitto, run_da
     devices = {d["device"]: d for d in json.loads(r.stdout)}
     assert set(devices) == {"a", "b", "c"} and all(d["verified"] for d in devices.values())
     assert base64  # (used by _record through face_record)
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+@pytest.mark.skipif(shipped_model() is None, reason="needs the shipped model")
+def test_a_rotated_key_takes_effect_on_reload(tmp_path, mosquitto, run_daemon, quiet_media):  # noqa: F811
+    """Finding 4: replacing the key file and reloading kept the old key (reload compared paths)."""
+    from edgeface.config import FleetConfig, MqttConfig
+    from edgeface.fleet.sync import FleetSync
+    from edgeface.store.gallery import Enrolment
+
+    model = shipped_model()
+    model_id = json.loads(Path(model).with_suffix(".json").read_text())["sha256"]
+    key = tmp_path / "fleet.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    daemon = run_daemon(_device(tmp_path, "a", mosquitto, model, key, quiet_media))
+    assert daemon.wait_log("fleet: caught up", 60), daemon.log()
+    new_key = os.urandom(32)
+    key.write_bytes(new_key)  # the same path: only the bytes tell
+    daemon.signal(signal.SIGHUP)
+    assert daemon.wait_log("fleet: caught up", 60, count=2), daemon.log()
+    # a device with the new key enrols someone: the reloaded daemon takes it
+    other_key = tmp_path / "other.key"
+    other_key.write_bytes(new_key)
+    other_key.chmod(0o600)
+    with Gallery(tmp_path / "b.db") as g:
+        g.add("zoe", [Enrolment(np.random.default_rng(1).normal(size=128).astype(np.float32), "f" * 64, "z.jpg")],
+              model_id)
+        b = FleetSync(FleetConfig(FLEET, str(other_key), "b"), MqttConfig(host=mosquitto.host, port=mosquitto.port),
+                      model_id, "test-b")
+        try:
+            assert _wait(lambda: b.step(g) or (b.idle() and "f" * 64 in g.ledger()), 60)
+        finally:
+            b.close()
+    assert _wait(lambda: "zoe" in _people_in(tmp_path / "a" / "gallery.db"), 30), daemon.log()
+    assert "rejected a record" not in daemon.log()

@@ -147,19 +147,17 @@ def test_import_refuses_a_photo_enrolled_as_someone_else_and_checks_size_against
         assert [p.name for p in g.people()] == ["ann"]
 
 
-def test_import_cli_knows_the_model_size(tmp_path):
+def test_import_cli_knows_the_model_size(tmp_path, cli):
     from edgeface.recognition.embed import default_model_path, load_spec
 
     spec = load_spec(default_model_path())
     bad = _export([{**_record(), "vector": [1.0, 2.0, 3.0]}], model_id=spec.model_id)
     (tmp_path / "x.json").write_text(json.dumps(bad))
-    r = subprocess.run([sys.executable, "-m", "edgeface", "gallery", "import", tmp_path / "x.json",
-                        "--gallery", tmp_path / "g.db"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    r = cli("gallery", "import", tmp_path / "x.json", "--gallery", tmp_path / "g.db")
     assert r.returncode == 1 and f"has 3 values; this gallery's embeddings have {spec.embedding_size}" in r.stderr
     assert "Traceback" not in r.stderr
     (tmp_path / "y.json").write_text(json.dumps({"format": "edgeface-gallery", "embeddings": 5}))
-    r = subprocess.run([sys.executable, "-m", "edgeface", "gallery", "import", tmp_path / "y.json",
-                        "--gallery", tmp_path / "g.db"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    r = cli("gallery", "import", tmp_path / "y.json", "--gallery", tmp_path / "g.db")
     assert r.returncode == 1 and "must be a list" in r.stderr and "Traceback" not in r.stderr
 
 

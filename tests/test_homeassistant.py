@@ -2,133 +2,43 @@
 receives them from a real mosquitto, checked against Home Assistant's MQTT discovery schema.
 
 Two checks of the schema:
-  * always: the rules of Home Assistant 2024.3.3's MQTT platforms (homeassistant/components/mqtt/
-    binary_sensor.py, sensor.py, event.py, mixins.py, abbreviations.py), encoded below. Stricter
+  * always: the rules of Home Assistant 2026.2.3's MQTT platforms (the newest release on PyPI when
+    this was written; homeassistant/components/mqtt/ schemas.py, config.py, binary_sensor.py,
+    sensor.py, event.py, image.py, abbreviations.py, entity.py), encoded below: default_entity_id
+    (its domain part is what makes the entity id: a bare id yields "unnamed_device"), object_id
+    (deprecated, ignored from 2026.4), origin, entity_category, the image platform. Stricter
     than Home Assistant in one way on purpose: an unknown key fails here, where Home Assistant
     silently drops it (the usual way a typo'd key goes unnoticed).
   * where the `homeassistant` package can be imported (or $EDGEFACE_HA_PYTHON names a Python that
-    has it): the payloads go through Home Assistant's own DISCOVERY_SCHEMA. The package is not in
-    the `test` extra: `pip install homeassistant==2024.3.3` (the last release for Python 3.11) took
-    114 s and 400 MB here.
+    has it, e.g. the one tools/ha_smoke.sh builds): the payloads go through Home Assistant's own
+    DISCOVERY_SCHEMA. Home Assistant 2026.x needs Python 3.13, so it is not in the `test` extra.
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
+from ha_schema import MQTT_ATTRIBUTES_BLOCKED, schema_problems
 
+from edgeface.cli.demo import astronaut_bgr
 from edgeface.config import HomeConfig, MqttConfig
-from edgeface.mqtt.presence import Presence, entity_key
+from edgeface.mqtt.images import MAX_BYTES, grown_box
+from edgeface.mqtt.presence import Presence
 from edgeface.mqtt.publish import Publisher
+from edgeface.mqtt.topics import name_key
 
 T0 = 1_700_000_000.0
 DP = "homeassistant"
 
-# -- Home Assistant 2024.3.3's MQTT discovery rules, encoded -----------------------------------
-ABBREVIATIONS = {  # the keys edgeface may use (abbreviations.py has 258)
-    "avty": "availability", "avty_mode": "availability_mode", "avty_t": "availability_topic",
-    "avty_tpl": "availability_template", "dev": "device", "dev_cla": "device_class", "en": "enabled_by_default",
-    "ent_cat": "entity_category", "evt_typ": "event_types", "exp_aft": "expire_after", "frc_upd": "force_update",
-    "ic": "icon", "json_attr_t": "json_attributes_topic", "json_attr_tpl": "json_attributes_template",
-    "o": "origin", "obj_id": "object_id", "off_dly": "off_delay", "pl_avail": "payload_available",
-    "pl_not_avail": "payload_not_available", "pl_off": "payload_off", "pl_on": "payload_on", "qos": "qos",
-    "stat_cla": "state_class", "stat_t": "state_topic", "uniq_id": "unique_id", "unit_of_meas": "unit_of_measurement",
-    "val_tpl": "value_template",
-}
-DEVICE_ABBREVIATIONS = {"cns": "connections", "cu": "configuration_url", "ids": "identifiers", "mf": "manufacturer",
-                        "mdl": "model", "hw": "hw_version", "sw": "sw_version", "sa": "suggested_area",
-                        "sn": "serial_number"}
-BINARY_SENSOR_DEVICE_CLASSES = set(
-    "battery battery_charging carbon_monoxide cold connectivity door garage_door gas heat light lock moisture motion "
-    "moving occupancy opening plug power presence problem running safety smoke sound tamper update vibration "
-    "window".split())
-SENSOR_DEVICE_CLASSES = set(
-    "date enum timestamp apparent_power aqi atmospheric_pressure battery carbon_monoxide carbon_dioxide current "
-    "data_rate data_size distance duration energy energy_storage frequency gas humidity illuminance irradiance "
-    "moisture monetary nitrogen_dioxide nitrogen_monoxide nitrous_oxide ozone ph pm1 pm10 pm25 power_factor power "
-    "precipitation precipitation_intensity pressure reactive_power signal_strength sound_pressure speed "
-    "sulphur_dioxide temperature volatile_organic_compounds volatile_organic_compounds_parts voltage volume "
-    "volume_storage volume_flow_rate water weight wind_speed".split())
-EVENT_DEVICE_CLASSES = {"doorbell", "button", "motion"}
-# mixins.py: JSON attributes Home Assistant drops without a word
-MQTT_ATTRIBUTES_BLOCKED = {"assumed_state", "available", "device_class", "device_info", "entity_category",
-                           "entity_picture", "entity_registry_enabled_default", "extra_state_attributes",
-                           "force_update", "icon", "name", "should_poll", "state", "supported_features", "unique_id",
-                           "unit_of_measurement"}
 
-STR, OPT_STR, POS_INT = "string", "string or null", "positive integer"
-COMMON = {  # mixins.py MQTT_ENTITY_COMMON_SCHEMA + MQTT_AVAILABILITY_SINGLE_SCHEMA + MQTT_BASE_SCHEMA
-    "name": OPT_STR, "unique_id": STR, "object_id": STR, "icon": "icon", "device": "device",
-    "availability_topic": "topic", "payload_available": STR, "payload_not_available": STR,
-    "json_attributes_topic": "topic", "json_attributes_template": STR, "enabled_by_default": "boolean",
-    "entity_category": ("config", "diagnostic"), "qos": (0, 1, 2), "encoding": STR,
-}
-PLATFORMS = {
-    "binary_sensor": ({"state_topic"}, {**COMMON, "state_topic": "topic", "device_class": BINARY_SENSOR_DEVICE_CLASSES,
-                                        "payload_on": STR, "payload_off": STR, "value_template": STR,
-                                        "expire_after": POS_INT, "off_delay": POS_INT, "force_update": "boolean"}),
-    "sensor": ({"state_topic"}, {**COMMON, "state_topic": "topic", "device_class": SENSOR_DEVICE_CLASSES,
-                                 "value_template": STR, "unit_of_measurement": STR, "expire_after": POS_INT,
-                                 "force_update": "boolean"}),
-    "event": ({"state_topic", "event_types"}, {**COMMON, "state_topic": "topic", "event_types": "string list",
-                                               "device_class": EVENT_DEVICE_CLASSES, "value_template": STR}),
-}
-DEVICE_KEYS = {"identifiers", "connections", "manufacturer", "model", "name", "hw_version", "serial_number",
-               "sw_version", "via_device", "suggested_area", "configuration_url"}
-
-
-def expand(payload: dict) -> dict:
-    """discovery.py: abbreviated keys (top level and in `device`) to their full names."""
-    out = {ABBREVIATIONS.get(k, k): v for k, v in payload.items()}
-    if isinstance(out.get("device"), dict):
-        out["device"] = {DEVICE_ABBREVIATIONS.get(k, k): v for k, v in out["device"].items()}
-    return out
-
-
-def _fits(value, rule) -> bool:
-    if isinstance(rule, (set, tuple)):
-        return value in rule
-    if rule == STR:
-        return isinstance(value, str)
-    if rule == OPT_STR:
-        return value is None or isinstance(value, str)
-    if rule == POS_INT:
-        return isinstance(value, int) and not isinstance(value, bool) and value > 0
-    if rule == "boolean":
-        return isinstance(value, bool)
-    if rule == "icon":  # cv.icon: "prefix:name"
-        return isinstance(value, str) and re.fullmatch(r"[a-z0-9-]+:[a-z0-9-]+", value) is not None
-    if rule == "topic":  # valid_subscribe_topic; ours are published to, so no wildcards either
-        return isinstance(value, str) and 0 < len(value.encode()) <= 65535 and "\0" not in value \
-            and not any(c in value for c in "+#")
-    if rule == "string list":
-        return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
-    if rule == "device":
-        return isinstance(value, dict) and set(value) <= DEVICE_KEYS and bool(value.get("identifiers")) \
-            and all(isinstance(i, str) for i in value["identifiers"]) \
-            and all(isinstance(value[k], str) for k in value if k not in ("identifiers", "connections"))
-    raise AssertionError(f"no rule {rule!r}")
-
-
-def schema_problems(platform: str, payload: dict) -> list[str]:
-    required, keys = PLATFORMS[platform]
-    config = expand(payload)
-    problems = [f"required key {k} missing" for k in sorted(required - set(config))]
-    for key, value in config.items():
-        if key not in keys:
-            problems.append(f"unknown key {key}")
-        elif not _fits(value, keys[key]):
-            problems.append(f"{key}: {value!r} is not a valid {keys[key] if isinstance(keys[key], str) else 'choice'}")
-    return problems
-
-
+# -- the encoded schema (tests/ha_schema.py) --------------------------------------------------
 def test_the_encoded_schema_refuses_what_home_assistant_refuses():
     ok = {"name": "x", "stat_t": "a/b", "dev_cla": "presence", "dev": {"ids": ["n"], "mf": "m"}, "ic": "mdi:account"}
     assert schema_problems("binary_sensor", ok) == []
@@ -141,6 +51,13 @@ def test_the_encoded_schema_refuses_what_home_assistant_refuses():
     assert schema_problems("sensor", {"stat_t": "s", "json_attr_t": "a/#"}) \
         == ["json_attributes_topic: 'a/#' is not a valid topic"]
     assert schema_problems("sensor", {"stat_t": "s", "state_topc": "typo"}) == ["unknown key state_topc"]
+    assert schema_problems("sensor", {"stat_t": "s", "def_ent_id": "edgeface_x"}) \
+        == ["default_entity_id: 'edgeface_x' is not a valid entity id"]  # no domain: "unnamed_device"
+    assert schema_problems("sensor", {"stat_t": "s", "o": {"sw": "1"}}) == ["origin: {'sw_version': '1'} is not a valid origin"]
+    assert schema_problems("sensor", {"stat_t": "s", "ent_cat": "system"}) == ["entity_category: 'system' is not a valid choice"]
+    assert schema_problems("image", {"url_t": "u"}) == ["required key image_topic missing", "unknown key url_t"]
+    assert schema_problems("sensor", {"stat_t": "s", "dev_cla": "temperature", "unit_of_meas": "%"}) \
+        == ["unit_of_measurement '%' does not fit device_class temperature"]
 
 
 # -- what a subscriber gets ------------------------------------------------------------------
@@ -177,12 +94,13 @@ def platform_of(topic: str) -> str:
 
 @pytest.fixture
 def announced(mosquitto, subscriber):
-    """Everything edgeface announces for a device with one camera and two people."""
+    """Everything edgeface announces for a device with one camera, two people and every option on."""
     presence = Presence(600, 60)
     presence.set_people(["alice", "Mary Jane"])
-    pub = start_publisher(mosquitto, presence)
+    pub = start_publisher(mosquitto, presence, home=HomeConfig(unknown_image=True, person_image=True))
     try:
-        configs = retained_configs(subscriber, 5)
+        pub.publish_diagnostics({}, {"soc_temperature": 40.0})
+        configs = retained_configs(subscriber, 14)
     finally:
         pub.close()
     return configs
@@ -196,6 +114,10 @@ def test_discovery_payloads_fit_home_assistants_schema(announced):
         f"{DP}/binary_sensor/{node}/unknown_visitor/config",
         f"{DP}/event/{node}/unknown_visitor/config",
         f"{DP}/sensor/{node}/door_person/config",  # the per-camera sensor stays
+        f"{DP}/image/{node}/door_last_unknown_visitor/config", f"{DP}/image/{node}/door_last_person_image/config",
+        *(f"{DP}/sensor/{node}/door_{k}/config" for k in ("fps", "dropped_frames", "cascade_share")),
+        *(f"{DP}/sensor/{node}/{k}/config" for k in ("cpu_percent", "gallery_people", "gallery_faces",
+                                                      "soc_temperature")),
     ])
     for topic, config in announced.items():
         assert schema_problems(platform_of(topic), config) == [], topic
@@ -209,16 +131,20 @@ def test_discovery_payloads_fit_home_assistants_schema(announced):
 
 def test_discovery_payloads_pass_home_assistants_own_schema(announced, tmp_path):
     check = textwrap.dedent("""
-        import json, sys
-        from homeassistant.components.mqtt import binary_sensor, event, sensor
-        from homeassistant.components.mqtt.abbreviations import ABBREVIATIONS, DEVICE_ABBREVIATIONS
-        platforms = {"binary_sensor": binary_sensor, "event": event, "sensor": sensor}
-        for topic, config in json.load(open(sys.argv[1])).items():
-            config = {ABBREVIATIONS.get(k, k): v for k, v in config.items()}
-            if "device" in config:
-                config["device"] = {DEVICE_ABBREVIATIONS.get(k, k): v for k, v in config["device"].items()}
-            platforms[topic.split("/")[1]].DISCOVERY_SCHEMA(config)  # raises vol.Invalid, naming the key
-            print("ok", topic)
+        import asyncio, json, sys, tempfile
+        from homeassistant.components.mqtt import binary_sensor, event, image, sensor
+        from homeassistant.core import HomeAssistant
+        platforms = {"binary_sensor": binary_sensor, "event": event, "image": image, "sensor": sensor}
+
+        async def check():
+            HomeAssistant(tempfile.mkdtemp())  # templates validate only with a running Home Assistant (2024.x+)
+            for topic, config in json.load(open(sys.argv[1])).items():  # (edgeface sends full key names)
+                checked = platforms[topic.split("/")[1]].DISCOVERY_SCHEMA(config)  # raises vol.Invalid, naming the key
+                dropped = set(config) - set(checked)  # DISCOVERY_SCHEMA removes what it does not know
+                assert not dropped, (topic, dropped)
+                print("ok", topic)
+
+        asyncio.run(check())
     """)
     (tmp_path / "configs.json").write_text(json.dumps(announced))
     (tmp_path / "check.py").write_text(check)
@@ -306,8 +232,112 @@ def test_entities_follow_the_gallery_without_a_restart_and_stale_ones_go_after_o
         pub.close()
 
 
+# -- with a broker: discovery again on Home Assistant's birth, pictures, diagnostics ---------------
+@pytest.mark.broker
+def test_discovery_is_sent_again_when_home_assistant_comes_online(mosquitto, subscriber):
+    presence = Presence(600, 60)
+    presence.set_people(["alice"])
+    pub = start_publisher(mosquitto, presence)
+    try:
+        sub = subscriber(f"{DP}/#")
+        assert sub.wait_for(lambda m: m.topic.endswith("/alice_presence/config"), 10)
+        sub.wait_for(lambda m: False, 0.5)
+        mark = len(sub.messages)
+        assert not [m for m in sub.messages[mark:]]
+        announce = subscriber("unused/#")  # a client of its own, standing in for Home Assistant
+        announce.client.publish(f"{DP}/status", "offline", qos=1)
+        announce.client.publish(f"{DP}/status", "online", qos=1)
+        again = sub.wait_for(lambda m: m.topic.endswith("/alice_presence/config") and not m.retain, 10, mark)
+        assert again is not None and again.json()["default_entity_id"] == "binary_sensor.edgeface_alice_presence"
+        sub.wait_for(lambda m: False, 0.5)
+        resent = {m.topic for m in sub.messages[mark:] if m.topic != f"{DP}/status"}
+        assert resent == {d.topic for d in pub.discoveries()}  # everything, once more
+        assert pub.discovery_sent == 2  # the connection, then the "online" (not the "offline")
+    finally:
+        pub.close()
+
+
+class _Stranger:
+    name, score, box, angle, track_id, t = None, 0.21, (180, 70, 120, 150), 0.0, 3, T0
+
+
+def _send_stranger(pub: Publisher, image) -> None:
+    """What the daemon's camera worker does for one identity event, in its order."""
+    pub.publish_face_image("door", _Stranger, image)
+    pub.publish_identity("door", _Stranger)
+    pub.publish_home("door", _Stranger, 0.1)
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("retain", [False, True])
+def test_the_strangers_picture_arrives_before_the_unknown_visitor_event(mosquitto, subscriber, retain):
+    sub = subscriber("#")
+    pub = start_publisher(mosquitto, Presence(600, 60), home=HomeConfig(unknown_image=True, retain_images=retain))
+    try:
+        image = astronaut_bgr()
+        _send_stranger(pub, image)
+        event = sub.wait_for(lambda m: m.topic == "edgeface/unknown_visitor/event", 10)
+        assert event is not None
+        order = [m.topic for m in sub.messages]
+        picture_at = order.index("edgeface/door/unknown_image")
+        assert picture_at < order.index("edgeface/unknown_visitor/event")
+        assert picture_at < order.index("edgeface/door/identity")
+        picture = sub.messages[picture_at]
+        assert len(picture.payload) <= MAX_BYTES and picture.retain is False  # as delivered live
+        decoded = cv2.imdecode(np.frombuffer(picture.payload, "uint8"), cv2.IMREAD_COLOR)
+        x0, y0, x1, y1 = grown_box(_Stranger.box, image.shape)
+        assert decoded.shape[:2] == (y1 - y0, x1 - x0)  # the face box grown by half
+        config = sub.wait_for(lambda m: m.topic == f"{DP}/image/edgeface-ha/door_last_unknown_visitor/config", 10)
+        assert config is not None and config.json()["image_topic"] == "edgeface/door/unknown_image"
+        assert schema_problems("image", config.json()) == []
+        late = subscriber("edgeface/door/unknown_image")
+        assert (late.wait_for(lambda m: m.retain, 1.0) is not None) == retain
+    finally:
+        pub.close()
+
+
+@pytest.mark.broker
+def test_no_picture_is_published_with_the_option_off(mosquitto, subscriber):
+    sub = subscriber("#")
+    pub = start_publisher(mosquitto, Presence(600, 60), home=HomeConfig(person_image=True))  # strangers' off
+    try:
+        _send_stranger(pub, astronaut_bgr())
+        assert sub.wait_for(lambda m: m.topic == "edgeface/unknown_visitor/event", 10) is not None
+        sub.wait_for(lambda m: False, 0.5)
+        assert not [m for m in sub.messages if m.topic.endswith("_image") or m.topic.startswith(f"{DP}/image/")
+                    and "unknown" in m.topic]
+    finally:
+        pub.close()
+
+
+@pytest.mark.broker
+def test_diagnostics_are_discovered_and_published_retained(mosquitto, subscriber):
+    pub = start_publisher(mosquitto, Presence(600, 60))
+    try:
+        camera = {"fps": 9.87, "dropped_frames": 4, "cascade_share": 12.5}
+        device = {"cpu_percent": 7.5, "soc_temperature": None, "gallery_people": 2, "gallery_faces": 9,
+                  "last_fleet_sync": None}
+        live = subscriber("edgeface/#")
+        pub.publish_diagnostics({"door": camera}, device)
+        d_topic = pub.topics.device_diagnostics
+        assert live.wait_for(lambda m: m.topic == d_topic, 10)  # at the broker (then: retained?)
+        late = subscriber("edgeface/#")
+        assert late.wait_for(lambda m: m.topic == d_topic and m.retain, 10).json() == device
+        assert late.wait_for(lambda m: m.topic == "edgeface/door/diagnostics" and m.retain, 10).json() == camera
+        configs = retained_configs(subscriber, 9)
+        sensors = {c["default_entity_id"]: c for t, c in configs.items() if platform_of(t) == "sensor"}
+        assert "sensor.edgeface_ha_soc_temperature" not in sensors  # no thermal zone reported (yet)
+        for entity_id in ("sensor.edgeface_door_fps", "sensor.edgeface_ha_cpu", "sensor.edgeface_ha_gallery_faces"):
+            assert sensors[entity_id]["entity_category"] == "diagnostic"
+            assert schema_problems("sensor", sensors[entity_id]) == []
+        pub.publish_diagnostics({}, {**device, "soc_temperature": 51.2})  # the temperature's entity follows
+        assert subscriber(f"{DP}/sensor/+/soc_temperature/config").wait_for(lambda m: m.retain or True, 10)
+    finally:
+        pub.close()
+
+
 # -- the daemon, end to end ------------------------------------------------------------------
-from test_daemon import Daemon, astronaut_head, enroll, needs_shipped_model, shipped_model, write_config  # noqa: E402
+from running import Daemon, astronaut_head, enroll, needs_shipped_model, shipped_model, write_config  # noqa: E402
 
 from edgeface.cli.demo import clip_background, face_frame  # noqa: E402
 
@@ -325,7 +355,7 @@ def face_then_empty_clip(path: Path, face_s=3.0, empty_s=6.0, fps=10.0, size=(32
     return str(path)
 
 
-def run_clip(tmp_path, mosquitto, subscriber, gallery_people: bool):
+def run_clip(tmp_path, mosquitto, subscriber, gallery_people: bool, home: dict | None = None):
     model = shipped_model()
     clip = face_then_empty_clip(tmp_path / "door.avi")
     if gallery_people:
@@ -334,11 +364,12 @@ def run_clip(tmp_path, mosquitto, subscriber, gallery_people: bool):
         enroll(tmp_path / "gallery.db", str(photo), model)
     sub = subscriber("#")
     config = write_config(tmp_path, mosquitto, model, cameras=[{"name": "door", "source": clip}],
-                          mqtt={"discovery": True}, home={"presence_timeout": 2.0, "unknown_timeout": 1.0})
+                          mqtt={"discovery": True},
+                          home={"presence_timeout": 2.0, "unknown_timeout": 1.0, **(home or {})})
     d = Daemon(config)
     try:
         assert d.wait(120) == 0, d.log()  # the file ends, the daemon stops
-        sub.wait_for(lambda m: m.topic == "edgeface/status" and m.text == "offline", 10)
+        sub.wait_for(lambda m: m.topic == "edgeface/status" and m.text == "offline", 10)  # a device on its own
         log = d.log()
     finally:
         d.close()
@@ -357,6 +388,20 @@ def test_daemon_presence_goes_on_at_a_sighting_and_off_after_the_timeout(tmp_pat
     assert last["camera"] == "door" and last["last_seen"].endswith("Z") and last["score"] > 0.5
     assert [m.text for m in sub.on("edgeface/unknown_visitor/state")] == ["OFF"]  # no stranger here
     assert not sub.on("edgeface/unknown_visitor/event")
+
+
+@pytest.mark.slow
+@needs_shipped_model
+def test_daemon_sends_the_strangers_picture_before_the_unknown_visitor_event(tmp_path, mosquitto, subscriber):
+    sub, log = run_clip(tmp_path, mosquitto, subscriber, gallery_people=False, home={"unknown_image": True})
+    order = [m.topic for m in sub.messages]
+    assert "edgeface/unknown_visitor/event" in order, log
+    first_picture = order.index("edgeface/door/unknown_image")
+    assert first_picture < order.index("edgeface/unknown_visitor/event")
+    picture = sub.messages[first_picture].payload
+    assert picture[:2] == b"\xff\xd8" and len(picture) <= MAX_BYTES
+    diagnostics = [m.json() for m in sub.on("edgeface/door/diagnostics")]
+    assert diagnostics and set(diagnostics[-1]) == {"fps", "dropped_frames", "cascade_share"}, log
 
 
 @pytest.mark.slow
@@ -392,7 +437,7 @@ def test_daemon_entities_follow_enrol_and_remove_without_a_restart(tmp_path, mos
         other = tmp_path / "eileen.jpg"  # a photo of its own: the same file is refused under a second name
         cv2.imwrite(str(other), cv2.flip(astronaut_head(), 1))
         enroll(gallery, str(other), model, name="Eileen Collins")  # a second person, while it runs
-        added = config_of(entity_key("Eileen Collins") + "_presence", empty=False)
+        added = config_of(name_key("Eileen Collins") + "_presence", empty=False)
         assert added is not None and added.json()["name"] == "Eileen Collins", d.log()
         r = subprocess.run([sys.executable, "-m", "edgeface", "gallery", "remove", "astronaut", "--gallery",
                             str(gallery)], capture_output=True, text=True, timeout=60)
@@ -406,4 +451,4 @@ def test_daemon_entities_follow_enrol_and_remove_without_a_restart(tmp_path, mos
     late = subscriber(f"{DP}/binary_sensor/#")  # what a Home Assistant starting now would find
     late.wait_for(lambda m: False, 1.0)
     assert sorted(m.topic.split("/")[3] for m in late.messages if m.retain and m.payload) \
-        == sorted([entity_key("Eileen Collins") + "_presence", "unknown_visitor"])
+        == sorted([name_key("Eileen Collins") + "_presence", "unknown_visitor"])

@@ -1,10 +1,9 @@
 import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
-from faces import astronaut_bgr, write_jpeg
+from faces import astronaut_bgr, png_claiming, write_jpeg
 
 from edgeface.vision.images import ImageError, expand, image_size, read_image, read_photo
 
@@ -42,15 +41,6 @@ def test_missing_file_and_folder_expansion(tmp_path):
     write_jpeg(tmp_path / "a.jpg", astronaut_bgr())
     (tmp_path / "notes.txt").write_text("x")
     assert [p.name for p in expand([str(tmp_path)])] == ["a.jpg", "b.jpg"]
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height, with a tiny IDAT: enough for the header check."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp", ".tif", ".ppm", ".pgm", ".gif"])

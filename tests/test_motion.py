@@ -35,6 +35,7 @@ def noisy(background: np.ndarray, i: int, rng, fps: float = 15.0) -> np.ndarray:
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_noise_and_exposure_drift_alone_give_no_motion():
     bg, rng, motion = room(), np.random.default_rng(1), MotionDetector(MotionConfig())
     # 40 s at 15 fps covers a full swing of the drift (sin(i / 105) from 0 to 1 and back)
@@ -105,6 +106,7 @@ def embedder():
     return Embedder()
 
 
+@pytest.mark.slow
 def test_on_an_empty_room_the_cascade_stops_after_the_first_frames(embedder):
     detector = CountingDetector()
     pipeline = FramePipeline(Recognizer(detector, embedder), Tracker(), MotionConfig(idle_sweep_s=0))

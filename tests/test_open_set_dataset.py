@@ -14,6 +14,7 @@ import pytest
 DATASET = os.environ.get("EDGEFACE_DATASET")
 pytestmark = [
     pytest.mark.dataset,
+    pytest.mark.slow,
     pytest.mark.skipif(not DATASET or not Path(DATASET, "train").is_dir(), reason="EDGEFACE_DATASET not set"),
 ]
 ROOT = Path(__file__).resolve().parent.parent

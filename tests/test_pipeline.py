@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 from faces import astronaut_bgr, turned
+from faces import correlation as corr
 
 from edgeface.recognition.embed import Embedder
 from edgeface.recognition.match import Matcher
@@ -9,12 +10,6 @@ from edgeface.recognition.pipeline import FramePipeline, Recognizer, SceneChange
 from edgeface.recognition.track import Tracker
 from edgeface.vision.detect import HaarDetector
 from edgeface.vision.pixels import FramePixels
-
-
-def corr(a, b):
-    a, b = a.astype(float).ravel(), b.astype(float).ravel()
-    a, b = a - a.mean(), b - b.mean()
-    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +26,7 @@ def test_landmark_aligned_chip_of_a_turned_face_is_the_upright_chip(recognizer, 
     assert corr(got, ref) > 0.95
 
 
+@pytest.mark.slow
 def test_recognize_names_a_turned_face_and_frame_pipeline_announces_it_once(recognizer):
     face = astronaut_bgr()
     (enrolled,) = recognizer.embed(face, recognizer.detector.detect(face)[:1])

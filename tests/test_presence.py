@@ -6,7 +6,8 @@ import threading
 import pytest
 
 from edgeface.config import ConfigError, parse
-from edgeface.mqtt.presence import Presence, PresenceUpdate, entity_key
+from edgeface.mqtt.presence import Presence, PresenceUpdate
+from edgeface.mqtt.topics import UNKNOWN_KEY, name_key
 
 T0 = 1_700_000_000.0  # any wall-clock second: the machine only ever sees the times it is given
 
@@ -103,14 +104,46 @@ def test_concurrent_cameras_and_main_loop_agree():
     assert all(not u.present for u in p.states())
 
 
-def test_entity_key_is_stable_distinct_and_topic_safe():
-    assert entity_key("alice") == "alice"
-    assert entity_key("ben_affleck") == "ben_affleck"
-    keys = {entity_key(n) for n in ("Anna B", "anna_b", "Zoë", "Zoe", "zoe", "+#/", "李")}
+def test_name_key_is_stable_distinct_and_topic_safe():
+    assert name_key("alice") == "alice"
+    assert name_key("ben_affleck") == "ben_affleck"
+    assert name_key("Mary Jane") == "mary_jane_c82967"  # keys already in use stay (Home Assistant entity ids)
+    keys = {name_key(n) for n in ("Anna B", "anna_b", "Zoë", "Zoe", "zoe", "+#/", "李")}
     assert len(keys) == 7
     for k in keys:
         assert k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k)
-    assert entity_key("Anna B") == entity_key("Anna B")
+    assert name_key("Anna B") == name_key("Anna B")
+
+
+@pytest.mark.parametrize("names", [
+    ("Mary Jane", "mary_jane_c82967"),  # a literal name that looks like another's hashed key (26.13)
+    ("Alice", "alice", "a.lice", "ALICE"),  # Double Take's lower-cased topics shared these
+    ("unknown", "Unknown"),  # the strangers' Double Take topic is "unknown"
+    ("李", "😀", "#", "", "person"),  # all mapped to one empty (or the fallback) level
+])
+def test_name_keys_never_collide(names):
+    keys = [name_key(n) for n in names]
+    assert len(set(keys)) == len(keys), keys
+    assert UNKNOWN_KEY not in keys
+    assert all(k and "/" not in k and "#" not in k and "+" not in k for k in keys)
+
+
+def test_presence_timeouts_follow_the_monotonic_clock_not_the_wall_clock():
+    """26.8: NTP steps the wall clock a year forward, then an hour back; only the monotonic clock
+    (driven here) decides who is present, and "last seen" still shows the wall clock."""
+    p = Presence(600, 60)
+    p.set_people(["alice"])
+    mono, wall = 1_000.0, T0
+    assert p.seen("alice", "door", 0.8, mono, wall)[0].last_seen == T0
+    wall += 365 * 86400  # the clock jumps a year ahead: nobody expires
+    assert p.expire(mono + 1) == []
+    assert p.seen("alice", "door", 0.8, mono + 2, wall) == []  # no re-announcement either
+    wall -= 3600  # ... then an hour back: a new sighting is not "older" than the last one
+    update = p.seen("alice", "garden", 0.7, mono + 3, wall)
+    assert update and update[0].camera == "garden" and update[0].last_seen == wall
+    assert p.expire(mono + 3 + 599.9) == []
+    gone = p.expire(mono + 3 + 600)  # ten monotonic minutes after the last sighting, whatever the wall says
+    assert [u.present for u in gone] == [False] and gone[0].last_seen == wall
 
 
 @pytest.mark.parametrize("text, message", [

@@ -1,14 +1,19 @@
 """Fleet sync at scale: PEOPLE people x PHOTOS embeddings through a real mosquitto.
 
-1. Device A's gallery is filled with random 128-d embeddings and its FleetSync publishes them
-   (one retained record per photo), with mosquitto persistence on.
-2. mosquitto is restarted (its persistence file must bring the records back).
-3. A new device with an empty gallery joins: the time until it holds every person is the
-   catch-up time.
-Prints one JSON line: records, messages per enrolment, publish time, catch-up time, broker RSS
-(after loading and after the restart), persistence file size.
+The broker is a stock mosquitto: its default per-client queue (max_queued_messages 1000) and
+in-flight window, persistence on. Nothing in edgeface asks the broker for more.
 
-    python tools/fleet_scale.py [--people 1000] [--photos 5]
+1. Device A's gallery is filled with random 128-d embeddings and its FleetSync publishes them
+   (one retained record per photo; each counts as sent only on the broker's PUBACK).
+2. mosquitto is restarted (its persistence file must bring the records back).
+3. A new device with an empty gallery joins: the time until it holds every face is the
+   catch-up time.
+4. --junk N: N unsigned retained messages are put on the fleet's topics (half on the record
+   layout's buckets, half on the old one-level layout), then another new device joins.
+Prints one JSON line: records, publish time, catch-up times, faces on the new devices, broker
+RSS, persistence file size.
+
+    python tools/fleet_scale.py [--people 1000] [--photos 5] [--junk 50000]
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as mqtt
 
 from edgeface.cli.testbroker import free_port
 from edgeface.config import FleetConfig, MqttConfig
@@ -41,7 +47,7 @@ def rss_kib(pid: int) -> int:
 def start_mosquitto(folder: Path, port: int) -> subprocess.Popen:
     conf = folder / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    f"persistence_location {folder}/\nautosave_interval 1\nmax_queued_messages 0\n")
+                    f"persistence_location {folder}/\nautosave_interval 1\n")
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     time.sleep(0.5)
     return proc
@@ -57,10 +63,39 @@ def wait_until(predicate, timeout: float, step) -> float:
     raise SystemExit(f"timed out after {timeout} s")
 
 
+def join(db: Path, key: Path, mqtt_cfg: MqttConfig, records: int, name: str) -> tuple[float, int]:
+    """A new device with an empty gallery: seconds until it holds every face (or its catch-up ended), faces."""
+    with Gallery(db) as g:
+        device = FleetSync(FleetConfig("home", str(key), name), mqtt_cfg, MODEL, f"scale-{name}")
+        seconds = wait_until(lambda: len(FleetLedger(g).faces()) >= records or device.idle(), 600,
+                             lambda: device.step(g))
+        faces = len(FleetLedger(g).faces())
+        device.close()
+    return seconds, faces
+
+
+def put_junk(port: int, n: int) -> None:
+    """n unsigned retained messages on the fleet's topics, as anyone allowed to publish could put there."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="junk")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    for i in range(n):
+        level = os.urandom(32).hex()
+        topic = f"edgeface/fleet/home/records/{level[:2]}/{level[2:4]}/{level}" if i % 2 else \
+            f"edgeface/fleet/home/faces/{level}"
+        info = c.publish(topic, b'{"junk": %d}' % i, qos=1, retain=True)
+        if i % 500 == 499:
+            info.wait_for_publish(30)
+    info.wait_for_publish(30)
+    c.loop_stop()
+    c.disconnect()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--people", type=int, default=1000)
     ap.add_argument("--photos", type=int, default=5)
+    ap.add_argument("--junk", type=int, default=0, help="unsigned retained messages to add before a second new device")
     args = ap.parse_args()
     if not shutil.which("mosquitto"):
         raise SystemExit("needs mosquitto on PATH (apt-get install mosquitto)")
@@ -88,15 +123,17 @@ def main() -> int:
         broker.wait(10)
         size = sum(f.stat().st_size for f in work.glob("*.db") if f.name.startswith("mosquitto"))
         broker = start_mosquitto(work, port)
-        with Gallery(work / "b.db") as b:
-            device_b = FleetSync(FleetConfig("home", str(key), "b"), mqtt_cfg, MODEL, "scale-b")
-            catch_up_s = wait_until(lambda: len(b.people()) >= args.people, 600, lambda: device_b.step(b))
-            faces = len(FleetLedger(b).faces())
-            device_b.close()
+        catch_up_s, faces = join(work / "b.db", key, mqtt_cfg, records, "b")
+        junk: dict = {}
+        if args.junk:
+            put_junk(port, args.junk)
+            junk_s, junk_faces = join(work / "c.db", key, mqtt_cfg, records, "c")
+            junk = {"junk_messages": args.junk, "catch_up_s_with_junk": round(junk_s, 2),
+                    "faces_on_new_device_with_junk": junk_faces}
         print(json.dumps({
             "people": args.people, "photos_per_person": args.photos, "records": records,
             "messages_per_enrolment": args.photos, "publish_s": round(publish_s, 2),
-            "catch_up_s": round(catch_up_s, 2), "faces_on_new_device": faces,
+            "catch_up_s": round(catch_up_s, 2), "faces_on_new_device": faces, **junk,
             "broker_rss_mib_loaded": round(loaded_rss / 1024, 1),
             "broker_rss_mib_after_restart": round(rss_kib(broker.pid) / 1024, 1),
             "persistence_file_mib": round(size / 2**20, 2),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeface import exitcodes
+from edgeface.recognition.pipeline import runtime_info
 from edgeface.service.source import open_compressed, retrieve_pixels
 from edgeface.vision.images import IMAGE_SUFFIXES, ImageError, read_image
 
@@ -25,8 +26,7 @@ PROGRESS_EVERY_S = 5.0
 
 
 def frames_from(source: str, limit: int | None):
-    """Yield (frame, t): frames of a video file (JPEG-coded ones undecoded, as the daemon reads
-    them: the pipeline decodes what it looks at), or images of a folder at 25 fps."""
+    """Yield (frame, t): decoded frames of a video file, or images of a folder at 25 fps."""
     path = Path(source)
     if path.is_dir():
         files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -98,16 +98,18 @@ def run_bench(pipeline: FramePipeline, source: str, limit: int | None = None, pr
         "budget_use": (round(stages.get("detect", 0.0) / n / pipeline.detector.cfg.budget_ms, 3)
                        if pipeline.detector.cfg.budget_ms else None),
         **pipeline.schedule.stats.as_dict(),
+        "undecodable_frames": undecodable,
         # frames on which any cascade ran; the others cost only decode + the motion stage
         "cascade_share": round(pipeline.cascade_frames / n, 4),
-        "undecodable_frames": undecodable,
         "names": names,
+        # which runtime and device ran the embedder: {"name", "device", "version"}
+        "runtime": runtime_info(pipeline.recognizer.embedder),
     }
 
 
 def main_bench(cfg: Config, source: str, frames: int | None = None, as_json: bool = False) -> int:
     """`edgeface bench`: returns the exit status."""
-    from edgeface.recognition.pipeline import build_frame_pipeline, build_recognizer
+    from edgeface.recognition.pipeline import build_frame_pipeline, build_recognizer, describe_runtime
     from edgeface.store.gallery import Gallery
 
     with Gallery(cfg.gallery, create=False) as gallery:
@@ -127,6 +129,7 @@ def main_bench(cfg: Config, source: str, frames: int | None = None, as_json: boo
     else:
         print(f"{report['frames']} frames in {report['seconds']:.1f} s: {report['fps']:.1f} frames/s, "
               f"latency p50 {report['latency_ms']['p50']:.1f} ms, p95 {report['latency_ms']['p95']:.1f} ms")
+        print(f"  embedder: {describe_runtime(recognizer.embedder)}")
         print(f"  full sweeps: {report['full_sweeps']} (nothing tracked, or the scene changed)")
         print(f"  cascade ran on {report['cascade_share']:.0%} of frames")
         if report["budget_use"] is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edgeface.cli.runtime_options import apply_runtime_options
 from edgeface.config import Config, default_gallery_path, load
 
 
@@ -18,7 +19,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--delegate", default=None,
                    help="xnnpack (default CPU), cpu (reference kernels), edgetpu, or a delegate library path")
     g.add_argument("--strict", action="store_true",
-                   help="fail instead of falling back to the CPU when the delegate cannot load")
+                   help="fail instead of falling back to the CPU when the delegate (or OpenVINO device) cannot load")
+    g.add_argument("--runtime", choices=("litert", "openvino"), default=None,
+                   help="litert (default) or openvino (pip install \"edgeface[openvino]\")")
+    g.add_argument("--device", default=None, type=str.upper, choices=("CPU", "GPU", "NPU", "AUTO"),
+                   help="OpenVINO's device: CPU, GPU, NPU or AUTO (with --runtime openvino)")
 
 
 def add_gallery_option(p: argparse.ArgumentParser) -> None:
@@ -57,6 +62,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         rec.num_threads = args.threads
     if getattr(args, "delegate", None):
         rec.delegate, rec.strict = args.delegate, args.strict
+    if getattr(args, "runtime", None) or getattr(args, "device", None):
+        apply_runtime_options(cfg, args)
     if getattr(args, "max_pixels", None) is not None:
         cfg.max_pixels = args.max_pixels
     return cfg

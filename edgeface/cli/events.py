@@ -11,15 +11,17 @@ from edgeface.cli.common import add_config_option, add_gallery_option, config_fr
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from edgeface.store.events import EventStore, events_folder
+    from edgeface.store.events import EventStore, events_folder, follow_gallery
 
     cfg = config_from_args(args)
     e = cfg.events
     store = EventStore(events_folder(e, cfg.gallery), e.max_count, e.max_age)
+    follow_gallery(store, cfg.gallery)  # names as they are now; crops of people gone go
     events = store.events()
     if args.json:
         for event in events:
-            print(json.dumps({k: v for k, v in event.as_json().items() if k != "crop_box"}, allow_nan=False))
+            print(json.dumps({k: v for k, v in event.as_json().items() if k not in ("crop_box", "person")},
+                             allow_nan=False))
         return exitcodes.OK
     if not events:
         hint = "" if e.keep_crops else " (events.keep_crops is off in this config)"

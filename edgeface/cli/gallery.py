@@ -13,21 +13,17 @@ from edgeface import exitcodes
 from edgeface.cli.common import add_config_option, add_gallery_option, config_from_args, err, gallery_path
 
 
-def _has_fleet_records(gallery) -> bool:
-    return gallery.db.execute("SELECT 1 FROM fleet_ledger LIMIT 1").fetchone() is not None
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     if args.name:
         return _list_photos(args)
-    from edgeface.fleet.sync import FleetLedger
+    from edgeface.fleet.ledger import FleetLedger
     from edgeface.store.gallery import Gallery, shown_name
 
     cfg = config_from_args(args)
     own = cfg.fleet.device or cfg.mqtt.client_id or ""
     with Gallery(cfg.gallery, create=False) as gallery:
         people = gallery.people()
-        origins = FleetLedger(gallery).origins(own) if cfg.fleet.name or _has_fleet_records(gallery) else {}
+        origins = FleetLedger(gallery).origins(own) if cfg.fleet.name or gallery.has_ledger() else {}
     if args.json:
         print(json.dumps([{"name": p.name, "embeddings": p.embeddings,
                            **({"negatives": p.negatives} if p.negatives else {}),
@@ -65,33 +61,38 @@ def cmd_remove(args: argparse.Namespace) -> int:
     from edgeface.store.gallery import Gallery
 
     cfg = config_from_args(args)
-    if args.photo:
-        from edgeface.store.photos import remove_photos
+    store = EventStore(events_folder(cfg.events, cfg.gallery))
+    with Gallery(cfg.gallery, create=False) as gallery:
+        store.follow(gallery.identities())  # event crops are keyed by person: they go with whoever goes
+        if args.photo:
+            from edgeface.store.photos import remove_photos
 
-        with Gallery(cfg.gallery, create=False) as gallery:
             removed = remove_photos(gallery, args.name, args.photo)
+        else:
+            count = gallery.remove(args.name)
+        crops = store.follow(gallery.identities())
+    if args.photo:
         marks = f" and {removed.negatives} 'not them' mark(s)" if removed.negatives else ""
         print(f"removed {removed.faces} face(s){marks} of {args.name}")
-        if not removed.person_gone:
-            return exitcodes.OK
-        print(f"{args.name} had no face left and is removed")
-        count = 0
+        if removed.person_gone:
+            print(f"{args.name} had no face left and is removed" + (f" ({crops} event crop(s))" if crops else ""))
     else:
-        with Gallery(cfg.gallery, create=False) as gallery:
-            count = gallery.remove(args.name)
-    crops = EventStore(events_folder(cfg.events, cfg.gallery)).remove_person(args.name)
-    if not args.photo:
         print(f"removed {args.name} ({count} face(s)" + (f", {crops} event crop(s))" if crops else ")"))
-    elif crops:
-        print(f"removed {crops} event crop(s) of {args.name}")
+    if store.undeletable:
+        err(f"cannot delete {len(store.undeletable)} event file(s) in {store.folder} (see the warning above)")
     return exitcodes.OK
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
+    from edgeface.store.events import EventStore, events_folder
     from edgeface.store.gallery import Gallery
 
-    with Gallery(gallery_path(args), create=False) as gallery:
+    cfg = config_from_args(args)
+    store = EventStore(events_folder(cfg.events, cfg.gallery))
+    with Gallery(cfg.gallery, create=False) as gallery:
+        store.follow(gallery.identities())
         count, merged = gallery.rename(args.old, args.new)
+        store.follow(gallery.identities())  # their event crops take the new name (or the merged person's)
     print(f"merged {args.old} into {args.new} ({count} face(s) moved)" if merged
           else f"renamed {args.old} to {args.new} ({count} face(s))")
     return exitcodes.OK

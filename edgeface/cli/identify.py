@@ -34,13 +34,14 @@ def face_record(face: Face, scale: float = 1.0, shape: tuple[int, ...] | None = 
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from edgeface.recognition.pipeline import build_recognizer
+    from edgeface.recognition.pipeline import build_recognizer, describe_runtime
     from edgeface.store.gallery import Gallery
     from edgeface.vision.images import MAX_SIDE, ImageError, read_photo
 
     cfg = config_from_args(args)
     with Gallery(cfg.gallery, create=False) as gallery:
         recognizer = build_recognizer(cfg, gallery)
+    print(f"edgeface: embedder: {describe_runtime(recognizer.embedder)}", file=sys.stderr)  # --json stays as it is
     if recognizer.matcher is None or len(recognizer.matcher) == 0:
         print("edgeface: warning: the gallery is empty; every face will be unknown", file=sys.stderr)
     failed = 0

@@ -6,6 +6,9 @@ TensorFlow and dlib, the demo's broker), so `edgeface --help` stays quick.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
 
 from edgeface.cli.common import add_config_option, add_gallery_option, add_model_options, config_from_args
 
@@ -13,7 +16,14 @@ from edgeface.cli.common import add_config_option, add_gallery_option, add_model
 def cmd_run(args: argparse.Namespace) -> int:
     from edgeface.service.daemon import main_run
 
-    return main_run(args.config)
+    rc = main_run(args.config)
+    # A camera reader can still be inside OpenCV's decoder (its join is bounded): tearing the
+    # interpreter down under it aborts in C++ ("terminate called without an active exception",
+    # exit by SIGABRT instead of rc). Everything is flushed and closed by now, so leave at once.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -112,6 +112,12 @@ class HomeConfig:
     frigate_prefix: str | None = None  # None: mqtt.topic_prefix
     double_take: bool = False  # Double Take-style matches on {double_take_prefix}/matches/<name>
     double_take_prefix: str = "double-take"
+    # Off by default (privacy): a Home Assistant image entity per camera with the last unknown
+    # visitor's face (JPEG <= 64 KB), sent before the unknown-visitor event
+    unknown_image: bool = False
+    person_image: bool = False  # ... and one with the last recognised person's face
+    retain_images: bool = False  # keep those pictures on the broker (retained) for late subscribers
+    diagnostics: bool = True  # fps, dropped frames, cascade share, CPU, temperature, gallery, fleet sync entities
 
     def __post_init__(self):
         def seconds(value: float) -> bool:

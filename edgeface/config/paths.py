@@ -1,4 +1,5 @@
-"""Default file locations shared by the config and the commands that run without one."""
+"""Default file locations shared by the config and the commands that run without one, and the
+shipped models' files."""
 from __future__ import annotations
 
 import os
@@ -17,3 +18,12 @@ def default_gallery_path() -> Path:
         return Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "gallery.db"
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(data) / "edgeface" / "gallery.db"
+
+
+def shipped_file(name: str) -> Path:
+    """A file of models/: inside the installed wheel (edgeface/models/), else the source tree's."""
+    package = Path(__file__).resolve().parents[1]  # edgeface/
+    for folder in (package / "models", package.parent / "models"):
+        if (folder / name).is_file():
+            return folder / name
+    return package.parent / "models" / name

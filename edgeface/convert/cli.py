@@ -126,7 +126,12 @@ def _add_output_options(ap: argparse.ArgumentParser) -> None:
     out.add_argument("--save-float", action="store_true", help="also write <name minus _int8>_float32.tflite")
     out.add_argument("--edgetpu", action="store_true",
                      help="also compile the int8 model with edgetpu_compiler when it is on PATH and report "
-                          "how many ops map to the TPU (otherwise says so and writes the CPU model only)")
+                          "how many ops map to the TPU (otherwise: the static --edgetpu-report of the model)")
+    out.add_argument("--edgetpu-report", type=Path, default=None, metavar="MODEL",
+                     help="convert nothing: check MODEL.tflite's operators, tensor types and shapes against the "
+                          "Edge TPU's documented requirements and print, per operator, whether it would map to "
+                          "the TPU or fall back to the CPU, and the share of the model on the TPU (no compiler "
+                          "needed)")
     out.add_argument("--threads", type=int, default=1, help="interpreter threads for the latency figures (default 1)")
     out.add_argument("--force", action="store_true", help="write the model even when a fidelity check fails")
     out.add_argument("--parse-only", action="store_true",
@@ -303,9 +308,24 @@ def parse_only(dat: Path) -> int:
     return 0
 
 
+def edgetpu_report_command(model: Path) -> int:
+    from edgeface.convert.edgetpu import print_report
+    from edgeface.recognition.tflite_file import ModelFileError
+
+    if not model.is_file():
+        raise ConvertError(f"{model}: model file not found")
+    try:
+        print_report(model)
+    except ModelFileError as e:
+        raise ConvertError(str(e)) from None
+    return 0
+
+
 def convert(argv: list[str] | None = None, prog: str = "python tools/convert.py") -> int:
     """The conversion; raises ConvertError on bad input (main() turns it into exit status 2)."""
     args = parse_args(argv, prog)
+    if args.edgetpu_report is not None:
+        return edgetpu_report_command(args.edgetpu_report)
     t_start = time.perf_counter()
     if args.parse_only:
         if args.keras is not None:

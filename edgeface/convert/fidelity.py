@@ -137,7 +137,7 @@ def open_set_threshold(emb: np.ndarray, labels: list[str]) -> dict[str, Any]:
     how many faces still find their own person above it.
     """
     lab = np.asarray(labels)
-    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    e = unit_rows(emb)  # an all-zero embedding (a collapsed int8 output) scores 0, not NaN
     sim = e @ e.T
     np.fill_diagonal(sim, -np.inf)
     same = lab[:, None] == lab[None, :]

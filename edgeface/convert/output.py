@@ -100,6 +100,9 @@ def report_edgetpu(tflite_path: Path, out_dir: Path) -> None:
         print(f"edgetpu: {info.get('reason') or 'edgetpu_compiler failed'}")
         if info.get("log"):
             log(info["log"])
+        from edgeface.convert.edgetpu import print_report
+
+        print_report(tflite_path)  # what the compiler would do, checked against Coral's documented requirements
     else:
         print(f"edgetpu: {info.get('ops_on_tpu', '?')} ops on the Edge TPU, {info.get('ops_on_cpu', '?')} on "
               f"CPU -> {info['output']}")

@@ -9,7 +9,9 @@ Frigate (0.16+, face recognition), on ``{prefix}/tracked_object_update``::
      "camera": "<camera>", "timestamp": <epoch seconds>}
 
 Double Take (jakowenko/double-take, api/src/util/mqtt.util.js ``recognize``), on
-``double-take/matches/<name>`` for a match and ``double-take/matches/unknown`` for a stranger::
+``double-take/matches/<key>`` for a match (the person's name key, edgeface.mqtt.topics.name_key:
+Double Take's own lower-cased name made "Alice" and "alice" share a topic) and
+``double-take/matches/unknown`` for a stranger::
 
     {"id", "duration", "timestamp", "attempts", "camera", "zones",
      "match": {"name", "confidence", "match", "box": {"top", "left", "width", "height"},
@@ -21,7 +23,6 @@ gives confidence in percent with two decimals and timestamps as ISO 8601 in loca
 """
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -63,18 +64,6 @@ def frigate_face_update(event: Event, camera: str) -> dict[str, Any]:
         "camera": camera,
         "timestamp": round(float(event.t), 3),
     }
-
-
-def double_take_topic_name(name: str | None) -> str:
-    """The topic level Double Take uses: lower-case, spaces to '-', anything else outside
-    [a-z0-9-] dropped; strangers under "unknown"."""
-    if name is None:
-        return "unknown"
-    return re.sub(r"[^a-z0-9-]", "", re.sub(r"\s+", "-", name.lower()))
-
-
-def double_take_topic(prefix: str, name: str | None) -> str:
-    return f"{prefix.rstrip('/')}/matches/{double_take_topic_name(name)}"
 
 
 def _local_iso(t: float) -> str:

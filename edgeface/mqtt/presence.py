@@ -1,9 +1,11 @@
 """Who is home: per-person presence from sightings at any camera, as a pure clock-driven state machine.
 
-Fed sightings ``seen(name, camera, score, t)`` (name None: a face that matches nobody) and asked
-``expire(now)``; every call returns the `PresenceUpdate`s to publish. No I/O and no clock of its
-own: the caller passes the time (the daemon: wall-clock seconds, the frames' own timestamps), so
-tests can drive hours in microseconds.
+Fed sightings ``seen(name, camera, score, now, wall)`` (name None: a face that matches nobody) and
+asked ``expire(now)``; every call returns the `PresenceUpdate`s to publish. No I/O and no clock of
+its own: the caller passes the time, so tests can drive hours in microseconds. ``now`` is a
+monotonic clock (the daemon: the frames' time.monotonic()) and decides every timeout; ``wall`` is
+the wall clock, only shown to people ("last seen"), so NTP stepping the clock a year forward or
+an hour back (a Pi without a real-time clock) neither expires anyone nor keeps a ghost present.
 
 A person is present from their first sighting until ``timeout`` seconds after their last one; the
 "unknown visitor" pseudo-person (name None) the same, with its own shorter ``unknown_timeout``.
@@ -15,23 +17,11 @@ Thread-safe: camera workers call ``seen``, the main loop calls ``expire`` and ``
 """
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 UNKNOWN = None  # the name under which faces that match nobody are tracked
-
-
-def entity_key(name: str) -> str:
-    """A stable MQTT topic level / id for a person's name: the name itself when it is already
-    lower-case [a-z0-9_-], else its simplified form plus a short hash (so "Anna B" and "anna_b",
-    or two names differing only in accents, never share topics)."""
-    simple = re.sub(r"[^a-z0-9_-]+", "_", name.lower()).strip("_") or "person"
-    if simple == name:
-        return simple
-    return f"{simple}_{hashlib.sha1(name.encode('utf-8')).hexdigest()[:6]}"
 
 
 @dataclass(frozen=True)
@@ -40,7 +30,7 @@ class PresenceUpdate:
     present: bool
     camera: str | None  # last camera seen at (None: never seen since start)
     score: float | None
-    last_seen: float | None  # wall-clock seconds of the last sighting
+    last_seen: float | None  # wall-clock seconds of the last sighting (for display only)
     removed: bool = False  # the person left the gallery: take their entity away
 
 
@@ -49,8 +39,9 @@ class _State:
     present: bool = False
     camera: str | None = None
     score: float | None = None
-    last_seen: float | None = None
-    published_at: float | None = None  # sighting time of the last update sent
+    last_seen: float | None = None  # wall clock, for display
+    seen_at: float | None = None  # monotonic: what timeouts count from
+    published_at: float | None = None  # monotonic sighting time of the last update sent
 
 
 class Presence:
@@ -87,28 +78,31 @@ class Presence:
                 out.append(PresenceUpdate(n, False, None, None, None))
         return out
 
-    def seen(self, name: str | None, camera: str, score: float, t: float) -> list[PresenceUpdate]:
-        """A face at ``camera`` at time ``t``: ``name`` None for a stranger. A name not (or no longer)
-        in the gallery is ignored (its event raced a removal)."""
+    def seen(self, name: str | None, camera: str, score: float, now: float,
+             wall: float | None = None) -> list[PresenceUpdate]:
+        """A face at ``camera`` at monotonic time ``now`` (``wall``: the same moment on the wall
+        clock, for "last seen"; default ``now``): ``name`` None for a stranger. A name not (or no
+        longer) in the gallery is ignored (its event raced a removal)."""
         with self._lock:
             state = self._unknown if name is None else self._people.get(name)
             if state is None:
                 return []
-            if state.last_seen is not None and t < state.last_seen:
+            if state.seen_at is not None and now < state.seen_at:
                 return []  # another camera's older frame: keep the newest sighting
             changed = not state.present or camera != state.camera
-            state.present, state.camera, state.score, state.last_seen = True, camera, float(score), t
-            if not changed and state.published_at is not None and t - state.published_at < self.refresh:
+            state.present, state.camera, state.score = True, camera, float(score)
+            state.seen_at, state.last_seen = now, now if wall is None else wall
+            if not changed and state.published_at is not None and now - state.published_at < self.refresh:
                 return []
-            state.published_at = t
+            state.published_at = now
             return [self._update(name, state)]
 
     def expire(self, now: float) -> list[PresenceUpdate]:
-        """Everyone whose last sighting is older than their timeout goes away."""
+        """Everyone whose last sighting is older than their timeout (monotonic ``now``) goes away."""
         out = []
         with self._lock:
             for name, state, timeout in self._all():
-                if state.present and state.last_seen is not None and now - state.last_seen >= timeout:
+                if state.present and state.seen_at is not None and now - state.seen_at >= timeout:
                     state.present = False
                     out.append(self._update(name, state))
         return out

@@ -1,20 +1,12 @@
-"""MQTT output: availability, identity events, Home Assistant discovery.
+"""MQTT output: availability, identity events, Home Assistant discovery, presence, diagnostics.
 
-Topics (prefix = mqtt.topic_prefix):
-    {prefix}/status                 retained "online"; "offline" on shutdown and as the Last Will
-    {prefix}/{camera}/identity      one JSON event per appearance / identity change (QoS mqtt.qos)
-    {prefix}/{camera}/last_person   retained: the last *recognised* person (what Home Assistant shows)
-    {prefix}/{camera}/snapshot      retained JPEG face crop, only with mqtt.snapshot: true
-    {discovery_prefix}/sensor/<node>/<camera>_person/config   retained HA discovery (mqtt.discovery)
+Every topic comes from edgeface.mqtt.topics (the list is there), every discovery payload from
+edgeface.mqtt.homeassistant. Availability is per device ({prefix}/<device>/status, with the Last
+Will), so stopping one device of a household leaves the others' entities available.
 
-With home.presence (and mqtt.discovery for the entities; see edgeface.mqtt.presence):
-    {prefix}/presence/<person>/state          retained ON / OFF: seen at any camera within home.presence_timeout
-    {prefix}/presence/<person>/attributes     retained JSON: person, camera, last_seen (ISO UTC), score
-    {prefix}/unknown_visitor/state|attributes the same for faces that match nobody (home.unknown_timeout)
-    {prefix}/unknown_visitor/event            {"event_type": "unknown_visitor", ...} per stranger's appearance
-    {discovery_prefix}/binary_sensor/<node>/<person>_presence/config, .../unknown_visitor/config,
-    {discovery_prefix}/event/<node>/unknown_visitor/config            retained; emptied when a person is removed
-With home.frigate / home.double_take: edgeface.mqtt.compat's payloads on their topics.
+Discovery goes out (retained) on every connection and again whenever Home Assistant announces
+itself ({discovery_prefix}/status = "online"), so entities come back after its MQTT integration
+was reset.
 
 paho's network thread reconnects on its own (backoff 1..30 s). While the broker is away, events
 wait in our own bounded queue (oldest dropped first, drops counted) and go out on reconnect;
@@ -30,28 +22,34 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import re
 import threading
 import time
 from datetime import datetime, timezone
 
+import numpy as np
 import paho.mqtt.client as mqtt
 
-from edgeface import __version__
 from edgeface.config import HomeConfig, MqttConfig, default_client_id
 from edgeface.mqtt import compat
+from edgeface.mqtt import homeassistant as ha
 from edgeface.mqtt.client import RECONNECT_MAX_S, RECONNECT_MIN_S, mqtt_client
-from edgeface.mqtt.presence import PresenceUpdate, entity_key
+from edgeface.mqtt.homeassistant import OFFLINE, ONLINE
+from edgeface.mqtt.household import Household
+from edgeface.mqtt.images import face_jpeg
+from edgeface.mqtt.presence import PresenceUpdate
+from edgeface.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
-
-ONLINE, OFFLINE = "online", "offline"
 
 QUICK_DROP_S = 10.0  # a drop this soon after connecting looks like another client taking our id
 CLASH_DROPS = 2  # ... and this many such drops in a row make us say so and back off:
 CLASH_BACKOFF_S = (5, 15, 45, 60)  # reconnect delays, one step further at each further early drop
 CLASH_BACKOFF_MAX_S = CLASH_BACKOFF_S[-1]
 STABLE_S = 2 * CLASH_BACKOFF_MAX_S  # a connection this long ends the back-off (the other one is gone)
+# fleet: the other devices' retained presence views arrive right after subscribing; the household
+# states wait this long after connecting, so a device starting up never says OFF for someone
+# another device sees
+HOUSEHOLD_SETTLE_S = 1.0
 
 
 def iso_utc(t: float) -> str:
@@ -77,18 +75,26 @@ def identity_payload(event, camera: str) -> dict:
 
 class Publisher:
     def __init__(self, cfg: MqttConfig, cameras: list[str], config_path: str | None = None,
-                 home: HomeConfig | None = None):
+                 home: HomeConfig | None = None, fleet: bool = False):
+        """`fleet`: this device is one of a household's: its availability is its own
+        {prefix}/<device>/status (one device stopping must not make the others unavailable)."""
         self.cfg = cfg
         self.home = home or HomeConfig()
+        self.fleet = fleet
         self._home_people: set[str] = set()  # people whose presence entity this connection announced
         self._home_states: dict[str, str] = {}  # state topic -> ON/OFF last sent (refreshes send attributes only)
         self._home_lock = threading.Lock()
         self.cameras = list(cameras)
-        self.prefix = cfg.topic_prefix.rstrip("/")
         # config.load() fills client_id in; built by hand, the MqttConfig may leave it to us
         self.client_id = cfg.client_id or default_client_id(config_path)
-        self.node_id = re.sub(r"[^A-Za-z0-9_-]", "_", self.client_id)
-        self.status_topic = f"{self.prefix}/status"
+        self.topics = Topics.build(cfg, self.home, self.client_id, fleet)
+        self.prefix = self.topics.prefix
+        self.node_id = self.topics.node_id
+        self.status_topic = self.topics.status
+        self.household = Household(self.home.presence_timeout, self.home.unknown_timeout) if fleet else None
+        self._household_from = float("inf")  # monotonic time from which household states go out
+        self._home_attributes: dict[str, str] = {}  # fleet: attributes topic -> JSON last sent
+        self.has_temperature = False  # set by the first diagnostics with a SoC temperature
         self._lock = threading.Lock()
         self._queue: collections.deque = collections.deque()
         self._connected = False
@@ -100,6 +106,7 @@ class Publisher:
         self._quick_drops = 0  # drops within QUICK_DROP_S of connecting, in a row
         self._backoff_s = 0  # >0: reconnect delay raised because another client seems to use our id
         self.id_clash_warned = False
+        self.discovery_sent = 0  # times the whole discovery went out (connections and HA restarts)
         self.client = self._make_client()
 
     # -- setup ---------------------------------------------------------------------------
@@ -109,11 +116,14 @@ class Publisher:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_connect_fail = self._on_connect_fail
-        c.on_message = self._on_discovery_message
+        c.on_message = self._on_message
         return c
 
-    def start(self) -> None:
-        """Connect in the background; returns at once (the broker may come later)."""
+    def start(self, presence: list[PresenceUpdate] | None = None) -> None:
+        """Queue everyone's presence state (`presence`), then connect in the background; returns
+        at once (the broker may come later)."""
+        if presence:
+            self.publish_presence(presence)
         log.info("MQTT: connecting to %s:%d as %s", self.cfg.host, self.cfg.port, self.client_id)
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         self.client.loop_start()
@@ -145,9 +155,13 @@ class Publisher:
         self._connected_at = time.monotonic()
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         if self.cfg.discovery:
-            for camera in self.cameras:
-                self._publish_discovery(client, camera)
-            self._publish_home_discovery(client)
+            self._publish_discovery(client)
+            if self.home.presence:  # finds the entities of people removed while we were away
+                client.subscribe(self.topics.discovery_all("binary_sensor"), qos=1)
+            client.subscribe(self.topics.ha_status, qos=1)
+        if self.household is not None and self.home.presence:
+            client.subscribe([(self.topics.all_device_presence, 1), (self.topics.all_device_status, 1)])
+            self._household_from = self._connected_at + HOUSEHOLD_SETTLE_S
         with self._lock:  # held while the backlog goes out, so new events queue behind it in order
             backlog = len(self._queue)
             while self._queue:
@@ -199,19 +213,54 @@ class Publisher:
         (log.warning if self._connect_failures == 1 else log.debug)(
             "MQTT: cannot reach %s:%d; retrying in the background", self.cfg.host, self.cfg.port)
 
-    def _publish_discovery(self, client, camera: str) -> None:
-        topic = f"{self.cfg.discovery_prefix}/sensor/{self.node_id}/{camera}_person/config"
-        config = {
-            "name": f"{camera} person",
-            "unique_id": f"{self.node_id}_{camera}_person",
-            "object_id": f"edgeface_{camera}_person",
-            "state_topic": f"{self.prefix}/{camera}/last_person",
-            "value_template": "{{ value_json.name }}",
-            "json_attributes_topic": f"{self.prefix}/{camera}/last_person",
-            "icon": "mdi:face-recognition",
-            **self._entity_common(),
-        }
-        client.publish(topic, to_json(config), qos=1, retain=True)
+    def _on_message(self, client, userdata, msg) -> None:
+        if self.household is not None and self._household_message(msg):
+            return
+        if msg.topic == self.topics.ha_status:
+            if msg.payload == ONLINE.encode():  # Home Assistant (re)started: it may have lost our entities
+                log.info("MQTT: Home Assistant is online; sending discovery again")
+                self._publish_discovery(client)
+            return
+        self._remove_stale_presence_entity(client, msg)
+
+    # -- Home Assistant discovery ----------------------------------------------------------
+    def discoveries(self) -> list[ha.Discovery]:
+        """Everything this device announces now (see edgeface.mqtt.homeassistant)."""
+        t = self.topics
+        out: list[ha.Discovery] = []
+        for camera in self.cameras:
+            out.append(ha.camera_person(t, camera))
+            if self.home.unknown_image:
+                out.append(ha.face_image(t, camera, unknown=True))
+            if self.home.person_image:
+                out.append(ha.face_image(t, camera, unknown=False))
+            if self.home.diagnostics:
+                out.extend(ha.camera_diagnostics(t, camera))
+        if self.home.diagnostics:
+            out.extend(ha.device_diagnostics(t, temperature=self.has_temperature, fleet=self.fleet))
+        if self.home.presence:
+            with self._home_lock:
+                people = sorted(self._home_people)
+            out.extend(ha.presence(t, name) for name in people)
+            out.append(ha.presence(t, None))
+            out.append(ha.unknown_event(t))
+        return out
+
+    def _publish_discovery(self, client: mqtt.Client) -> None:
+        for d in self.discoveries():
+            client.publish(d.topic, to_json(d.config), qos=1, retain=True)
+        self.discovery_sent += 1
+
+    def _remove_stale_presence_entity(self, client, msg) -> None:
+        """A retained presence config under our node for someone no longer in the gallery: empty it."""
+        object_id = msg.topic.split("/")[-2]
+        if not (msg.retain and msg.payload and object_id.endswith("_presence")):
+            return
+        with self._home_lock:
+            keys = {ha.presence_object_id(n) for n in self._home_people}
+        if object_id not in keys:
+            log.info("MQTT: removing the presence entity %s (no longer in the gallery)", object_id)
+            client.publish(msg.topic, b"", qos=1, retain=True)
 
     # -- publishing -----------------------------------------------------------------------
     def _send(self, topic, payload, qos, retain) -> None:
@@ -231,19 +280,46 @@ class Publisher:
                 return
         self._send(topic, payload, qos, retain)
 
+    def wants_face_image(self, name: str | None) -> bool:
+        return self.home.unknown_image if name is None else self.home.person_image
+
+    def publish_face_image(self, camera: str, event, image: np.ndarray) -> bytes | None:
+        """The picture for the camera's "last unknown visitor" (or "last person") image entity; call
+        it before the event's other messages, so an automation they trigger finds the new picture.
+        Sent only while connected, like snapshots: a queue of stale pictures helps nobody."""
+        if not self.wants_face_image(event.name) or not self.connected:
+            return None
+        jpeg = face_jpeg(image, event.box)
+        if jpeg is not None:
+            self.client.publish(self.topics.face_image(camera, event.name is None), jpeg, qos=self.cfg.qos,
+                                retain=self.home.retain_images)
+        return jpeg
+
     def publish_identity(self, camera: str, event, snapshot_jpeg: bytes | None = None) -> dict:
         """Queue one identity event; returns the JSON body. Never blocks on the network."""
         body = identity_payload(event, camera)
         payload = to_json(body)  # ValueError, never an invalid NaN payload
-        self._enqueue_or_send(f"{self.prefix}/{camera}/identity", payload, self.cfg.qos, False)
+        self._enqueue_or_send(self.topics.identity(camera), payload, self.cfg.qos, False)
         if event.name is not None:
             last = {"name": event.name, "score": body["score"], "timestamp": body["timestamp"]}
-            self._enqueue_or_send(f"{self.prefix}/{camera}/last_person", to_json(last),
-                                  self.cfg.qos, True)
+            self._enqueue_or_send(self.topics.last_person(camera), to_json(last), self.cfg.qos, True)
         if self.cfg.snapshot and snapshot_jpeg is not None and self.connected:
             # Crops are large and stale quickly: sent only while connected, never queued.
-            self.client.publish(f"{self.prefix}/{camera}/snapshot", snapshot_jpeg, qos=0, retain=True)
+            self.client.publish(self.topics.snapshot(camera), snapshot_jpeg, qos=0, retain=True)
         return body
+
+    def publish_diagnostics(self, cameras: dict[str, dict], device: dict) -> None:
+        """Retained diagnostics at the status interval: per camera and for this device. The first
+        SoC temperature adds its entity (boards without one never show an empty sensor)."""
+        if not self.home.diagnostics:
+            return
+        for camera, values in cameras.items():
+            self._enqueue_or_send(self.topics.camera_diagnostics(camera), to_json(values), 0, True)
+        if device.get("soc_temperature") is not None and not self.has_temperature:
+            self.has_temperature = True
+            if self.cfg.discovery and self.connected:
+                self._publish_discovery(self.client)
+        self._enqueue_or_send(self.topics.device_diagnostics, to_json(device), 0, True)
 
     def close(self, timeout: float = 1.0) -> None:
         """Announce offline (retained), flush, disconnect. Bounded by `timeout` seconds."""
@@ -263,110 +339,140 @@ class Publisher:
         # seconds; joining it would break the 2 s stop promise, so it is left to end with the process
 
     # -- home automation: presence, unknown visitors, compatibility outputs ---------------
-    def _entity_common(self) -> dict:
-        """What every discovered entity shares: availability from the status topic, and this device."""
-        return {"availability_topic": self.status_topic, "payload_available": ONLINE,
-                "payload_not_available": OFFLINE,
-                "device": {"identifiers": [self.node_id], "name": f"edgeface {self.node_id}",
-                           "manufacturer": "edgeface", "model": "edgeface", "sw_version": __version__}}
-
-    def _presence_topic(self, name: str | None) -> str:
-        return f"{self.prefix}/unknown_visitor" if name is None else f"{self.prefix}/presence/{entity_key(name)}"
-
-    def _presence_config_topic(self, name: str) -> str:
-        return f"{self.cfg.discovery_prefix}/binary_sensor/{self.node_id}/{entity_key(name)}_presence/config"
-
-    def _presence_config(self, name: str | None) -> dict:
-        # binary_sensor (device_class presence), not device_tracker: a camera knows "seen lately",
-        # not "away"; a device_tracker's not_home would fight a phone tracker on the person entity,
-        # while a binary_sensor can be added to a person's automations without claiming either.
-        key = "unknown_visitor" if name is None else f"{entity_key(name)}_presence"
-        topic = self._presence_topic(name)
-        return {
-            "name": "unknown visitor" if name is None else name,
-            "unique_id": f"{self.node_id}_{key}",
-            "object_id": f"edgeface_{key}",
-            "device_class": "presence",
-            "state_topic": f"{topic}/state",
-            "payload_on": "ON",
-            "payload_off": "OFF",
-            "json_attributes_topic": f"{topic}/attributes",
-            "icon": "mdi:account-question" if name is None else "mdi:account",
-            **self._entity_common(),
-        }
-
-    def _unknown_event_config(self) -> dict:
-        return {
-            "name": "unknown visitor seen",
-            "unique_id": f"{self.node_id}_unknown_visitor_event",
-            "object_id": "edgeface_unknown_visitor_seen",
-            "state_topic": f"{self._presence_topic(None)}/event",
-            "event_types": ["unknown_visitor"],
-            "icon": "mdi:account-alert",
-            **self._entity_common(),
-        }
-
-    def _publish_home_discovery(self, client: mqtt.Client) -> None:
-        """On each connection: every presence entity, and a subscription that finds the ones of
-        people removed while we were away (retained configs under our node) to take them down."""
-        if not self.home.presence:
-            return
-        dp = self.cfg.discovery_prefix
-        with self._home_lock:
-            people = sorted(self._home_people)
-        for name in people:
-            client.publish(self._presence_config_topic(name), to_json(self._presence_config(name)),
-                           qos=1, retain=True)
-        client.publish(f"{dp}/binary_sensor/{self.node_id}/unknown_visitor/config",
-                       to_json(self._presence_config(None)), qos=1, retain=True)
-        client.publish(f"{dp}/event/{self.node_id}/unknown_visitor/config",
-                       to_json(self._unknown_event_config()), qos=1, retain=True)
-        client.subscribe(f"{dp}/binary_sensor/{self.node_id}/+/config", qos=1)
-
-    def _on_discovery_message(self, client, userdata, msg) -> None:
-        object_id = msg.topic.split("/")[-2]
-        if not (msg.retain and msg.payload and object_id.endswith("_presence")):
-            return
-        with self._home_lock:
-            keys = {f"{entity_key(n)}_presence" for n in self._home_people}
-        if object_id not in keys:
-            log.info("MQTT: removing the presence entity %s (no longer in the gallery)", object_id)
-            client.publish(msg.topic, b"", qos=1, retain=True)
-
     def publish_presence(self, updates: list[PresenceUpdate]) -> None:
-        """Presence entities' states (retained), announcing newcomers' entities and removing the removed."""
+        """Presence entities' states (retained), announcing newcomers' entities and removing the removed.
+        In a fleet, this device's own views, and the household states where they changed."""
         if not self.home.presence:
             return
+        if self.household is not None:
+            self._publish_own_views(updates)
+            return
+        t = self.topics
         for u in updates:
-            topic = self._presence_topic(u.name)
+            state_topic = t.presence_state(u.name)
             if u.name is not None:
                 with self._home_lock:
                     new = not u.removed and u.name not in self._home_people
                     if u.removed:
                         self._home_people.discard(u.name)
-                        self._home_states.pop(f"{topic}/state", None)
+                        self._home_states.pop(state_topic, None)
                     elif new:
                         self._home_people.add(u.name)
                 if u.removed:  # an empty retained payload removes the entity, its state and attributes
                     if self.cfg.discovery:
-                        self._enqueue_or_send(self._presence_config_topic(u.name), b"", 1, True)
-                    self._enqueue_or_send(f"{topic}/state", b"", 1, True)
-                    self._enqueue_or_send(f"{topic}/attributes", b"", 1, True)
+                        self._enqueue_or_send(ha.removal_topic(t, u.name), b"", 1, True)
+                    self._enqueue_or_send(state_topic, b"", 1, True)
+                    self._enqueue_or_send(t.presence_attributes(u.name), b"", 1, True)
                     continue
                 if new and self.cfg.discovery:
-                    self._enqueue_or_send(self._presence_config_topic(u.name),
-                                          to_json(self._presence_config(u.name)), 1, True)
+                    d = ha.presence(t, u.name)
+                    self._enqueue_or_send(d.topic, to_json(d.config), 1, True)
             # "person", not "name": Home Assistant drops an MQTT attribute called name (MQTT_ATTRIBUTES_BLOCKED)
             attributes = {"person": u.name, "camera": u.camera,
                           "last_seen": iso_utc(u.last_seen) if u.last_seen is not None else None,
                           "score": round(u.score, 4) if u.score is not None else None}
-            self._enqueue_or_send(f"{topic}/attributes", to_json(attributes), 1, True)
+            self._enqueue_or_send(t.presence_attributes(u.name), to_json(attributes), 1, True)
             state = "ON" if u.present else "OFF"
             with self._home_lock:
-                changed = self._home_states.get(f"{topic}/state") != state
-                self._home_states[f"{topic}/state"] = state
+                changed = self._home_states.get(state_topic) != state
+                self._home_states[state_topic] = state
             if changed:
-                self._enqueue_or_send(f"{topic}/state", state, 1, True)
+                self._enqueue_or_send(state_topic, state, 1, True)
+
+    # -- fleet: household presence from every device's own view ------------------------------
+    @staticmethod
+    def _attributes(u: PresenceUpdate) -> dict:
+        # "person", not "name": Home Assistant drops an MQTT attribute called name (MQTT_ATTRIBUTES_BLOCKED)
+        return {"person": u.name, "camera": u.camera,
+                "last_seen": iso_utc(u.last_seen) if u.last_seen is not None else None,
+                "score": round(u.score, 4) if u.score is not None else None}
+
+    def _publish_own_views(self, updates: list[PresenceUpdate]) -> None:
+        assert self.household is not None
+        t, now = self.topics, time.monotonic()
+        for u in updates:
+            with self._home_lock:
+                new = u.name is not None and not u.removed and u.name not in self._home_people
+                if u.name is not None and u.removed:
+                    self._home_people.discard(u.name)
+                    self.household.forget(u.name)
+                    for topic in (t.presence_state(u.name), t.presence_attributes(u.name)):
+                        self._home_states.pop(topic, None)
+                        self._home_attributes.pop(topic, None)
+                elif new and u.name is not None:
+                    self._home_people.add(u.name)
+                if not u.removed:
+                    self.household.own(u.name, u.present, self._attributes(u), now)
+            if u.name is not None and u.removed:
+                if self.cfg.discovery:
+                    self._enqueue_or_send(ha.removal_topic(t, u.name), b"", 1, True)
+                for topic in (t.device_presence(u.name), t.presence_state(u.name), t.presence_attributes(u.name)):
+                    self._enqueue_or_send(topic, b"", 1, True)
+                continue
+            if new and self.cfg.discovery:
+                d = ha.presence(t, u.name)
+                self._enqueue_or_send(d.topic, to_json(d.config), 1, True)
+            self._enqueue_or_send(t.device_presence(u.name), to_json({"present": u.present, **self._attributes(u)}),
+                                  1, True)
+        self._publish_household(now)
+
+    def _household_message(self, msg) -> bool:
+        """Another device's view or status; True if the message was one of those."""
+        assert self.household is not None
+        parts = msg.topic.split("/")
+        prefix = self.prefix.split("/")
+        if parts[:len(prefix)] != prefix:
+            return False
+        rest = parts[len(prefix):]
+        now = time.monotonic()
+        if len(rest) == 2 and rest[1] == "status":
+            if rest[0] != self.node_id:
+                with self._home_lock:
+                    self.household.device_status(rest[0], msg.payload == ONLINE.encode(), now)
+                self._publish_household(now)
+            return True
+        if len(rest) == 3 and rest[1] == "presence":
+            if rest[0] != self.node_id:
+                try:
+                    view = json.loads(msg.payload) if msg.payload else None
+                except ValueError:
+                    view = None
+                if view is None or isinstance(view, dict):
+                    with self._home_lock:
+                        name = view.get("person") if view else self._name_of_key(rest[2])
+                        if name is None and rest[2] != "unknown":
+                            return True  # a removal of someone we do not know
+                        self.household.heard(rest[0], name, view, now)
+                    self._publish_household(now)
+            return True
+        return False
+
+    def _name_of_key(self, key: str) -> str | None:
+        from_key = {self.topics.device_presence(n).rsplit("/", 1)[1]: n for n in self._home_people}
+        return from_key.get(key)
+
+    def _publish_household(self, now: float) -> None:
+        """The household states and attributes that changed (once the others' views have arrived)."""
+        assert self.household is not None
+        if not self.connected or now < self._household_from:
+            return
+        t = self.topics
+        with self._home_lock:
+            names: list[str | None] = [*sorted(self._home_people), None]
+            out = []
+            for name in names:
+                present, attributes = self.household.state(name, now)
+                state = "ON" if present else "OFF"
+                if attributes is not None:
+                    body = to_json(attributes)
+                    if self._home_attributes.get(t.presence_attributes(name)) != body:
+                        self._home_attributes[t.presence_attributes(name)] = body
+                        out.append((t.presence_attributes(name), body))
+                if self._home_states.get(t.presence_state(name)) != state:
+                    self._home_states[t.presence_state(name)] = state
+                    out.append((t.presence_state(name), state))
+        for topic, payload in out:
+            self._enqueue_or_send(topic, payload, 1, True)
 
     def publish_home(self, camera: str, event, duration: float) -> None:
         """What one identity event means beyond {prefix}/{camera}/identity: the unknown-visitor
@@ -374,11 +480,10 @@ class Publisher:
         if self.home.presence and event.name is None:
             body = {"event_type": "unknown_visitor", "camera": camera, "score": round(float(event.score), 4),
                     "timestamp": iso_utc(event.t), "track_id": int(event.track_id)}
-            self._enqueue_or_send(f"{self._presence_topic(None)}/event", to_json(body), self.cfg.qos, False)
+            self._enqueue_or_send(self.topics.unknown_event, to_json(body), self.cfg.qos, False)
         if self.home.frigate:
-            prefix = (self.home.frigate_prefix or self.prefix).rstrip("/")
-            self._enqueue_or_send(f"{prefix}/tracked_object_update",
-                                  to_json(compat.frigate_face_update(event, camera)), self.cfg.qos, False)
+            self._enqueue_or_send(self.topics.frigate_update, to_json(compat.frigate_face_update(event, camera)),
+                                  self.cfg.qos, False)
         if self.home.double_take:
-            self._enqueue_or_send(compat.double_take_topic(self.home.double_take_prefix, event.name),
+            self._enqueue_or_send(self.topics.double_take(event.name),
                                   to_json(compat.double_take_payload(event, camera, duration)), self.cfg.qos, False)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeface.config.paths import shipped_file
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "dlib_resnet_v1_int8.tflite"
@@ -23,15 +25,6 @@ EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "
 
 class ModelError(RuntimeError):
     """The model or its sidecar cannot be used; the message names the file."""
-
-
-def shipped_file(name: str) -> Path:
-    """A file of models/: inside the installed wheel (edgeface/models/), else the source tree's."""
-    package = Path(__file__).resolve().parents[1]  # edgeface/
-    for folder in (package / "models", package.parent / "models"):
-        if (folder / name).is_file():
-            return folder / name
-    return package.parent / "models" / name
 
 
 def default_model_path() -> Path:
@@ -60,6 +53,29 @@ def dequantize(raw: np.ndarray, quantization: tuple[float, int]) -> np.ndarray:
     if raw.dtype == np.float32 or not quant_scale:
         return raw.astype(np.float32)
     return (raw.astype(np.float32) - zero_point) * np.float32(quant_scale)
+
+
+def chips_to_input(chips: np.ndarray, spec: ModelSpec, dtype, quantization: tuple[float, int]) -> np.ndarray:
+    """uint8 chips -> the model's input tensor: (pixels - mean) * scale, quantised when the input is
+    an integer tensor. Every runtime feeds the model through this, so they cannot disagree."""
+    mean, scale = np.asarray(spec.mean, np.float32), np.float32(spec.scale)
+    quant_scale, zero_point = quantization
+    if dtype == np.float32:
+        return (chips.astype(np.float32) - mean) * scale
+    if quant_scale == 1.0 and zero_point == 0 and dtype == np.uint8 and not mean.any() and scale == 1:
+        return chips  # raw pixels are already the model's input: no arithmetic at all
+    return quantize((chips.astype(np.float32) - mean) * scale, (quant_scale, zero_point), dtype)
+
+
+def as_batch(chips: np.ndarray) -> np.ndarray:
+    """One chip (H, W, 3) or a batch (N, H, W, 3) -> a batch."""
+    chips = np.asarray(chips)
+    return chips[None] if chips.ndim == 3 else chips
+
+
+def unit_rows(out: np.ndarray) -> np.ndarray:
+    """Each embedding scaled to unit length (an all-zero row stays zero)."""
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass(frozen=True)
@@ -152,12 +168,14 @@ def _load_delegate(load_delegate, delegate: str, options: dict | None):
 
 
 class Embedder:
-    """Runs the embedding model on batches of face chips.
+    """Runs the embedding model on batches of face chips with LiteRT.
 
     delegate: None or "xnnpack" (the CPU default built into the runtime), "cpu" (plain
     reference kernels), "edgetpu" (libedgetpu), or a path to a delegate library. A delegate
     that cannot load is logged and the model runs on the CPU, unless strict is set.
     """
+
+    runtime = "litert"
 
     def __init__(self, model_path=None, num_threads=None, delegate=None, delegate_options=None, strict=False):
         self.spec = load_spec(model_path or default_model_path())
@@ -190,18 +208,14 @@ class Embedder:
         # A model converted with a dynamic batch dimension can be resized to take every face at once.
         self._resizable = int(self._input.get("shape_signature", shape)[0]) == -1
         self.interpreter.allocate_tensors()
-        mean = np.asarray(self.spec.mean, np.float32)
-        self._mean, self._scale = mean, np.float32(self.spec.scale)
+
+    @property
+    def device(self) -> str:
+        """What runs the model, in LiteRT's terms: its delegate (xnnpack, cpu, edgetpu, a library)."""
+        return self.delegate
 
     def _to_input(self, chips: np.ndarray) -> np.ndarray:
-        dtype = self._input["dtype"]
-        quant_scale, zero_point = self._input["quantization"]
-        if dtype == np.float32:
-            return (chips.astype(np.float32) - self._mean) * self._scale
-        if quant_scale == 1.0 and zero_point == 0 and dtype == np.uint8 and not self._mean.any() and self._scale == 1:
-            return chips  # raw pixels are already the model's input: no arithmetic at all
-        real = (chips.astype(np.float32) - self._mean) * self._scale
-        return quantize(real, (quant_scale, zero_point), dtype)
+        return chips_to_input(chips, self.spec, self._input["dtype"], self._input["quantization"])
 
     def _from_output(self, raw: np.ndarray) -> np.ndarray:
         return dequantize(raw, self._output["quantization"])
@@ -218,9 +232,7 @@ class Embedder:
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         """chips: uint8 (N, H, W, 3) in spec.color_order -> float32 (N, D), each row unit length."""
-        chips = np.asarray(chips)
-        if chips.ndim == 3:
-            chips = chips[None]
+        chips = as_batch(chips)
         if len(chips) == 0:
             return np.zeros((0, self.spec.embedding_size), np.float32)
         data = self._to_input(chips)
@@ -228,9 +240,7 @@ class Embedder:
             out = self._invoke(data)
         else:
             out = np.concatenate([self._invoke(data[i : i + self._batch]) for i in range(0, len(data), self._batch)])
-        out = out.reshape(len(chips), -1)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        return unit_rows(out.reshape(len(chips), -1))
 
 
 def _builtin_ref_resolver():

@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeface.config import MotionConfig
 from edgeface.recognition.embed import Embedder, ModelSpec
+from edgeface.recognition.embed_openvino import OpenVinoEmbedder
 from edgeface.recognition.match import Match, Matcher, OpenSetRule
 from edgeface.recognition.track import IdentityEvent, Track, Tracker
 from edgeface.vision.chip import cut_chips
@@ -42,6 +43,12 @@ class FaceEmbedder(Protocol):
 
     @property
     def spec(self) -> ModelSpec: ...
+
+    @property
+    def runtime(self) -> str: ...  # recognition.runtime: litert or openvino
+
+    @property
+    def device(self) -> str: ...  # what runs the model: LiteRT's delegate, OpenVINO's device
 
     def embed(self, chips: np.ndarray) -> np.ndarray: ...
 
@@ -294,11 +301,35 @@ def load_matcher(gallery: Gallery | None, spec: ModelSpec, recognition: Recognit
     return Matcher(names, vectors, rule, negatives=gallery.vectors(spec.embedding_size, negatives=True))
 
 
-def load_embedder(cfg: Config) -> Embedder:
-    """The embedder cfg.model and cfg.recognition describe (the shipped int8 model by default)."""
+def load_embedder(cfg: Config) -> Embedder | OpenVinoEmbedder:
+    """The embedder cfg.model and cfg.recognition describe (the shipped int8 model by default),
+    on recognition.runtime: LiteRT with its delegate, or OpenVINO on recognition.device."""
     rec = cfg.recognition
+    if rec.runtime == "openvino":
+        return OpenVinoEmbedder(cfg.model, device=rec.device, num_threads=rec.num_threads, strict=rec.strict)
     return Embedder(cfg.model, num_threads=rec.num_threads, delegate=rec.delegate,
                     delegate_options=rec.delegate_options or None, strict=rec.strict)
+
+
+RUNTIME_PACKAGES = {"litert": "ai-edge-litert", "openvino": "openvino"}
+
+
+def runtime_info(embedder: FaceEmbedder) -> dict[str, str]:
+    """Which runtime and device ran the model, and the runtime package's version (bench, identify)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    info = {"name": embedder.runtime, "device": embedder.device}
+    try:
+        info["version"] = version(RUNTIME_PACKAGES.get(embedder.runtime, embedder.runtime))
+    except PackageNotFoundError:  # LiteRT's API from tflite_runtime or TensorFlow
+        pass
+    return info
+
+
+def describe_runtime(embedder: FaceEmbedder) -> str:
+    """One line for people: "openvino 2026.4.1 on CPU"."""
+    info = runtime_info(embedder)
+    return f"{info['name']} {info.get('version', '')} on {info['device']}".replace("  ", " ")
 
 
 def build_recognizer(cfg: Config, gallery: Gallery | None = None, *, embedder: FaceEmbedder | None = None,

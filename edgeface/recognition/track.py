@@ -13,6 +13,9 @@ name holds a majority of them), so a single bad chip at a steep angle cannot nam
 One event is emitted when the vote is decided, another only if
 later embeddings settle on a different name, and a new one when a face that left (unseen for
 longer than `max_missed` seconds and `min_missed_frames` frames) comes back as a new track.
+
+Times are seconds on a clock that never jumps: time.monotonic() (the daemon) or the video's own
+time (bench). On a wall clock stepped back an hour a track would outlive its face by that hour.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ class IdentityEvent:
     box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
     angle: float  # roll in degrees
     track_id: int
-    t: float  # frame time, seconds (wall clock: time.time())
+    t: float  # frame time, seconds, on the clock the tracker runs on (the daemon stamps wall-clock time)
 
 
 @dataclass(eq=False)

@@ -24,9 +24,11 @@ import numpy as np
 from edgeface import exitcodes
 from edgeface.config import Config, ConfigError, load
 from edgeface.fleet.sync import FleetError, FleetSync, read_key
+from edgeface.mqtt.diagnostics import DeviceProbe, camera_values, device_values
 from edgeface.mqtt.presence import Presence
 from edgeface.mqtt.publish import Publisher
 from edgeface.recognition.embed import Embedder, ModelSpec
+from edgeface.recognition.embed_openvino import OpenVinoEmbedder
 from edgeface.recognition.match import Matcher
 from edgeface.recognition.pipeline import (
     FramePipeline,
@@ -50,7 +52,7 @@ STOP_BUDGET_S = 1.5  # SIGTERM to exit, of the 2 s promised
 class SharedEmbedder:
     """One Embedder (one TFLite interpreter) used by every camera's worker, one batch at a time."""
 
-    def __init__(self, embedder: Embedder):
+    def __init__(self, embedder: Embedder | OpenVinoEmbedder):
         self._embedder = embedder
         self._lock = threading.Lock()
 
@@ -62,6 +64,14 @@ class SharedEmbedder:
     def delegate(self) -> str:
         return self._embedder.delegate
 
+    @property
+    def runtime(self) -> str:
+        return self._embedder.runtime
+
+    @property
+    def device(self) -> str:
+        return self._embedder.device
+
     def embed(self, chips: np.ndarray) -> np.ndarray:
         with self._lock:  # a TFLite interpreter is not re-entrant
             return self._embedder.embed(chips)
@@ -70,7 +80,7 @@ class SharedEmbedder:
 def _embedder_settings(cfg: Config) -> tuple:
     """What the TFLite interpreter is built from: a change here loads a new one."""
     r = cfg.recognition
-    return (cfg.model, r.num_threads, r.delegate, r.delegate_options, r.strict)
+    return (cfg.model, r.runtime, r.device, r.num_threads, r.delegate, r.delegate_options, r.strict)
 
 
 def _camera_settings(cfg: Config) -> tuple:
@@ -116,6 +126,8 @@ class Daemon:
         self.presence = Presence(cfg.home.presence_timeout, cfg.home.unknown_timeout)
         self.events = _event_store(cfg)  # None unless events.keep_crops
         self.fleet: FleetSync | None = None  # with fleet.name: gallery sync with the other devices
+        self.last_fleet_sync: float | None = None  # wall clock (shown in Home Assistant)
+        self.probe = DeviceProbe()  # CPU and SoC temperature for the diagnostics
         self.readers: list[CameraReader] = []
         self.workers: list[CameraWorker] = []
         self.stop_event = threading.Event()
@@ -124,7 +136,8 @@ class Daemon:
     # -- building ------------------------------------------------------------------------
     def _use_embedder(self, embedder: SharedEmbedder) -> None:
         self.embedder = embedder
-        log.info("model %s (%s, %s)", embedder.spec.path, embedder.spec.model_id[:12], embedder.delegate)
+        log.info("model %s (%s, %s %s)", embedder.spec.path, embedder.spec.model_id[:12], embedder.runtime,
+                 embedder.device)
 
     @staticmethod
     def _open_gallery(path: str, spec: ModelSpec) -> Gallery | None:
@@ -157,6 +170,11 @@ class Daemon:
         if self.gallery is None:
             return
         self.gallery_version = self.gallery.version()
+        if self.events is not None:  # crops follow renames and go with removals, the fleet's included
+            try:
+                self.events.follow(self.gallery.identities())
+            except Exception as e:
+                log.error("events: cannot bring the kept crops up to date with the gallery: %s", e)
         people = self.gallery.people()
         log.info("gallery %s: %d people, %d faces (%s)", self.gallery.path, len(people),
                  sum(p.embeddings for p in people), reason)
@@ -239,6 +257,7 @@ class Daemon:
             return
         try:
             self.fleet.step(self.gallery)
+            self.last_fleet_sync = time.time()
         except Exception as e:  # the broker or the gallery file in trouble: try again next poll
             log.warning("fleet: sync failed (%s); trying again", e)
 
@@ -258,7 +277,7 @@ class Daemon:
                 self.reload_event.clear()
                 self.reload()
             if self.publisher is not None:
-                self.publisher.publish_presence(self.presence.expire(time.time()))  # frames carry wall-clock times
+                self.publisher.publish_presence(self.presence.expire(time.monotonic()))
             if now >= next_poll:
                 next_poll = now + self.cfg.gallery_poll_interval
                 self._sync_fleet()
@@ -295,9 +314,10 @@ class Daemon:
             log.warning("gallery %s: cannot reload (%s); keeping the previous one", self.cfg.gallery, e)
 
     def log_status(self) -> None:
-        parts = []
+        parts, diagnostics = [], {}
         for w in self.workers:
             s = w.take_stats()
+            diagnostics[w.name] = camera_values(s, w.reader.frames_skipped)
             parts.append(f"{w.name} {s['fps']:.1f} fps, latency {s['latency_ms']:.0f} ms "
                          f"(p95 {s['latency_p95_ms']:.0f}), faces {s['faces']}, events {s['events']}, "
                          f"cascade on {s['cascade_share']:.0%} of frames, "
@@ -313,6 +333,9 @@ class Daemon:
             line += " | gallery EMPTY: everyone unknown"
         log.info("status: %s", line)
         sdnotify.status(line[:200])
+        m = self.matcher
+        p.publish_diagnostics(diagnostics, device_values(self.probe, len(m.people) if m else 0,
+                                                         len(m.names) if m else 0, self.last_fleet_sync))
 
     # -- reloading -----------------------------------------------------------------------
     def reload(self) -> None:
@@ -345,8 +368,9 @@ class Daemon:
                 gallery = plan.gallery = self._open_gallery(new.gallery, embedder.spec)
                 plan.gallery_missing = gallery is None
             plan.matcher = load_matcher(gallery, embedder.spec, new.recognition)
-            plan.fleet_changed = new.fleet != old.fleet or new.mqtt != old.mqtt or plan.embedder is not None
-            if new.mqtt != old.mqtt or new.home != old.home \
+            plan.fleet_changed = new.fleet != old.fleet or new.mqtt != old.mqtt or plan.embedder is not None \
+                or (self.fleet is not None and self.fleet.key_changed())  # a rotated key, same path
+            if new.mqtt != old.mqtt or new.home != old.home or bool(new.fleet.name) != bool(old.fleet.name) \
                     or [c.name for c in new.cameras] != [c.name for c in old.cameras]:
                 plan.publisher = _new_publisher(new)
             if plan.embedder is not None or _camera_settings(new) != _camera_settings(old):
@@ -397,7 +421,7 @@ class Daemon:
 
 def _new_publisher(cfg: Config) -> Publisher:
     """Not started: Daemon._start_publisher starts it."""
-    return Publisher(cfg.mqtt, [c.name for c in cfg.cameras], home=cfg.home)
+    return Publisher(cfg.mqtt, [c.name for c in cfg.cameras], home=cfg.home, fleet=bool(cfg.fleet.name))
 
 
 def _event_store(cfg: Config) -> EventStore | None:

@@ -37,7 +37,7 @@ DEFAULT_FILE_FPS = 25.0  # when a file does not say its rate
 class Frame:
     pixels: FramePixels  # decoded on demand (JPEG sources) or already decoded
     t: float  # wall-clock capture time (time.time()), for event timestamps
-    mono: float  # time.monotonic() at capture, for latency
+    mono: float  # time.monotonic() at capture: latency, tracking and every schedule (never jumps)
     seq: int  # 1, 2, ... per reader
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -18,7 +18,7 @@ from edgeface.mqtt.presence import Presence
 from edgeface.mqtt.publish import Publisher
 from edgeface.recognition.match import Matcher
 from edgeface.recognition.pipeline import FramePipeline
-from edgeface.service.source import CameraReader
+from edgeface.service.source import CameraReader, Frame
 from edgeface.store.events import EventStore
 
 log = logging.getLogger(__name__)
@@ -114,48 +114,58 @@ class CameraWorker:
                     self.finished = True
                     return
                 continue
-            parts = self._take_up_parts()
+            self.handle(frame)
+
+    def handle(self, frame: Frame) -> None:
+        """One frame: the pipeline, then its events out. Tracking, re-embedding and the idle
+        sweep run on the frame's monotonic time: a wall clock stepped by NTP (a Pi has no clock
+        of its own until it is on the network) would end every track, or keep a ghost track and
+        pause the idle sweep for as long as it went back. Events are stamped with the frame's
+        wall-clock time, for people to read."""
+        parts = self._take_up_parts()
+        try:
+            result = self.pipeline.process(frame.pixels, frame.mono)
+        except Exception:  # one bad frame must not end the camera
+            self.errors += 1
+            if self.errors == 1 or self.errors % 100 == 0:
+                log.exception("camera %s: frame failed (%d so far)", self.name, self.errors)
+            return
+        done = time.monotonic()
+        for event in result.events:
+            event = replace(event, t=frame.t)
+            jpeg = self._crop_jpeg(frame.image, event.box) if self.snapshot else None
             try:
-                result = self.pipeline.process(frame.pixels, frame.t)
-            except Exception:  # one bad frame must not end the camera
-                self.errors += 1
-                if self.errors == 1 or self.errors % 100 == 0:
-                    log.exception("camera %s: frame failed (%d so far)", self.name, self.errors)
-                continue
-            done = time.monotonic()
-            for event in result.events:
-                jpeg = self._crop_jpeg(frame.image, event.box) if self.snapshot else None
-                try:
-                    parts.publisher.publish_identity(self.name, event, jpeg)
-                    parts.publisher.publish_home(self.name, event, done - frame.mono)
-                except (ValueError, OSError, RuntimeError) as e:  # never let MQTT trouble stop the camera
-                    log.error("camera %s: cannot publish event: %s", self.name, e)
-                log.info("camera %s: %s (score %.3f, track %d, angle %+.0f)", self.name,
-                         event.name if event.name is not None else "unknown face", event.score, event.track_id,
-                         event.angle)
-                self._keep_crop(parts.events, event, frame.image)
-            self._report_sightings(parts, result.faces, frame.t)
-            with self._lock:
-                self._frames += 1
-                self._latency_ms.append((done - frame.mono) * 1e3)
-                self._faces += len(result.faces)
-                self._events += len(result.events)
+                parts.publisher.publish_face_image(self.name, event, frame.image)  # first: automations find it
+                parts.publisher.publish_identity(self.name, event, jpeg)
+                parts.publisher.publish_home(self.name, event, done - frame.mono)
+            except (ValueError, OSError, RuntimeError) as e:  # never let MQTT trouble stop the camera
+                log.error("camera %s: cannot publish event: %s", self.name, e)
+            log.info("camera %s: %s (score %.3f, track %d, angle %+.0f)", self.name,
+                     event.name if event.name is not None else "unknown face", event.score, event.track_id,
+                     event.angle)
+            self._keep_crop(parts.events, event, frame.image)
+        self._report_sightings(parts, result.faces, frame.mono, frame.t)
+        with self._lock:
+            self._frames += 1
+            self._latency_ms.append((done - frame.mono) * 1e3)
+            self._faces += len(result.faces)
+            self._events += len(result.events)
 
     def _keep_crop(self, store: EventStore | None, event, image: np.ndarray) -> None:
         if store is None:
             return
         try:
             store.add(self.name, event.name, event.score, event.box, event.t, image)
-        except (OSError, ValueError, cv2.error) as e:  # a full disk must not stop the camera
+        except Exception as e:  # a full disk, a bad record: a kept crop is never worth the camera
             log.error("camera %s: cannot keep the event's face crop in %s: %s", self.name, store.folder, e)
 
-    def _report_sightings(self, parts: WorkerParts, faces, t: float) -> None:
+    def _report_sightings(self, parts: WorkerParts, faces, mono: float, wall: float) -> None:
         """Every face whose identity was announced keeps its person (or the unknown visitor) present."""
         for track, _ in faces:
             if track.announced and not track.recheck:
                 try:
                     parts.publisher.publish_presence(
-                        parts.presence.seen(track.announced_name, self.name, track.score, t))
+                        parts.presence.seen(track.announced_name, self.name, track.score, mono, wall))
                 except (ValueError, OSError, RuntimeError) as e:
                     log.error("camera %s: cannot publish presence: %s", self.name, e)
 

@@ -13,7 +13,6 @@ import os
 import re
 import sqlite3
 import time
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgeface.store.gallery_sync import LedgerEntry, PhotoRow, SyncTables
+from edgeface.store.names import NAME_MAX, GalleryError, check_name, shown_name
+
+# the fleet ledger's and photo listing's rows (defined with their SQL), and the name rule, as before
+__all__ = ["NAME_MAX", "GalleryError", "LedgerEntry", "PhotoRow", "check_name", "shown_name"]
 
 SCHEMA_VERSION = 1
 
@@ -52,6 +57,8 @@ CREATE TABLE IF NOT EXISTS negatives (
     created REAL NOT NULL,
     UNIQUE (person_id, source_sha256)
 );
+-- a photo's face by its sha256 (fleet records, gallery check, photo lookups): without it, each is a full scan
+CREATE INDEX IF NOT EXISTS embeddings_by_photo ON embeddings (source_sha256);
 -- fleet sync (edgeface.fleet.sync): the newest version of each photo this gallery has published or applied
 CREATE TABLE IF NOT EXISTS fleet_ledger (
     sha256 TEXT PRIMARY KEY,
@@ -62,9 +69,9 @@ CREATE TABLE IF NOT EXISTS fleet_ledger (
 );
 """
 
-
-class GalleryError(RuntimeError):
-    """The gallery cannot be used as asked; the message says why and what to do."""
+# fleet ledger versions were seconds (floats) before they were integer milliseconds: once per gallery
+LEDGER_MS = ("UPDATE fleet_ledger SET version = round(version * 1000) WHERE NOT EXISTS "
+             "(SELECT 1 FROM meta WHERE key = 'ledger_ms'); INSERT OR IGNORE INTO meta VALUES ('ledger_ms', '1');")
 
 
 class GalleryMissing(GalleryError):
@@ -74,35 +81,7 @@ class GalleryMissing(GalleryError):
 APPLICATION_ID = 0x45444746  # "EDGF" in PRAGMA application_id: marks a file as an edgeface gallery
 TABLES = {"meta", "people", "embeddings", "negatives", "fleet_ledger"}
 CORE_TABLES = {"meta", "people", "embeddings"}  # a gallery before negatives existed
-NAME_MAX = 64  # characters; names go into logs, MQTT payloads and Home Assistant states
-_NAME_FORMAT_OK = {"\u200c", "\u200d"}  # zero-width (non-)joiners: needed to spell names in some scripts
 log = logging.getLogger(__name__)
-
-
-def check_name(name: object) -> str:
-    """The one rule for a person's name: returns it trimmed (NFC), or raises GalleryError saying why."""
-    if not isinstance(name, str):
-        raise GalleryError(f"a person's name must be text, got {type(name).__name__}")
-    name = unicodedata.normalize("NFC", name.strip())
-    if not name:
-        raise GalleryError("a person's name cannot be empty")
-    if len(name) > NAME_MAX:
-        raise GalleryError(f"a person's name can have at most {NAME_MAX} characters, got {len(name)} "
-                           f"({name[:20]!r}...)")
-    for ch in name:
-        category = unicodedata.category(ch)
-        if category in ("Zl", "Zp") or (category[0] == "C" and ch not in _NAME_FORMAT_OK):
-            raise GalleryError(f"a person's name cannot contain control or invisible characters: {name!r} has "
-                               f"U+{ord(ch):04X} ({unicodedata.name(ch, category)})")
-    return name
-
-
-def shown_name(name: str) -> str:
-    """A stored name as it may be printed: names from before check_name existed are escaped."""
-    try:
-        return check_name(name)
-    except GalleryError:
-        return repr(name[:NAME_MAX]) + ("..." if len(name) > NAME_MAX else "")
 
 
 def _explain(path: Path, e: BaseException) -> str:
@@ -156,7 +135,7 @@ class Enrolment:
     source_name: str
 
 
-class Gallery:
+class Gallery(SyncTables):
     """One gallery file. create=False: a missing file raises GalleryMissing instead of being made."""
 
     def __init__(self, path: str | os.PathLike, create: bool = True):
@@ -178,8 +157,8 @@ class Gallery:
             # `enroll` makes the gallery) sees no tables or all of them, never half
             try:
                 self.db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} INSERT OR IGNORE INTO meta VALUES "
-                                      f"('schema', '{SCHEMA_VERSION}'); PRAGMA application_id = {APPLICATION_ID}; "
-                                      "COMMIT;")
+                                      f"('schema', '{SCHEMA_VERSION}'); {LEDGER_MS} PRAGMA application_id = "
+                                      f"{APPLICATION_ID}; COMMIT;")
             except sqlite3.Error:
                 if self.db.in_transaction:
                     self.db.rollback()
@@ -270,6 +249,17 @@ class Gallery:
             "(SELECT COUNT(*) FROM negatives n WHERE n.person_id = p.id) FROM people p ORDER BY p.name"
         ).fetchall()
         return [Person(*r) for r in rows]
+
+    def identities(self) -> dict[str, tuple[str, frozenset[str]]]:
+        """Every person as {key: (name, sha256s of their photos)}. A key names one person row for
+        as long as it exists (a rename keeps it; the row's creation time keeps a reused row id
+        from naming someone new): what the events store keys a person's crops by."""
+        people: dict[str, tuple[str, set[str]]] = {}
+        for pid, created, name, sha in self.db.execute(
+                "SELECT p.id, p.created, p.name, e.source_sha256 FROM people p "
+                "LEFT JOIN embeddings e ON e.person_id = p.id"):
+            people.setdefault(f"{pid}@{created!r}", (name, set()))[1].update([sha] if sha is not None else [])
+        return {key: (name, frozenset(shas)) for key, (name, shas) in people.items()}
 
     def vectors(self, size: int | None = None, negatives: bool = False) -> tuple[list[str], np.ndarray]:
         """(name per row, float32 matrix of embeddings), for matching; negatives=True: the faces
@@ -370,11 +360,7 @@ class Gallery:
         added = 0
         now = time.time()
         with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('model_id', ?)", (model_id,))
-            if size:
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_size', ?)", (str(size),))
-            db.execute("INSERT OR IGNORE INTO people (name, created) VALUES (?, ?)", (name, now))
-            (person_id,) = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            person_id = self._ensure_person(db, name, model_id, size, now)
             for vector, e in rows:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO embeddings"
@@ -390,8 +376,8 @@ class Gallery:
         name = check_name(name)
         self.check_model(model_id)
         size = self.embedding_size()
-        row = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-        if row is None:
+        pid = self.person_id(name)
+        if pid is None:
             raise GalleryError(f"no person named {name!r} in {self.path}: enrol them before marking faces "
                                f"as not them")
         rows = []
@@ -408,7 +394,7 @@ class Gallery:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO negatives"
                     " (person_id, vector, source_sha256, source_name, model_id, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (row[0], vector.tobytes(), e.source_sha256, e.source_name, model_id, now),
+                    (pid, vector.tobytes(), e.source_sha256, e.source_name, model_id, now),
                 )
                 added += cur.rowcount
         return added
@@ -419,13 +405,11 @@ class Gallery:
         The name as stored is tried first, so a name written before check_name existed can still go.
         """
         with self._write() as db:
-            row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                row = db.execute("SELECT id FROM people WHERE name = ?", (check_name(name),)).fetchone()
-            if row is None:
+            pid = self.person_id(name)
+            if pid is None:
                 raise GalleryError(f"no person named {name!r} in {self.path}")
-            (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", row).fetchone()
-            db.execute("DELETE FROM people WHERE id = ?", row)
+            (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", (pid,)).fetchone()
+            db.execute("DELETE FROM people WHERE id = ?", (pid,))
             self.forget_model_if_empty(db)
         return count
 
@@ -441,18 +425,14 @@ class Gallery:
         moved, merged). Fleet sync then moves each photo's record to ``new`` on every device."""
         new = check_name(new)
         with self._write() as db:
-            row = db.execute("SELECT id FROM people WHERE name = ?", (old,)).fetchone()
-            if row is None:
-                row = db.execute("SELECT id FROM people WHERE name = ?", (check_name(old),)).fetchone()
-            if row is None:
+            old_id = self.person_id(old)
+            if old_id is None:
                 raise GalleryError(f"no person named {old!r} in {self.path}")
-            (old_id,) = row
-            (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", row).fetchone()
-            target = db.execute("SELECT id FROM people WHERE name = ?", (new,)).fetchone()
-            if target is None:
+            (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", (old_id,)).fetchone()
+            new_id = self.person_id(new)
+            if new_id is None:
                 db.execute("UPDATE people SET name = ? WHERE id = ?", (new, old_id))
                 return count, False
-            (new_id,) = target
             if new_id == old_id:
                 raise GalleryError(f"{old!r} is already called {new!r}")
             # OR IGNORE: a photo both already had (older galleries allowed it) stays once
@@ -523,12 +503,9 @@ class Gallery:
                 raise GalleryError(f"negative for {name!r}: nobody of that name is in the export or the gallery")
         added = 0
         with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('model_id', ?)", (model_id,))
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_size', ?)", (str(size),))
             for table, rows in (("embeddings", records), ("negatives", negatives)):
                 for name, vector, sha, source, created in rows:
-                    db.execute("INSERT OR IGNORE INTO people (name, created) VALUES (?, ?)", (name, created))
-                    (pid,) = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+                    pid = self._ensure_person(db, name, model_id, size, created)
                     cur = db.execute(
                         f"INSERT OR IGNORE INTO {table}"
                         " (person_id, vector, source_sha256, source_name, model_id, created) VALUES (?, ?, ?, ?, ?, ?)",

@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeface.store.gallery import Gallery, GalleryError
+from edgeface.store.gallery import Gallery, GalleryError, PhotoRow
+
+__all__ = ["PhotoRow", "Removed", "photos", "remove_photos", "resolve"]
 
 SHA_PREFIX = re.compile(r"[0-9a-f]{8,64}")
-
-
-@dataclass(frozen=True)
-class PhotoRow:
-    sha256: str
-    source_name: str  # where it was enrolled from ("fleet:DEVICE" when another device sent it)
-    negative: bool  # a face marked "not them", not one of theirs
-    created: float
 
 
 @dataclass(frozen=True)
@@ -33,21 +28,20 @@ class Removed:
 
 
 def _person_id(gallery: Gallery, name: str) -> int:
-    row = gallery.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-    if row is None:
+    """The person ``name`` as stored, else as check_name writes it (trimmed, NFC: a name typed
+    decomposed, as macOS keyboards may, is the same name)."""
+    try:
+        pid = gallery.person_id(name)
+    except GalleryError:  # not stored as typed, and not a name check_name takes
+        pid = None
+    if pid is None:
         raise GalleryError(f"no person named {name!r} in {gallery.path}")
-    return int(row[0])
+    return pid
 
 
 def photos(gallery: Gallery, name: str) -> list[PhotoRow]:
     """A person's photos, then the faces marked as not them, oldest first."""
-    pid = _person_id(gallery, name)
-    out = []
-    for table, negative in (("embeddings", False), ("negatives", True)):
-        rows = gallery.db.execute(f"SELECT source_sha256, source_name, created FROM {table} WHERE person_id = ? "
-                                  "ORDER BY created, id", (pid,)).fetchall()
-        out += [PhotoRow(sha, source, negative, created) for sha, source, created in rows]
-    return out
+    return gallery.photo_rows(_person_id(gallery, name))
 
 
 def photo_sha(ref: str) -> str | None:
@@ -59,13 +53,22 @@ def photo_sha(ref: str) -> str | None:
         return None
 
 
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
 def resolve(rows: list[PhotoRow], ref: str) -> set[str]:
-    """The sha256s among ``rows`` that ``ref`` names; GalleryError if none, or if a prefix is
-    ambiguous."""
+    """The one sha256 among ``rows`` that ``ref`` names; GalleryError if none, or if ``ref``
+    could be several (a prefix, or a source several photos share: "fleet:DEVICE", two files
+    enrolled as a.jpg): a removal takes back exactly the photo meant, or nothing."""
     sha = photo_sha(ref)
     hits = {r.sha256 for r in rows if r.sha256 == sha} if sha else set()
     if not hits:  # a file changed since, or gone: the path it was enrolled from
-        hits = {r.sha256 for r in rows if r.source_name == ref}
+        hits = {r.sha256 for r in rows if _nfc(r.source_name) == _nfc(ref)}
+        if len(hits) > 1:
+            raise GalleryError(f"{ref}: {len(hits)} photos were enrolled as {ref}; name one by the first digits of "
+                               f"its sha256 ({', '.join(sorted(h[:12] for h in hits)[:5])}"
+                               f"{', ...' if len(hits) > 5 else ''}; see `edgeface gallery list NAME`)")
     if not hits and SHA_PREFIX.fullmatch(ref):
         hits = {r.sha256 for r in rows if r.sha256.startswith(ref)}
         if len(hits) > 1:
@@ -83,16 +86,4 @@ def remove_photos(gallery: Gallery, name: str, refs: list[str]) -> Removed:
     shas: set[str] = set()
     for ref in refs:
         shas |= resolve(rows, ref)
-    pid = _person_id(gallery, name)
-    faces = negatives = 0
-    with gallery._write() as db:
-        for sha in sorted(shas):
-            faces += db.execute("DELETE FROM embeddings WHERE person_id = ? AND source_sha256 = ?",
-                                (pid, sha)).rowcount
-            negatives += db.execute("DELETE FROM negatives WHERE person_id = ? AND source_sha256 = ?",
-                                    (pid, sha)).rowcount
-        gone = db.execute("SELECT 1 FROM embeddings WHERE person_id = ? LIMIT 1", (pid,)).fetchone() is None
-        if gone:
-            db.execute("DELETE FROM people WHERE id = ?", (pid,))
-            gallery.forget_model_if_empty(db)
-    return Removed(faces, negatives, gone)
+    return Removed(*gallery.remove_photo_rows(_person_id(gallery, name), shas))

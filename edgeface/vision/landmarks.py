@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from edgeface.recognition.embed import shipped_file
+from edgeface.config.paths import shipped_file
 from edgeface.vision import geometry
 from edgeface.vision.chip import cut_chips_at
 
