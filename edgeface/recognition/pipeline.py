@@ -163,6 +163,7 @@ class FramePipeline:
                                           motion if self.motion is not None else None)
         self.scenes = SceneChange(self.detector.cfg.scene_change)
         self.frame_index = 0
+        self._started = False  # a frame has been planned (a scene change after it is a cut)
         self.cascade_frames = 0  # frames on which any cascade ran (the rest cost only the motion stage)
         self._quiet = False  # the last motion check found nothing moving
         self._skipped = 0  # frames since the last one that was looked at
@@ -181,11 +182,12 @@ class FramePipeline:
         t0 = time.perf_counter()
         small = px.small_grey(self.motion.cfg.width if self.motion is not None else SceneChange.WIDTH)
         changed = self.scenes.changed(small)
+        started, self._started = self._started, True
         if changed:
             self.tracker.new_scene()
         if self.motion is None:
-            return self.schedule.plan(self.frame_index, t, tracked, found, None, restart=changed), \
-                (time.perf_counter() - t0) * 1e3
+            return self.schedule.plan(self.frame_index, t, tracked, found, None, restart=changed,
+                                      cut=changed and started), (time.perf_counter() - t0) * 1e3
         if changed:
             self.motion.reset()  # the new picture is the background from now on
         first = self.motion.background is None  # start-up: nothing to compare with yet
@@ -193,7 +195,8 @@ class FramePipeline:
         self._quiet = not areas
         motion_ms = (time.perf_counter() - t0) * 1e3
         restart = changed or (first and not tracked)  # one full search, as without motion gating
-        return self.schedule.plan(self.frame_index, t, tracked, found, areas, restart=restart), motion_ms
+        cut = changed and started  # a scene change, not the first picture
+        return self.schedule.plan(self.frame_index, t, tracked, found, areas, restart=restart, cut=cut), motion_ms
 
     def detect(self, px: FramePixels, plan: FramePlan, t: float) -> list[Detection]:
         """Run ``plan``: the region search, then queued passes until the budget is spent."""
@@ -207,7 +210,7 @@ class FramePipeline:
         hits = [h for r in plan.tracked for h in detector.track_search(prep, r)]
         ran = 0
         for job in plan.jobs:
-            if ran and plan.budget_ms and (clock() - t0) * 1e3 >= plan.budget_ms:
+            if ran and plan.budget_ms and not plan.in_full and (clock() - t0) * 1e3 >= plan.budget_ms:
                 break
             hits += detector.scan(prep, job.now())
             ran += 1
