@@ -251,8 +251,11 @@ def _overlap(a: Box, b: Box) -> bool:
 
 def _same_place(box: Box, old: Box, growth: float) -> bool:
     """``box`` is the remembered area ``old`` still moving in place: its centre inside ``old`` and
-    its area at most ``growth`` times ``old``'s (it did not move away or grow substantially)."""
+    its area within ``growth`` times ``old``'s either way (it did not move away, grow or shrink
+    substantially). A much smaller area inside a big remembered one is something new: on a door
+    clip the whole frame moved (light) just before someone came in, was searched empty, and the
+    newcomer's area inside it then got only the rolling share and was never found."""
     x, y, w, h = box
     cx, cy = x + w / 2, y + h / 2
     ox, oy, ow, oh = old
-    return ox <= cx < ox + ow and oy <= cy < oy + oh and w * h <= growth * ow * oh
+    return ox <= cx < ox + ow and oy <= cy < oy + oh and ow * oh <= growth * w * h <= growth * growth * ow * oh
