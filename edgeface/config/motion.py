@@ -51,7 +51,7 @@ class MotionConfig:
     # A moving area that got every pass and held no face (a waving arm, a tree, a TV) is remembered
     # this many seconds: while it keeps moving in the same place it gets only its share of the
     # rolling sweep (each pass once every sweep_period frames), not every pass again each frame.
-    # It gets every pass again once it moves or grows by more than searched_growth x its area.
+    # It gets every pass again once it moves, or grows or shrinks by more than searched_growth x its area.
     searched_memory_s: float = 10.0
     searched_growth: float = 1.5
 
