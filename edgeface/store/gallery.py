@@ -78,6 +78,8 @@ class GalleryMissing(GalleryError):
     """Gallery(path, create=False) on a path with no file: the daemon waits for it to appear."""
 
 
+# on a loaded board, another process (enroll, a fleet batch) may hold the write lock for a while
+BUSY_TIMEOUT_S = 30.0
 APPLICATION_ID = 0x45444746  # "EDGF" in PRAGMA application_id: marks a file as an edgeface gallery
 TABLES = {"meta", "people", "embeddings", "negatives", "fleet_ledger"}
 CORE_TABLES = {"meta", "people", "embeddings"}  # a gallery before negatives existed
@@ -146,13 +148,12 @@ class Gallery(SyncTables):
                                      "(enrol someone first: edgeface enroll NAME PHOTO...)")
             self._create_file()
         try:
-            # 30 s: on a loaded board, another process (enroll, a fleet batch) may hold the write lock for a while
-            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
         except sqlite3.Error as e:
             raise GalleryError(_explain(self.path, e)) from None
         try:
             self._adopt()  # reads only, and refuses, before anything is written
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self._use_wal()
             self.db.execute("PRAGMA foreign_keys=ON")
             # one transaction: a process opening the file meanwhile (the daemon starting while
             # `enroll` makes the gallery) sees no tables or all of them, never half
@@ -170,6 +171,20 @@ class Gallery(SyncTables):
         except sqlite3.Error as e:
             self.db.close()
             raise GalleryError(_explain(self.path, e)) from None
+
+    def _use_wal(self) -> None:
+        """Switch the file to WAL (persistent, so once per gallery). SQLite answers a switch that
+        meets another process's lock with SQLITE_BUSY at once, without its busy timeout (several
+        processes opening a new gallery together: 1 round in 4 of six openers failed), so retry."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _create_file(self) -> None:
         """An empty file, owner-only (SQLite gives its -wal/-shm files the same mode)."""
