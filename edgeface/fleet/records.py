@@ -86,6 +86,15 @@ def sign(body: dict, key: bytes) -> dict:
     return {**body, "sig": hmac.new(key, canonical(body), hashlib.sha256).hexdigest()}
 
 
+def signed_body(payload: bytes, key: bytes) -> dict | None:
+    """The body of a JSON payload signed with the fleet's key, or None (not JSON, not signed)."""
+    try:
+        record = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return verify(record, key) if isinstance(record, dict) else None
+
+
 def verify(record: dict, key: bytes) -> dict | None:
     """The record without its signature if the signature is right, else None."""
     sig = record.get("sig")
@@ -151,11 +160,7 @@ def parse(base: str, topic: str, payload: bytes, key: bytes, fleet: str, model_i
     field. Raises Rejected (why, and who sent it) or OtherModel."""
     if len(payload) > RECORD_MAX_BYTES:
         raise Rejected(f"{len(payload)} bytes, more than a record's {RECORD_MAX_BYTES}")
-    try:
-        record = json.loads(payload)
-    except (ValueError, RecursionError):
-        record = None
-    body = verify(record, key) if isinstance(record, dict) else None
+    body = signed_body(payload, key)
     if body is None:
         raise Rejected("not signed with this fleet's key")
     origin = body.get("origin")
@@ -163,7 +168,7 @@ def parse(base: str, topic: str, payload: bytes, key: bytes, fleet: str, model_i
         raise Rejected(f"its origin {printable(origin, 40)} is not a device name", "a bad origin")
     if body.get("format") != FORMAT:
         raise Rejected(f"format {printable(body.get('format'), 20)}, not {FORMAT} (update that device)", origin)
-    extra = set(record) - FIELDS - {"kind"}
+    extra = set(body) - FIELDS - {"kind"}  # the body is the record less "sig", which FIELDS holds
     if extra:
         raise Rejected(f"unexpected fields {printable(sorted(extra), 60)}", origin)
     sha, kind = body.get("sha256"), body.get("kind", "face")

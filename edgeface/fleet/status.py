@@ -8,7 +8,6 @@ fleet key is believed, and only after every field is checked; anything else is l
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -19,7 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeface.config import FleetConfig, MqttConfig
-from edgeface.fleet.records import DEVICE, FORMAT, RECORD_MAX_BYTES, FleetError, printable, read_key, verify
+from edgeface.fleet.records import DEVICE, FORMAT, RECORD_MAX_BYTES, FleetError, printable, read_key, signed_body
 from edgeface.mqtt.client import mqtt_client
 from edgeface.store.gallery import LedgerEntry
 
@@ -50,13 +49,7 @@ def checked_status(topic_device: str, payload: bytes, key: bytes, fleet: str) ->
     """One device's status as `fleet status` shows it: every field checked, or only
     {"device": (escaped), "verified": False} for a record that is not signed or not well formed."""
     shown = printable(topic_device, 64)
-    body = None
-    if len(payload) <= RECORD_MAX_BYTES:
-        try:
-            record = json.loads(payload)
-        except (ValueError, RecursionError):
-            record = None
-        body = verify(record, key) if isinstance(record, dict) else None
+    body = signed_body(payload, key) if len(payload) <= RECORD_MAX_BYTES else None
     if body is None:
         return {"device": shown, "verified": False, "problem": "not signed with this fleet's key"}
     contact = body.get("last_contact")
