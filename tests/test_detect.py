@@ -7,7 +7,7 @@ from faces import astronaut_bgr as astronaut_photo
 
 from edgeface.config import DetectionConfig
 from edgeface.vision import geometry
-from edgeface.vision.detect import Detection, HaarDetector
+from edgeface.vision.detect import Detection, HaarDetector, Scan
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_region_search_follows_a_tracked_face(astronaut_bgr, roll, drift):
     expect = geometry.apply_affine(m, [upright.cx, upright.cy])
     # last known box: a little off in place, size and angle, as after a frame of motion
     last = Detection(expect[0] + 10, expect[1] - 8, upright.size * 1.15, upright.angle + roll + drift, 50.0)
-    dets = detector.detect(turned, regions=[last])
+    dets = detector.search(turned, tracked=[last])
     assert dets
     best = dets[0]
     assert math.hypot(best.cx - expect[0], best.cy - expect[1]) < 0.15 * upright.size
@@ -99,8 +99,8 @@ def test_region_search_follows_a_tracked_face(astronaut_bgr, roll, drift):
 
 def test_region_search_finds_nothing_where_there_is_no_face(astronaut_bgr, detector):
     # the rocket area, top right: no face there
-    assert detector.detect(astronaut_bgr, regions=[Detection(450, 60, 60, 0.0, 10.0)]) == []
-    assert detector.detect(astronaut_bgr, regions=[]) == []
+    assert detector.search(astronaut_bgr, tracked=[Detection(450, 60, 60, 0.0, 10.0)]) == []
+    assert detector.search(astronaut_bgr) == []
 
 
 def test_thread_pool_sweep_matches_sequential(astronaut_bgr, detector):
@@ -113,28 +113,20 @@ def test_thread_pool_sweep_matches_sequential(astronaut_bgr, detector):
         pooled.close()
 
 
-@pytest.mark.parametrize("period", [1, 3, 7, 25])
-def test_rolling_angles_scan_each_angle_once_a_period(detector, period):
-    per_frame = [detector.rolling_angles(i, period) for i in range(period)]
-    assert sorted(a for angles in per_frame for a in angles) == sorted(detector.cfg.angles)
-    assert per_frame[0][0] == 0.0  # upright first
-    n = len(detector.cfg.angles)
-    assert max(len(angles) for angles in per_frame) == -(-n // period)  # spread evenly
-    assert detector.rolling_angles(period + 2, period) == per_frame[2 % period]
-
-
 def test_region_search_plus_whole_frame_angle_finds_a_new_face(astronaut_bgr, detector, upright):
     # no tracked face yet: the upright whole-frame pass of a rolling sweep finds her
-    dets = detector.detect(astronaut_bgr, regions=[], angles=[0.0])
+    dets = detector.search(astronaut_bgr, [Scan(None, 0.0)])
     assert dets and math.hypot(dets[0].cx - upright.cx, dets[0].cy - upright.cy) < 0.15 * upright.size
 
 
 def test_tall_pictures_are_detected_at_a_bounded_height(detector):
     """A 100x10000 scan is held to 2 x max_width high too (it used to be swept at full height)."""
     tall = np.full((10000, 100, 3), 128, np.uint8)
-    grey, scale = detector._prepare(tall)
+    prep = detector.prepare(tall)
+    grey, scale = prep.grey, prep.scale
     assert grey.shape[0] <= 2 * detector.cfg.max_width and scale <= 0.1
     wide = np.zeros((480, 640, 3), np.uint8)  # an ordinary frame is scaled as before: to max_width wide
-    grey, scale = detector._prepare(wide)
+    prep = detector.prepare(wide)
+    grey, scale = prep.grey, prep.scale
     assert grey.shape == (360, 480) and scale == 0.75
     assert detector.detect(tall) == []

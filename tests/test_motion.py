@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from faces import astronaut_bgr, turned
 
-from edgeface.config import MotionConfig
+from edgeface.config import DetectionConfig, MotionConfig
 from edgeface.recognition.embed import Embedder
 from edgeface.recognition.match import Matcher
 from edgeface.recognition.pipeline import FramePipeline, Recognizer
@@ -91,15 +91,14 @@ def test_config_rejects_out_of_range_values(key, value):
 
 
 class CountingDetector(HaarDetector):
-    """The real detector, counting its cascade passes over the frame (not region crops)."""
+    """The real detector, with no per-frame budget (every queued pass runs), counting its passes."""
 
-    def __init__(self):
-        super().__init__()
-        self.passes = 0
+    def __init__(self, **detection):
+        super().__init__(DetectionConfig(budget_ms=0, **detection))
 
-    def _hits(self, grey, scale, angles=None):
-        self.passes += len(self.cfg.angles if angles is None else angles)
-        return super()._hits(grey, scale, angles)
+    @property
+    def passes(self) -> int:
+        return self.cascade_calls
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +118,7 @@ def test_on_an_empty_room_the_cascade_stops_after_the_first_frames(embedder):
         per_frame.append(detector.passes - before)
         assert result.faces == [] and "motion" in result.stages_ms
     # start-up's one full sweep (nothing to compare with yet); then, with the idle sweep off, none
-    assert per_frame[0] == len(detector.cfg.angles) and sum(per_frame[1:]) == 0
+    assert per_frame[0] == len(detector.sweep()) and sum(per_frame[1:]) == 0
     assert pipeline.cascade_frames == 1
     # the idle sweep alone: one angle per idle_sweep_s / 7 seconds, never two in a frame
     detector = CountingDetector()
@@ -127,14 +126,15 @@ def test_on_an_empty_room_the_cascade_stops_after_the_first_frames(embedder):
     for i in range(150):
         before = detector.passes
         pipeline.process(noisy(bg, i, rng), i / 15)
-        assert detector.passes - before <= (len(detector.cfg.angles) if i == 0 else 1)
-    assert detector.passes == 7 + 10  # start-up's full sweep, then one angle a second over the next 10 s
+        assert detector.passes - before <= (len(detector.sweep()) if i == 0 else 1)
+    n = len(detector.cfg.angles)  # every (frontal) pass of the idle sweep comes round once in idle_sweep_s
+    assert detector.passes == len(detector.sweep()) + math.ceil(10 / (7.0 / n))  # start-up's, then one each 7 / n s
     # and with motion off, every frame is searched as before
     detector = CountingDetector()
     pipeline = FramePipeline(Recognizer(detector, embedder), Tracker(), MotionConfig(enabled=False))
     for i in range(5):
         pipeline.process(noisy(bg, i, rng), i / 15)
-    assert detector.passes == 5 * len(detector.cfg.angles) and pipeline.cascade_frames == 5
+    assert detector.passes == 5 * len(detector.sweep()) and pipeline.cascade_frames == 5
 
 
 @pytest.mark.parametrize("roll", [0, 40])
@@ -163,11 +163,11 @@ def test_a_scene_change_relearns_the_background_and_the_cascade_stops_again(embe
     bg, rng = room(7), np.random.default_rng(8)
     for i in range(20):
         pipeline.process(noisy(bg, i, rng), i / 15)
-    assert detector.passes == len(detector.cfg.angles) and pipeline.full_sweeps == 1  # start-up only
+    assert detector.passes == len(detector.sweep()) and pipeline.full_sweeps == 1  # start-up only
     for i in range(20, 60):  # lights switched: 1.6 times as bright
         pipeline.process(noisy(bg * 1.6, i, rng), i / 15)
     assert pipeline.full_sweeps == 2  # the scene-change path, once
-    assert detector.passes == 2 * len(detector.cfg.angles)
+    assert detector.passes == 2 * len(detector.sweep())
 
 
 def cv2_resize(image, w, h):

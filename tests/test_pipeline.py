@@ -6,9 +6,10 @@ from faces import correlation as corr
 
 from edgeface.recognition.embed import Embedder
 from edgeface.recognition.match import Matcher
-from edgeface.recognition.pipeline import FramePipeline, Recognizer
+from edgeface.recognition.pipeline import FramePipeline, Recognizer, SceneChange
 from edgeface.recognition.track import Tracker
 from edgeface.vision.detect import HaarDetector
+from edgeface.vision.pixels import FramePixels
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +45,11 @@ def test_recognize_names_a_turned_face_and_frame_pipeline_announces_it_once(reco
 
 
 def test_a_cut_is_one_scene_change_and_a_flickering_picture_is_not_one_per_frame(recognizer):
-    pipeline = FramePipeline(recognizer, Tracker())
+    scenes = SceneChange(12.0)
     a = np.zeros((480, 640, 3), np.uint8)
     a[:, :320] = 200  # b is a mirrored: every thumbnail pixel changes by 200
     b = a[:, ::-1].copy()
     steady = [a, a, a, b, b, b]  # one cut
-    assert [pipeline.scene_changed(f) for f in steady] == [False, False, False, True, False, False]
+    assert [scenes.changed(FramePixels(f).small_grey(160)) for f in steady] == [False, False, False, True, False, False]
     flicker = [a, b] * 4 + [b, b, a]  # jumps every frame, settles, then one more cut
-    assert [pipeline.scene_changed(f) for f in flicker] == [True] + [False] * 9 + [True]
+    assert [scenes.changed(FramePixels(f).small_grey(160)) for f in flicker] == [True] + [False] * 9 + [True]

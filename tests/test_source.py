@@ -154,3 +154,24 @@ def test_http_mjpeg_stream_is_read(mjpeg_server):
 def test_stream_credentials_are_not_logged():
     assert describe("rtsp://admin:pw@10.0.0.5:554/live") == "rtsp://***@10.0.0.5:554/live"
     assert describe(0) == "0"
+
+
+def test_mjpeg_frames_arrive_undecoded_and_only_those_looked_at_are_decoded(tmp_path):
+    clip = write_clip(tmp_path / "c.avi", frames=12, fps=40.0)
+    got = drain(CameraReader(CameraConfig("c", clip)).start())
+    assert len(got) >= 5 and all(not f.pixels.decoded for f in got)  # grabbed, never decoded
+    looked = got[::3]
+    assert [frame_index(f) for f in looked] == sorted(frame_index(f) for f in looked)
+    assert sum(f.pixels.full_decodes for f in got) == len(looked)  # once each, the others not at all
+    frame_index(looked[0])
+    assert looked[0].pixels.full_decodes == 1
+
+
+def test_frames_of_other_codecs_arrive_decoded(tmp_path):
+    path = tmp_path / "c.avi"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"XVID"), 20.0, (160, 120))
+    for k in range(6):
+        vw.write(np.full((120, 160, 3), 10 + 5 * k, np.uint8))
+    vw.release()
+    got = drain(CameraReader(CameraConfig("c", str(path))).start())
+    assert got and all(f.pixels.decoded for f in got)

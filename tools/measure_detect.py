@@ -161,12 +161,13 @@ def cmd_accuracy(a):
         for ang in angles:
             rot, m = rotate(img, ang)
             t = time.perf_counter()
-            cands = det.candidates(rot)
+            prep = det.prepare(rot)
+            cands = det.candidates(prep, det.scan_all(prep, det.sweep()))
             dt = time.perf_counter() - t
             # every merged face (as at min_score 0) with its eyes, for the sweep below
-            all_ds = [c[0] for c in cands]
-            eyes = [c[1] for c in cands]
-            second = [c[2] for c in cands]
+            all_ds = [c.detection for c in cands]
+            eyes = [c.eyes for c in cands]
+            second = [c.second for c in cands]
             v = emb(chipmod.cut_chips(rot, all_ds))
             all_names, all_dists = [], []
             for e in v:
@@ -318,7 +319,7 @@ def cmd_cost(a):
     t = time.perf_counter()
     kept = 0
     for f, prev in zip(frames * a.repeat, found):
-        kept += len(det.detect(f, regions=prev))
+        kept += len(det.search(f, tracked=prev))
     dr = (time.perf_counter() - t) / n
     print(f"region search near {faces / len(frames):.1f} tracked faces per frame: {dr * 1000:.1f} ms per frame "
           f"({kept / a.repeat:.0f}/{faces} faces found again)")
@@ -330,7 +331,8 @@ def cmd_cost(a):
         t = time.perf_counter()
         i = 0
         for f, prev in zip(frames * a.repeat, found):
-            det.detect(f, regions=prev, angles=det.rolling_angles(i, period))
+            sweep = det.sweep()
+            det.search(f, [s for k, s in enumerate(sweep) if k * period // len(sweep) == i % period], tracked=prev)
             i += 1
         print(f"  region search + rolling sweep over {period} frames: "
               f"{(time.perf_counter() - t) / n * 1000:.1f} ms per frame")

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeface import exitcodes
 from edgeface.recognition.pipeline import runtime_info
+from edgeface.service.source import open_compressed, retrieve_pixels
 from edgeface.vision.images import IMAGE_SUFFIXES, ImageError, read_image
 
 if TYPE_CHECKING:
@@ -36,15 +37,15 @@ def frames_from(source: str, limit: int | None):
 
     if not path.exists():
         raise ImageError(f"{source}: no such file or folder")
-    cap = cv2.VideoCapture(str(path))
+    cap, jpeg = open_compressed(str(path))
     if not cap.isOpened():
         raise ImageError(f"{source}: not a video OpenCV can open")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     i = 0
     try:
         while limit is None or i < limit:
-            ok, frame = cap.read()
-            if not ok:
+            frame = retrieve_pixels(cap, jpeg) if cap.grab() else None
+            if frame is None:
                 break
             yield frame, i / fps
             i += 1
@@ -55,6 +56,7 @@ def frames_from(source: str, limit: int | None):
 def run_bench(pipeline: FramePipeline, source: str, limit: int | None = None, progress=None) -> dict:
     stages: dict[str, float] = {}
     latencies, names = [], []
+    undecodable = 0
     started = last_report = time.perf_counter()
     frames = frames_from(source, limit)
     while True:
@@ -64,7 +66,11 @@ def run_bench(pipeline: FramePipeline, source: str, limit: int | None = None, pr
             break
         frame, t = item
         decoded = time.perf_counter()
-        result = pipeline.process(frame, t)
+        try:
+            result = pipeline.process(frame, t)
+        except ValueError:  # a corrupt JPEG frame (a truncated file's last one): skipped, as a decoder would
+            undecodable += 1
+            continue
         done = time.perf_counter()
         latencies.append((done - t0) * 1e3)
         stages["decode"] = stages.get("decode", 0.0) + (decoded - t0) * 1e3
@@ -86,6 +92,13 @@ def run_bench(pipeline: FramePipeline, source: str, limit: int | None = None, pr
                        "p95": round(float(np.percentile(latencies, 95)), 2)},
         "stages_ms": {k: round(v / n, 3) for k, v in stages.items()},
         "full_sweeps": pipeline.full_sweeps,
+        # the per-frame detection budget: its size, the mean share of it used, the frames on which
+        # it ran out with passes still queued, the passes carried over, and passes run by kind
+        "budget_ms": pipeline.detector.cfg.budget_ms,
+        "budget_use": (round(stages.get("detect", 0.0) / n / pipeline.detector.cfg.budget_ms, 3)
+                       if pipeline.detector.cfg.budget_ms else None),
+        **pipeline.schedule.stats.as_dict(),
+        "undecodable_frames": undecodable,
         # frames on which any cascade ran; the others cost only decode + the motion stage
         "cascade_share": round(pipeline.cascade_frames / n, 4),
         "names": names,
@@ -119,6 +132,10 @@ def main_bench(cfg: Config, source: str, frames: int | None = None, as_json: boo
         print(f"  embedder: {describe_runtime(recognizer.embedder)}")
         print(f"  full sweeps: {report['full_sweeps']} (nothing tracked, or the scene changed)")
         print(f"  cascade ran on {report['cascade_share']:.0%} of frames")
+        if report["budget_use"] is not None:
+            print(f"  detection budget {report['budget_ms']:g} ms: {report['budget_use']:.0%} used on average, "
+                  f"ran out on {report['budget_out_frames']} frames, {report['jobs_carried']} passes carried over")
+        print("  passes by kind: " + ", ".join(f"{k} {v:.0%}" for k, v in report["job_share"].items()))
         for stage, ms in report["stages_ms"].items():
             print(f"  {stage:>7}: {ms:7.2f} ms/frame")
     return exitcodes.OK

@@ -11,6 +11,18 @@ from edgeface.config.validate import require, within
 HAARCASCADES: str = cv2.data.haarcascades  # type: ignore[attr-defined]  # cv2's type stubs leave out cv2.data
 
 
+# Per-frame budget for queued cascade passes (README, "Detection budget"). A Raspberry Pi 4 is 3-4x
+# slower than one core of the 2-core x86 machine measured here, so 10 frames/s there is ~28 ms a frame
+# here; a tracked face takes ~4 ms of region search, ~3 ms of chips and embeddings on average, decode and
+# motion 1-2 ms: 20 ms is left. A pass over a 160x160 moving area costs 1-7 ms, so a new area gets every
+# pass within 2-4 frames; a whole-frame pass (30-75 ms) overruns it, on one frame every few seconds.
+BUDGET_MS = 20.0
+# Summed neighbours a face found only by the profile cascade needs: the skimage cameraman scores 28-35;
+# whole-frame profile passes on the door clips' rooms (coffee, rocket, chelsea) gave no hit, and the one
+# false one on the astronaut picture (her shoulder) scored 5.
+PROFILE_MIN_SCORE = 15.0
+
+
 @dataclass
 class DetectionConfig:
     # Roll angles (degrees) at which the frame is turned and scanned; a face at roll r is
@@ -61,6 +73,21 @@ class DetectionConfig:
     # On five-celebs clips cuts score >= 34 and faces moving and turning <= 4.4. 0 disables.
     scene_change: float = 12.0
     min_score: float = 1000.0  # summed neighbours that verify a face on their own; 0 keeps all
+    # Turned heads (yaw): OpenCV's profile cascade sees one side; the mirrored picture gives the
+    # other. It runs at profile_angles in every full search, and in the region search of a nearly
+    # upright tracked face. A face only the profile cascade found is kept when its summed
+    # neighbours reach profile_min_score (there is no frontal second opinion for it). "" disables.
+    # Off by default: on make_clip seed 9 tracks kept alive by profile hits were handed on to the next
+    # face with their name (32 wrong-name frames of 250 against 8 without it). Enable with
+    # haarcascade_profileface.xml for turned heads once that is solved.
+    profile_cascade: str = ""
+    profile_angles: list[float] = field(default_factory=lambda: [0.0])
+    profile_min_score: float = PROFILE_MIN_SCORE
+    # Video: the milliseconds of cascade passes a frame may spend beyond tracked faces' region
+    # search (which always runs). Passes are queued in priority order (new moving areas, areas
+    # around tracked faces, the slow whole-frame sweep); what the budget leaves carries over to the
+    # next frames, oldest first. 0 = no limit. See BUDGET_MS for how the default was chosen.
+    budget_ms: float = BUDGET_MS
 
     def __post_init__(self) -> None:
         # Each of these, out of range, gives a detector that runs and never finds a face (or
@@ -87,7 +114,11 @@ class DetectionConfig:
                 (within(self.threads, 1, 64), "threads must be 1..64"),
                 (self.sweep_period >= 1, "sweep_period must be at least 1 frame (1: a full sweep every frame)"),
                 (within(self.scene_change, 0.0, 255.0), "scene_change must be 0..255 (0 disables)"),
-                (self.min_score >= 0, "min_score must not be negative"))
+                (self.min_score >= 0, "min_score must not be negative"),
+                (all(within(a, -90.0, 90.0) for a in self.profile_angles),
+                 "profile_angles must be degrees within -90..90"),
+                (self.profile_min_score >= 0, "profile_min_score must not be negative"),
+                (self.budget_ms >= 0 and self.budget_ms <= 10000, "budget_ms must be 0 (no limit) .. 10000"))
 
     def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:
         name = self.cascade if name is None else name

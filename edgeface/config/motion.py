@@ -35,7 +35,9 @@ class MotionConfig:
     # evenly over this many seconds. Each angle costs 60-115 ms of CPU (~0.7 s a cycle), so this is
     # most of what an empty room costs: `edgeface run`, empty 640x480 room at 15 fps, 30 s of CPU:
     # 3.4% of a core without it, 4.7% at 60 s, 12% at 12 s (before idle_stride). 0 disables.
-    idle_sweep_s: float = 60.0
+    # With JPEG frames decoded only as far as looked at (edgeface.vision.pixels), the rest is ~1.0%
+    # and this sweep (frontal passes only) the bulk: 120 s keeps an empty room under 1.5% of a core.
+    idle_sweep_s: float = 120.0
     # A moving area with no tracked face in it gets every angle at once; one holding a tracked
     # face gets each angle once every sweep_period frames (a newcomer beside someone known).
     # 7 (one angle a frame) made make_clip clips, where tracked faces move all the time, 40% slower
@@ -46,6 +48,12 @@ class MotionConfig:
     # the work there is. 3 at 15 fps adds at most 133 ms to the time to name (empty room 4.0% of a
     # core against 5.0% at 2). 1 looks at every frame.
     idle_stride: int = 3
+    # A moving area that got every pass and held no face (a waving arm, a tree, a TV) is remembered
+    # this many seconds: while it keeps moving in the same place it gets only its share of the
+    # rolling sweep (each pass once every sweep_period frames), not every pass again each frame.
+    # It gets every pass again once it moves, or grows or shrinks by more than searched_growth x its area.
+    searched_memory_s: float = 10.0
+    searched_growth: float = 1.5
 
     def __post_init__(self):
         finite = math.isfinite
@@ -60,5 +68,7 @@ class MotionConfig:
             "sweep_period": (1 <= self.sweep_period <= 1000, "1..1000"),
             "idle_stride": (1 <= self.idle_stride <= 100, "1..100"),
             "idle_sweep_s": (finite(self.idle_sweep_s) and 0 <= self.idle_sweep_s <= 3600, "0..3600"),
+            "searched_memory_s": (finite(self.searched_memory_s) and 0 <= self.searched_memory_s <= 3600, "0..3600"),
+            "searched_growth": (finite(self.searched_growth) and 1 <= self.searched_growth <= 100, "1..100"),
         }
         require(*((ok, f"{k} must be {allowed}, not {getattr(self, k)!r}") for k, (ok, allowed) in checks.items()))

@@ -9,7 +9,6 @@ config into a Recognizer, so they cannot disagree about detection, alignment or 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,7 +23,9 @@ from edgeface.recognition.track import IdentityEvent, Track, Tracker
 from edgeface.vision.chip import cut_chips
 from edgeface.vision.detect import ChipFaceCheck, Detection, HaarDetector
 from edgeface.vision.landmarks import Aligner
-from edgeface.vision.motion import MotionDetector, small_grey
+from edgeface.vision.motion import MotionDetector
+from edgeface.vision.pixels import FramePixels
+from edgeface.vision.schedule import DetectionSchedule, FramePlan
 
 if TYPE_CHECKING:
     from edgeface.config import Config, RecognitionConfig
@@ -34,8 +35,7 @@ if TYPE_CHECKING:
 class Detector(Protocol):
     """What a Recognizer needs of a face detector (edgeface.vision.detect.HaarDetector)."""
 
-    def detect(self, frame: np.ndarray, regions: Sequence[Detection] | None = None,
-               angles: Sequence[float] | None = None) -> list[Detection]: ...
+    def detect(self, frame: np.ndarray) -> list[Detection]: ...
 
 
 class FaceEmbedder(Protocol):
@@ -153,149 +153,111 @@ class FrameResult:
 class FramePipeline:
     """Video path: detection, tracking, and embedding only where the tracker needs it.
 
-    With ``motion`` (a MotionConfig, enabled) the detection schedule follows the motion stage
-    (edgeface.vision.motion): nothing tracked and nothing moving runs no cascade at all; moving areas
-    get the full angle sweep, or their share of a rolling sweep when they move with a tracked face;
-    tracked faces keep their region search whether they move or not; and a slow whole-frame
-    sweep, one angle at a time over motion.idle_sweep_s, finds faces that never moved.
-    Without it (or motion.enabled false) every frame is searched as detect() describes."""
+    Each frame's detection is planned by a DetectionSchedule (edgeface.vision.schedule): tracked
+    faces' region search always, then queued passes (new moving areas, areas around tracked faces,
+    remembered empty moving areas, the slow whole-frame sweep) until detection.budget_ms is spent.
+    With ``motion`` (a MotionConfig, enabled) the moving areas come from the motion stage and
+    nothing tracked and nothing moving runs no cascade at all; without it the whole frame counts
+    as moving. Frames may come as FramePixels: a JPEG is decoded only as far as needed (reduced
+    grey for the motion check, in full only for detection or chips), and not at all on the frames
+    an empty, still room lets pass (motion.idle_stride)."""
 
     STAGES = ("motion", "detect", "track", "chip", "embed", "match")
 
     def __init__(self, recognizer: Recognizer, tracker: Tracker, motion: MotionConfig | None = None):
-        if not isinstance(recognizer.detector, HaarDetector):  # rolling sweeps, region search and scans
+        if not isinstance(recognizer.detector, HaarDetector):  # the schedule plans a HaarDetector's passes
             raise TypeError("FramePipeline schedules a HaarDetector's searches; got "
                             f"{type(recognizer.detector).__name__}")
         self.recognizer, self.tracker, self.detector = recognizer, tracker, recognizer.detector
         self.face_check = ChipFaceCheck()
         self.motion = MotionDetector(motion) if motion is not None and motion.enabled else None
+        self.schedule = DetectionSchedule(self.detector.sweep, self.detector.cfg,
+                                          motion if self.motion is not None else None)
+        self.scenes = SceneChange(self.detector.cfg.scene_change)
         self.frame_index = 0
-        self._thumb: np.ndarray | None = None  # the previous frame's thumbnail (scene changes)
-        self._steady = True  # the picture has settled since the last scene change
-        self.full_sweeps = 0
+        self._started = False  # a frame has been planned (a scene change after it is a cut)
         self.cascade_frames = 0  # frames on which any cascade ran (the rest cost only the motion stage)
-        self._idle_k = 0  # the next angle (index into upright-first order) of the slow whole-frame sweep
-        self._idle_due: float | None = None  # when it is due (frame time, seconds)
-        self._motion_ms = 0.0
-        self._small: np.ndarray | None = None  # this frame's small grey copy, once made
         self._quiet = False  # the last motion check found nothing moving
         self._skipped = 0  # frames since the last one that was looked at
 
-    def scene_changed(self, frame: np.ndarray) -> bool:
-        """Whether the picture jumped as a whole between the previous frame and this one:
-        their 64x48 thumbnails' mean absolute difference rose above detection.scene_change.
-        It must fall below half of that before another change counts, so a camera that pans
-        or flickers for a while causes one change, not one per frame (each makes the tracker
-        vote again, which would otherwise never settle)."""
-        threshold = self.detector.cfg.scene_change
-        if threshold <= 0:
-            return False
-        if self.motion is not None:  # the motion stage's small grey copy serves both
-            t0 = time.perf_counter()
-            self._small = grey = small_grey(frame, self.motion.cfg.width)
-            self._motion_ms += (time.perf_counter() - t0) * 1e3
-        else:
-            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-        thumb = cv2.resize(grey, (64, 48), interpolation=cv2.INTER_AREA)
-        previous, self._thumb = self._thumb, thumb
-        if previous is None:
-            return False
-        difference = float(cv2.absdiff(thumb, previous).mean())
-        if self._steady:
-            changed = difference > threshold
-            self._steady = not changed
-        else:
-            changed = False
-            self._steady = difference < threshold / 2
-        return changed
+    @property
+    def full_sweeps(self) -> int:
+        return self.schedule.full_sweeps
 
-    def idle_angles(self, t: float) -> list[float]:
-        """This frame's share of the slow whole-frame sweep: the next angle (upright first) once
-        every idle_sweep_s / len(angles) seconds, never more than one a frame; after a gap
-        (a stalled camera) it goes on from now rather than catching up in a burst."""
-        assert self.motion is not None
-        angles = sorted(self.detector.cfg.angles, key=abs)
-        step = self.motion.cfg.idle_sweep_s / max(1, len(angles))
-        if step <= 0 or not angles:
-            return []
-        if self._idle_due is None or t - self._idle_due > step:
-            self._idle_due = t
-        if t < self._idle_due:
-            return []
-        self._idle_due += step
-        self._idle_k += 1
-        return [angles[(self._idle_k - 1) % len(angles)]]
-
-    def detect(self, frame: np.ndarray, changed: bool = False, t: float | None = None) -> list[Detection]:
-        """Without motion gating: a full angle sweep when nothing is tracked or the scene
-        ``changed``, otherwise the region search near the tracked faces plus this frame's
-        share of a rolling sweep. With it, the schedule in the class docstring."""
-        detector = self.detector
+    def plan(self, px: FramePixels, t: float) -> tuple[FramePlan, float]:
+        """This frame's detection plan, and the milliseconds the motion stage took."""
         tracked = [tr.detection for tr in self.tracker.tracks]
+        # A track the last frame missed does not count as found: its person has moved out of the
+        # region search (sliding in through a door, say), so their area gets every pass.
+        found = [tr.detection for tr in self.tracker.tracks if tr.missed == 0]
         self.frame_index += 1
-        if self.motion is None:
-            self.cascade_frames += 1
-            if not tracked or changed:
-                self.full_sweeps += 1
-                return detector.detect(frame)
-            return detector.detect(frame, regions=tracked,
-                                   angles=detector.rolling_angles(self.frame_index, detector.cfg.sweep_period))
         t0 = time.perf_counter()
+        small = px.small_grey(self.motion.cfg.width if self.motion is not None else SceneChange.WIDTH)
+        changed = self.scenes.changed(small)
+        started, self._started = self._started, True
+        if changed:
+            self.tracker.new_scene()
+        if self.motion is None:
+            return self.schedule.plan(self.frame_index, t, tracked, found, None, restart=changed,
+                                      cut=changed and started), (time.perf_counter() - t0) * 1e3
         if changed:
             self.motion.reset()  # the new picture is the background from now on
         first = self.motion.background is None  # start-up: nothing to compare with yet
-        areas = self.motion.areas(frame, self._small)
+        areas = self.motion.areas_in(small, px.size)
         self._quiet = not areas
-        self._small = None
-        self._motion_ms += (time.perf_counter() - t0) * 1e3
-        if changed or (first and not tracked):  # one full sweep, as without motion gating
-            self.cascade_frames += 1
-            self.full_sweeps += 1
-            return detector.detect(frame)
-        # A moving area with no tracked face in it is someone new: every angle over it now. One
-        # holding a face found on the last frame (it moves) may hide a newcomer too: its share of a
-        # rolling sweep. A track the last frame missed does not count: its person has moved out of
-        # the region search (sliding in through a door, say), so the area gets every angle.
-        found = [tr.detection for tr in self.tracker.tracks if tr.missed == 0]
-        rolling = detector.rolling_angles(self.frame_index, self.motion.cfg.sweep_period)
-        scans: list[tuple[tuple[int, int, int, int] | None, list[float]]] = [
-            (a, rolling if any(_near(d, a) for d in found) else list(detector.cfg.angles)) for a in areas]
-        idle = self.idle_angles(self.frame_index / 15.0 if t is None else t)
-        if idle:
-            scans.append((None, idle))
-        if not tracked and not any(a for _, a in scans):
+        motion_ms = (time.perf_counter() - t0) * 1e3
+        restart = changed or (first and not tracked)  # one full search, as without motion gating
+        cut = changed and started  # a scene change, not the first picture
+        return self.schedule.plan(self.frame_index, t, tracked, found, areas, restart=restart, cut=cut), motion_ms
+
+    def detect(self, px: FramePixels, plan: FramePlan, t: float) -> list[Detection]:
+        """Run ``plan``: the region search, then queued passes until the budget is spent."""
+        if plan.empty:
+            self.schedule.finish(plan, 0, [], t)
             return []
         self.cascade_frames += 1
-        return detector.detect(frame, regions=tracked or None, scans=scans)
+        detector, clock = self.detector, time.perf_counter
+        t0 = clock()
+        prep = detector.prepare(px.bgr())
+        hits = [h for r in plan.tracked for h in detector.track_search(prep, r)]
+        ran = 0
+        for job in plan.jobs:
+            if ran and plan.budget_ms and not plan.in_full and (clock() - t0) * 1e3 >= plan.budget_ms:
+                break
+            hits += detector.scan(prep, job.now())
+            ran += 1
+        found = detector.select(detector.candidates(prep, hits, plan.tracked))
+        self.schedule.finish(plan, ran, found, t)
+        return found
 
-    def process(self, frame: np.ndarray, t: float) -> FrameResult:
-        stages: dict[str, float] = {}
+    def process(self, frame: np.ndarray | FramePixels, t: float) -> FrameResult:
+        px = frame if isinstance(frame, FramePixels) else FramePixels(frame)
         clock = time.perf_counter
         t0 = clock()
-        self._motion_ms = 0.0
-        self._small = None
+        motion_ms = 0.0
         self._skipped += 1
         stride = self.motion.cfg.idle_stride if self.motion is not None else 1
-        if self._quiet and not self.tracker.tracks and self._skipped < stride:
-            detections: list[Detection] = []  # a still, empty room: look only every idle_stride-th frame
+        if self._quiet and not self.tracker.tracks and not self.schedule.queue and self._skipped < stride:
+            # a still, empty room with nothing left to search: look only every idle_stride-th frame
+            detections: list[Detection] = []
             self.frame_index += 1
         else:
             self._skipped = 0
-            changed = self.scene_changed(frame)
-            if changed:
-                self.tracker.new_scene()
-            detections = self.detect(frame, changed, t)
+            plan, motion_ms = self.plan(px, t)
+            detections = self.detect(px, plan, t)
         t1 = clock()
         tracks = self.tracker.update(detections, t)
-        todo = [tr for tr in tracks if tr.needs_embedding(t)]
+        # a profile-only face keeps its track alive but gives no chip to name from: on make_clip clips its
+        # chips (a box placed on half a face) named the wrong person in 24-34 frames of 250
+        todo = [tr for tr in tracks if tr.needs_embedding(t) and not tr.detection.profile]
         t2 = clock()
-        chips = self.recognizer.chips(frame, [tr.detection for tr in todo])
+        chips = self.recognizer.chips(px.bgr(), [tr.detection for tr in todo]) if todo else None
         t3 = clock()
-        embeddings = self.recognizer.embed_chips(chips) if todo else np.zeros((0, 0), np.float32)
+        embeddings = self.recognizer.embed_chips(chips) if chips is not None else np.zeros((0, 0), np.float32)
         t4 = clock()
         matches = self.recognizer.match(embeddings) if todo else []
         by_track = {}
-        for tr, m, chip, embedding in zip(todo, matches, chips, embeddings):
+        for tr, m, chip, embedding in zip(todo, matches, chips if chips is not None else [], embeddings):
             if m.name is None and not tr.face_confirmed and self.tracker.cfg.unknown_face_check:
                 tr.face_confirmed = self.face_check(chip)
             if m.name is None:  # what an unknown face looks like, for grouping it into a visitor
@@ -304,17 +266,40 @@ class FramePipeline:
             by_track[tr.id] = m
         events = self.tracker.events(t)
         t5 = clock()
-        stages.update(motion=self._motion_ms, detect=(t1 - t0) * 1e3 - self._motion_ms, track=(t2 - t1) * 1e3,
+        stages = dict(motion=motion_ms, detect=(t1 - t0) * 1e3 - motion_ms, track=(t2 - t1) * 1e3,
                       chip=(t3 - t2) * 1e3, embed=(t4 - t3) * 1e3, match=(t5 - t4) * 1e3)
         return FrameResult([(tr, by_track.get(tr.id)) for tr in tracks], events, stages)
 
 
-def _near(det: Detection, box: tuple[int, int, int, int]) -> bool:
-    """``box`` reaches within 1.5 face sizes of the face's centre (it moves with that person:
-    their head, or the edge of their body or picture)."""
-    x, y, w, h = box
-    r = 1.5 * det.size
-    return x - r <= det.cx < x + w + r and y - r <= det.cy < y + h + r
+class SceneChange:
+    """Whether the picture jumped as a whole between the previous frame looked at and this one:
+    their 64x48 thumbnails' mean absolute difference rose above detection.scene_change. It must fall
+    below half of that before another change counts, so a camera that pans or flickers for a while
+    causes one change, not one per frame (each makes the tracker vote again, which would otherwise
+    never settle)."""
+
+    WIDTH = 160  # the small grey copy it works on when there is no motion stage to share one with
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self._thumb: np.ndarray | None = None
+        self._steady = True  # the picture has settled since the last change
+
+    def changed(self, small_grey: np.ndarray) -> bool:
+        if self.threshold <= 0:
+            return False
+        thumb = cv2.resize(small_grey, (64, 48), interpolation=cv2.INTER_AREA)
+        previous, self._thumb = self._thumb, thumb
+        if previous is None:
+            return False
+        difference = float(cv2.absdiff(thumb, previous).mean())
+        if self._steady:
+            changed = difference > self.threshold
+            self._steady = not changed
+        else:
+            changed = False
+            self._steady = difference < self.threshold / 2
+        return changed
 
 
 def load_matcher(gallery: Gallery | None, spec: ModelSpec, recognition: RecognitionConfig | None = None) -> Matcher:

@@ -327,7 +327,8 @@ class Daemon:
             diagnostics[w.name] = camera_values(s, w.reader.frames_skipped)
             parts.append(f"{w.name} {s['fps']:.1f} fps, latency {s['latency_ms']:.0f} ms "
                          f"(p95 {s['latency_p95_ms']:.0f}), faces {s['faces']}, events {s['events']}, "
-                         f"cascade on {s['cascade_share']:.0%} of frames")
+                         f"cascade on {s['cascade_share']:.0%} of frames, "
+                         f"budget out on {s['budget_out_share']:.0%}")
         p = self.publisher
         assert p is not None
         mqtt_state = (f"mqtt {'connected' if p.connected else 'DISCONNECTED'}, queue {p.queued()}, "

@@ -5,6 +5,11 @@ overwritten, so latency stays one frame deep however long the daemon runs. Files
 their own frame rate (a recorded clip behaves like a live camera) and can loop. When a device
 is missing or a stream drops, the reader retries with exponential backoff (capped), logging
 once per backoff step rather than once per attempt.
+
+Sources that deliver JPEG (MJPEG files, HTTP MJPEG, a V4L2 camera in MJPEG mode) are read without
+decoding: each frame stays compressed (edgeface.vision.pixels.FramePixels) until the pipeline looks
+at it, so frames it skips cost no decode and the motion check decodes a small grey copy only.
+Other codecs (H.264 over RTSP, most files) decode every frame: their frames depend on each other.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import cv2
 import numpy as np
 
 from edgeface.config import CameraConfig
+from edgeface.vision.pixels import FramePixels, is_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +35,15 @@ DEFAULT_FILE_FPS = 25.0  # when a file does not say its rate
 
 @dataclass
 class Frame:
-    image: np.ndarray  # BGR uint8
+    pixels: FramePixels  # decoded on demand (JPEG sources) or already decoded
     t: float  # wall-clock capture time (time.time()), for event timestamps
     mono: float  # time.monotonic() at capture: latency, tracking and every schedule (never jumps)
     seq: int  # 1, 2, ... per reader
+
+    @property
+    def image(self) -> np.ndarray:
+        """BGR uint8, decoded now if it was not yet."""
+        return self.pixels.bgr()
 
 
 def describe(source) -> str:
@@ -65,6 +76,38 @@ def open_capture(source) -> cv2.VideoCapture:
     return cv2.VideoCapture(source)
 
 
+def open_compressed(source) -> tuple[cv2.VideoCapture, bool]:
+    """(capture, True) delivering each frame as its JPEG bytes when the source is JPEG-coded; else
+    (an ordinary capture, False). Probed on the first frame, which the returned capture re-reads."""
+    cap = open_capture(source)
+    if not cap.isOpened():
+        return cap, False
+    raw = cap.set(cv2.CAP_PROP_FORMAT, -1)  # FFmpeg backend: packets as they come
+    if isinstance(source, int) or (isinstance(source, str) and source.startswith("/dev/video")):
+        raw = cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)  # V4L2: the driver's buffer (JPEG in MJPEG mode)
+    if raw:
+        ok, data = cap.read()
+        if ok and data is not None and data.dtype == np.uint8 and is_jpeg(data.reshape(-1)):
+            cap.release()
+            cap = open_capture(source)
+            cap.set(cv2.CAP_PROP_FORMAT, -1)
+            if isinstance(source, int) or (isinstance(source, str) and source.startswith("/dev/video")):
+                cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)
+            return cap, True
+    cap.release()
+    return open_capture(source), False
+
+
+def retrieve_pixels(cap: cv2.VideoCapture, jpeg: bool) -> FramePixels | None:
+    """The grabbed frame: its JPEG bytes undecoded, or decoded pixels; None if none."""
+    ok, data = cap.retrieve()
+    if not ok or data is None:
+        return None
+    if jpeg:
+        return FramePixels(jpeg=data.reshape(-1))
+    return FramePixels(image=data)
+
+
 class CameraReader:
     """Reads one camera in a background thread; `next_frame()` hands out the newest frame."""
 
@@ -82,6 +125,7 @@ class CameraReader:
         self.frames_skipped = 0  # overwritten before anyone took them
         self.failures = 0  # failed opens / dropped streams since start
         self.connected = False
+        self._last_kept = -1e9  # when the last frame was kept: the fps cap holds across a loop's restart
         self._thread = threading.Thread(target=self._run, name=f"camera-{cam.name}", daemon=True)
 
     # -- consumer side -------------------------------------------------------------------
@@ -119,7 +163,7 @@ class CameraReader:
             self._thread.join(timeout)  # a network read can block up to READ_TIMEOUT_MS; the thread is a daemon
 
     # -- reader thread -------------------------------------------------------------------
-    def _put(self, image: np.ndarray) -> None:
+    def _put(self, image: FramePixels) -> None:
         with self._cond:
             seq = (self._latest.seq if self._latest else 0) + 1
             if self._latest is not None and self._latest.seq > self._taken_seq:
@@ -162,7 +206,7 @@ class CameraReader:
         src = self.cam.source
         if self.is_file and isinstance(src, str) and not os.path.exists(src):
             return f"file {src} not found"
-        cap = open_capture(src)
+        cap, jpeg = open_compressed(src)
         try:
             if not cap.isOpened():
                 return f"cannot open {describe(src)}"
@@ -174,23 +218,24 @@ class CameraReader:
                 pace = None
             min_gap = 1.0 / self.cam.fps if self.cam.fps else 0.0
             if self.connected is False:
-                log.info("camera %s: reading %s (%s%s)", self.name, describe(src),
-                         f"file at {pace:g} fps" if pace else "live",
+                log.info("camera %s: reading %s (%s%s%s)", self.name, describe(src),
+                         f"file at {pace:g} fps" if pace else "live", ", JPEG decoded on demand" if jpeg else "",
                          f", capped at {self.cam.fps:g} fps" if self.cam.fps else "")
             self.connected = True
             start = time.monotonic()
             n = 0
-            last_kept = -1e9
             while not self._stop.is_set():
                 if pace:
                     wait = start + n / pace - time.monotonic()
                     if wait > 0 and self._stop.wait(wait):
                         return None
                 now = time.monotonic()
-                keep = now - last_kept >= min_gap * 0.999
+                keep = now - self._last_kept >= min_gap * 0.999
+                image = None
                 ok = cap.grab()
                 if ok and keep:
-                    ok, image = cap.retrieve()
+                    image = retrieve_pixels(cap, jpeg)
+                    ok = image is not None
                 if not ok:
                     if self.is_file and n > 0:
                         if self.cam.loop:
@@ -203,8 +248,8 @@ class CameraReader:
                         return "ok"
                     return f"no frames from {describe(src)}"
                 n += 1
-                if keep:
-                    last_kept = now
+                if keep and image is not None:
+                    self._last_kept = now
                     self._put(image)
             return None
         finally:

@@ -57,6 +57,7 @@ class CameraWorker:
     def _reset_stats(self):
         self._frames, self._latency_ms, self._faces, self._events = 0, [], 0, 0
         self._cascade_base = self.pipeline.cascade_frames
+        self._budget_base = self.pipeline.schedule.stats.budget_out
         self._since = time.monotonic()
 
     def start(self):
@@ -99,6 +100,9 @@ class CameraWorker:
                 # (clamped: a frame in flight at the reset counts its cascade but not itself)
                 "cascade_share": min(1.0, (self.pipeline.cascade_frames - self._cascade_base) / self._frames)
                 if self._frames else 0.0,
+                # share of frames whose detection budget ran out with passes still queued
+                "budget_out_share": min(1.0, (self.pipeline.schedule.stats.budget_out - self._budget_base)
+                                        / self._frames) if self._frames else 0.0,
             }
             self._reset_stats()
         return stats
@@ -122,7 +126,7 @@ class CameraWorker:
         wall-clock time, for people to read."""
         parts = self._take_up_parts()
         try:
-            result = self.pipeline.process(frame.image, frame.mono)
+            result = self.pipeline.process(frame.pixels, frame.mono)
         except Exception:  # one bad frame must not end the camera
             self.errors += 1
             if self.errors == 1 or self.errors % 100 == 0:

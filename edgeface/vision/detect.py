@@ -11,7 +11,8 @@ Turned canvases make the frontal cascade fire on texture, and the dlib embedder 
 such non-faces with confidence, so every merged face is verified on a small upright crop:
 a second cascade (alt2) must agree at the same place and size (tools/measure_detect.py
 accuracy/--sweep measured the rule). The eye cascades then refine the roll from the eye line.
-Between full sweeps, detect(frame, regions=tracked) searches only near tracked faces.
+A turned head (yaw) is found by the profile cascade, on the picture and its mirror; its hits merge
+with the frontal ones. On video, edgeface.vision.schedule decides which passes each frame gets.
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from edgeface.config import HAARCASCADES, DetectionConfig
 from edgeface.vision import geometry
+
+Box = tuple[int, int, int, int]  # x, y, w, h in original-frame pixels
+
+FRONTAL, PROFILE, PROFILE_MIRROR = "frontal", "profile", "profile_mirror"
+CASCADES = (FRONTAL, PROFILE, PROFILE_MIRROR)
 
 
 @dataclass(frozen=True)
@@ -36,11 +43,50 @@ class Detection:
     size: float  # side of the (square) face box, original-frame pixels
     angle: float  # roll, degrees, cv2.getRotationMatrix2D sign (see geometry.py)
     score: float  # summed cascade neighbours over merged hits; larger is better
+    profile: bool = False  # found by the profile cascade only (a turned head): no frontal hit agreed
 
     def box(self) -> tuple[int, int, int, int]:
         """x, y, w, h: axis-aligned bound of the turned square, original-frame pixels."""
         x, y, w, h = geometry.rotated_square_bound(self.cx, self.cy, self.size, self.angle)
         return (int(round(x)), int(round(y)), int(round(w)), int(round(h)))
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One cascade pass: over ``box`` (None: the whole frame), the picture turned by ``angle``,
+    with the frontal cascade or the profile one (PROFILE_MIRROR: on the mirrored picture, for
+    heads turned the other way)."""
+    box: Box | None
+    angle: float
+    cascade: str = FRONTAL
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One cascade hit mapped back to original-frame pixels."""
+    cx: float
+    cy: float
+    size: float
+    angle: float  # the face's roll
+    score: float  # cascade neighbours
+    profile: bool = False
+    tracked: bool = False  # from a tracked face's region search
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A merged face and its evidence for the verification rule (HaarDetector.keep)."""
+    detection: Detection
+    eyes: int = 0  # image-left/right halves in which an eye was found (0-2)
+    second: int = 0  # the verifying cascade's neighbours at the same place and size
+    tracked: bool = False  # found where a tracked (already verified) face was
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A frame ready for cascade passes: grey, downscaled to the detection resolution."""
+    grey: np.ndarray
+    scale: float  # detection pixels per original-frame pixel
 
 
 def _load_cascade(path: str, key: str) -> cv2.CascadeClassifier:
@@ -60,13 +106,28 @@ _VERIFY_CROP = 2 * _VERIFY_FACE
 # Region search crop: the tracked face is resampled to this many pixels a side.
 _REGION_FACE = 32
 _VERIFY_GROUP = 3  # the verifier's own minNeighbors; the threshold that counts is verify_min_neighbors
+# A tracked face turned at most this far in roll also gets the profile passes in its region search.
+_REGION_PROFILE_ROLL = 30.0
+# ... at this resolution: the profile cascade lost the cameraman (skimage) at 32 pixels, kept him at 48.
+_REGION_PROFILE_FACE = 48
 
 
 class HaarDetector:
+    """Cascade passes (scan, track_search), merging and verification (candidates, select), and
+    detect(frame): the whole sweep, for still pictures. The video path (FramePipeline) decides which
+    passes each frame gets (edgeface.vision.schedule) and calls the parts itself.
+
+    ``cascade_calls`` counts cascade passes (detectMultiScale on a frame, area or region crop;
+    verification and eye passes not included): what a per-frame budget bounds."""
+
     def __init__(self, cfg: DetectionConfig | None = None):
         self.cfg = cfg or DetectionConfig()
-        self._cascade_file = self.cfg.cascade_path()
-        self._cascade = _load_cascade(self._cascade_file, "detection.cascade")
+        self._files = {FRONTAL: self.cfg.cascade_path()}
+        if self.cfg.profile_cascade:
+            path = self.cfg.cascade_path(self.cfg.profile_cascade, "detection.profile_cascade")
+            self._files[PROFILE] = self._files[PROFILE_MIRROR] = path
+        self._cascades = {k: _load_cascade(p, f"detection.{'cascade' if k == FRONTAL else 'profile_cascade'}")
+                          for k, p in self._files.items()}
         # a CascadeClassifier is not safe to share between threads: pool workers get their own
         self._local = threading.local()
         self._eyes = [_load_cascade(self.cfg.cascade_path(n, "detection.eyes"), "detection.eyes")
@@ -77,14 +138,17 @@ class HaarDetector:
         self._verify_crop = np.empty((_VERIFY_CROP, _VERIFY_CROP), np.uint8)
         side = max(_REGION_FACE, int(round(_REGION_FACE * self.cfg.region_margin)))
         self._region_crop = np.empty((side, side), np.uint8)
+        side = max(_REGION_PROFILE_FACE, int(round(_REGION_PROFILE_FACE * self.cfg.region_margin)))
+        self._profile_crop = np.empty((side, side), np.uint8)
         self._pool: ThreadPoolExecutor | None = None
         # Buffers reused across frames of the same size (video): grey, small grey, canvases.
         self._grey: np.ndarray | None = None
         self._small: np.ndarray | None = None
         self._canvas: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self.cascade_calls = 0
 
     # -- preparation --------------------------------------------------------------------
-    def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+    def prepare(self, frame: np.ndarray) -> Prepared:
         """Grey, downscaled (to max_width), optionally equalised frame and its scale."""
         if frame.ndim == 3:
             h, w = frame.shape[:2]
@@ -113,7 +177,7 @@ class HaarDetector:
                 grey = cv2.equalizeHist(grey)
             else:
                 cv2.equalizeHist(grey, dst=grey)
-        return grey, scale
+        return Prepared(grey, scale)
 
     def _canvas_for(self, grey: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
         h, w = grey.shape
@@ -134,83 +198,197 @@ class HaarDetector:
                        borderMode=cv2.BORDER_REPLICATE)
         return buf, m
 
-    # -- detection ----------------------------------------------------------------------
-    def _hits(self, grey, scale, angles=None):
+    # -- cascade passes -----------------------------------------------------------------
+    def sweep(self, box: Box | None = None) -> list[Scan]:
+        """Every pass of a full search of ``box`` (None: the whole frame), upright first: the
+        frontal cascade at every angle, the profile cascade and its mirror at profile_angles."""
+        scans = [Scan(box, float(a)) for a in self.cfg.angles]
+        if PROFILE in self._cascades:
+            for a in self.cfg.profile_angles:
+                scans += [Scan(box, float(a), PROFILE), Scan(box, float(a), PROFILE_MIRROR)]
+        # upright first (a turned head is commoner than a tilted one), then by roll; stable sort
+        return sorted(scans, key=lambda s: abs(s.angle))
+
+    def _cascade(self, kind: str, pooled: bool) -> cv2.CascadeClassifier:
+        if not pooled:
+            return self._cascades[kind]
+        own = getattr(self._local, "cascades", None)
+        if own is None:
+            own = self._local.cascades = {}
+        if kind not in own:
+            own[kind] = _load_cascade(self._files[kind], "detection.cascade")
+        return own[kind]
+
+    def _area(self, prep: Prepared, box: Box | None) -> tuple[np.ndarray, float, float] | None:
+        """The part of the detection-resolution frame ``box`` covers, and its offset in original pixels."""
+        grey, scale = prep.grey, prep.scale
+        if box is None:
+            return grey, 0.0, 0.0
+        x, y, w, h = box
+        x0, y0 = max(0, int(x * scale)), max(0, int(y * scale))
+        x1 = min(grey.shape[1], int(math.ceil((x + w) * scale)))
+        y1 = min(grey.shape[0], int(math.ceil((y + h) * scale)))
+        if min(x1 - x0, y1 - y0) < max(1, int(round(self.cfg.min_size * scale))):
+            return None
+        return np.ascontiguousarray(grey[y0:y1, x0:x1]), x0 / scale, y0 / scale
+
+    def scan(self, prep: Prepared, scan: Scan, pooled: bool = False) -> list[Hit]:
+        """The hits of one pass, in original-frame pixels."""
         cfg = self.cfg
+        area = self._area(prep, scan.box)
+        if area is None:
+            return []
+        grey, dx, dy = area
+        scale, angle = prep.scale, scan.angle
+        mirror = scan.cascade == PROFILE_MIRROR
+        if mirror:
+            grey = cv2.flip(grey, 1)
         min_side = max(1, int(round(cfg.min_size * scale)))
         max_side = int(round(cfg.max_size * scale)) if cfg.max_size else 0
-        angles = [float(a) for a in (cfg.angles if angles is None else angles)]
-        for a in angles:  # make every canvas buffer before any thread touches the cache
-            if a != 0.0 and (grey.shape[1], grey.shape[0], a) not in self._canvas:
-                self._canvas_for(grey, a)
-
-        def one(angle, cascade=None):
-            if cascade is None:
-                cascade = getattr(self._local, "cascade", None)
-                if cascade is None:
-                    cascade = self._local.cascade = _load_cascade(self._cascade_file, "detection.cascade")
-            if angle == 0.0:
-                canvas, m = grey, None
-            else:
-                canvas, m = self._turned(grey, angle)
-            rects, neighbours = cascade.detectMultiScale2(
-                canvas, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors,
-                minSize=(min_side, min_side), maxSize=(max_side, max_side) if max_side else (0, 0))
-            return angle, m, rects, neighbours
-
-        if cfg.threads > 1 and len(angles) > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(cfg.threads, thread_name_prefix="edgeface-detect")
-            results = list(self._pool.map(one, angles))
+        if angle == 0.0:
+            canvas, m = grey, None
+        elif pooled or scan.box is not None or mirror:
+            m, (nw, nh) = geometry.rotate_grown(grey.shape[1], grey.shape[0], angle)
+            canvas = cv2.warpAffine(grey, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         else:
-            results = [one(a, self._cascade) for a in angles]
-        hits = []
-        for angle, m, rects, neighbours in results:
-            if len(rects) == 0:
-                continue
-            rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
-            centres = rects[:, :2] + rects[:, 2:] / 2.0
-            if m is not None:
-                centres = geometry.map_back(m, centres)
-            centres /= scale
-            sides = rects[:, 2] / scale
-            # the canvas was turned by `angle` to make the face upright, so the face is at -angle
-            face_angle = -angle if angle != 0.0 else 0.0
-            for (cx, cy), side, n in zip(centres, sides, np.ravel(neighbours)):
-                hits.append((float(cx), float(cy), float(side), face_angle, float(n)))
-        return hits
+            canvas, m = self._turned(grey, angle)
+        self.cascade_calls += 1
+        rects, neighbours = self._cascade(scan.cascade, pooled).detectMultiScale2(
+            canvas, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors,
+            minSize=(min_side, min_side), maxSize=(max_side, max_side) if max_side else (0, 0))
+        if len(rects) == 0:
+            return []
+        boxes = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+        centres = boxes[:, :2] + boxes[:, 2:] / 2.0
+        if m is not None:
+            centres = geometry.map_back(m, centres)
+        # the picture was turned by `angle` to make the face upright, so the face is at -angle
+        face_angle = -angle if angle != 0.0 else 0.0
+        if mirror:  # back from the mirrored picture: x flips, and so does the roll
+            centres[:, 0] = grey.shape[1] - centres[:, 0]
+            face_angle = -face_angle
+        centres /= scale
+        sides = boxes[:, 2] / scale
+        profile = scan.cascade != FRONTAL
+        return [Hit(float(cx) + dx, float(cy) + dy, float(side), face_angle, float(n), profile)
+                for (cx, cy), side, n in zip(centres, sides, np.ravel(neighbours))]
 
-    def _region_hits(self, grey, scale, regions) -> list[tuple[float, float, float, float, float]]:
-        """Hits near tracked faces: for each region and angle offset, one small upright crop
-        around the region and a cascade pass over a narrow range of sizes."""
+    def scan_all(self, prep: Prepared, scans: list[Scan]) -> list[Hit]:
+        """The hits of several passes (on the thread pool when cfg.threads > 1)."""
+        if self.cfg.threads > 1 and len(scans) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.cfg.threads, thread_name_prefix="edgeface-detect")
+            return [h for hits in self._pool.map(lambda s: self.scan(prep, s, pooled=True), scans) for h in hits]
+        return [h for s in scans for h in self.scan(prep, s)]
+
+    def track_search(self, prep: Prepared, region: Detection) -> list[Hit]:
+        """Hits near a tracked face: one small upright crop around it per angle offset
+        (region_angles around its last roll), a cascade pass over a narrow range of sizes; when
+        those find nothing and it is nearly upright, the profile passes, so a head that turns keeps
+        its track."""
         cfg = self.cfg
-        crop = self._region_crop
-        f = _REGION_FACE
-        lo, hi = max(1, int(f / cfg.region_size_ratio)), int(math.ceil(f * cfg.region_size_ratio))
-        hits = []
-        for reg in regions:
-            k = reg.size * scale / f  # detection-resolution pixels per crop pixel
-            if k <= 0:
+        grey, scale = prep.grey, prep.scale
+        if region.size <= 0:
+            return []
+        passes = [(float(region.angle) + float(off), FRONTAL) for off in cfg.region_angles]
+        if PROFILE in self._cascades and abs(region.angle) <= _REGION_PROFILE_ROLL:
+            passes += [(float(region.angle), PROFILE), (float(region.angle), PROFILE_MIRROR)]
+        hits: list[Hit] = []
+        for a, kind in passes:
+            if kind != FRONTAL and hits:
+                break  # the frontal passes still see the face: it has not turned away
+            crop = self._region_crop if kind == FRONTAL else self._profile_crop
+            f = _REGION_FACE if kind == FRONTAL else _REGION_PROFILE_FACE
+            lo, hi = max(1, int(f / cfg.region_size_ratio)), int(math.ceil(f * cfg.region_size_ratio))
+            k = region.size * scale / f  # detection-resolution pixels per crop pixel
+            m = _upright(grey, region.cx * scale, region.cy * scale, a, k, crop)
+            mirror = kind == PROFILE_MIRROR
+            self.cascade_calls += 1
+            found, neighbours = self._cascades[kind].detectMultiScale2(
+                cv2.flip(crop, 1) if mirror else crop, scaleFactor=cfg.scale_factor,
+                minNeighbors=cfg.min_neighbors, minSize=(lo, lo), maxSize=(hi, hi))
+            if len(found) == 0:
                 continue
-            for off in cfg.region_angles:
-                a = float(reg.angle) + float(off)
-                m = _upright(grey, reg.cx * scale, reg.cy * scale, a, k, crop)
-                found, neighbours = self._cascade.detectMultiScale2(
-                    crop, scaleFactor=cfg.scale_factor, minNeighbors=cfg.min_neighbors, minSize=(lo, lo),
-                    maxSize=(hi, hi))
-                if len(found) == 0:
-                    continue
-                rects = np.asarray(found, dtype=np.float64).reshape(-1, 4)
-                centres = geometry.apply_affine(m, rects[:, :2] + rects[:, 2:] / 2.0) / scale
-                for (cx, cy), side, nb in zip(centres, rects[:, 2] * k / scale, np.ravel(neighbours)):
-                    hits.append((float(cx), float(cy), float(side), a, float(nb)))
+            rects = np.asarray(found, dtype=np.float64).reshape(-1, 4)
+            centres = rects[:, :2] + rects[:, 2:] / 2.0
+            if mirror:
+                centres[:, 0] = crop.shape[1] - centres[:, 0]
+            centres = geometry.apply_affine(m, centres) / scale
+            for (cx, cy), side, nb in zip(centres, rects[:, 2] * k / scale, np.ravel(neighbours)):
+                hits.append(Hit(float(cx), float(cy), float(side), a, float(nb), kind != FRONTAL, tracked=True))
         return hits
 
-    def _find_eyes(self, grey: np.ndarray, scale: float, det: Detection) -> tuple[int, float | None]:
+    # -- merging and verification -------------------------------------------------------
+    def candidates(self, prep: Prepared, hits: list[Hit], tracked: Sequence[Detection] = ()) -> list[Candidate]:
+        """All merged faces, strongest first, each with its evidence. Hits of both cascades merge
+        into one face; it is a profile face only when no frontal hit is among them. A face the region
+        search found where one of ``tracked`` was continues it (verified when its track began): no eye
+        search, no second opinion."""
+        merged = []
+        tuples = [(h.cx, h.cy, h.size, h.angle, h.score) for h in hits]
+        for group in geometry.group_hits(tuples, distance=self.cfg.merge_distance):
+            # where the frontal cascade agreed, its hits alone place the face (profile boxes sit
+            # differently on a face): a face seen frontally is the face it was without profiles
+            frontal = [i for i in group if not hits[i].profile]
+            g = np.array([tuples[i] for i in frontal or group], dtype=np.float64)
+            w = np.maximum(g[:, 4], 1e-6)
+            cx, cy, size, angle = (float(np.average(g[:, k], weights=w)) for k in range(4))
+            merged.append((Detection(cx, cy, size, angle, float(g[:, 4].sum()), profile=not frontal),
+                           bool(frontal)))
+        merged.sort(key=lambda m: -m[0].score)
+        out = []
+        for det, frontal_hit in merged:
+            # frontal hits where a tracked face was continue it unverified (its roll may have left the
+            # second opinion's range); a profile-only face must verify: profile passes found false faces
+            # where someone had just slid out of view (door clips), and the track kept its name
+            if frontal_hit and tracked and _continues(det, tracked):
+                out.append(Candidate(det, tracked=True))
+                continue
+            eyes, delta = self._find_eyes(prep, det)
+            if delta is not None and abs(delta) <= 20.0 and not det.profile:
+                det = replace(det, angle=det.angle + delta)
+            out.append(Candidate(det, eyes, self._second_opinion(prep, det)))
+        return out
+
+    def select(self, cands: list[Candidate]) -> list[Detection]:
+        """The candidates that verify, nested duplicates dropped, strongest first."""
+        kept = [c.detection for c in cands if self.keep(c)]
+        if self.cfg.suppress_nested:
+            kept = [kept[k] for k in geometry.suppress_nested([(d.cx, d.cy, d.size) for d in kept])]
+        return kept
+
+    def keep(self, c: Candidate) -> bool:
+        """The verification rule: a tracked face, enough eyes, a second opinion, or a strong enough
+        score. A profile face has no frontal second opinion to give: its own score must reach
+        profile_min_score."""
+        cfg = self.cfg
+        if c.tracked:
+            return True
+        if c.detection.profile:
+            return c.detection.score >= cfg.profile_min_score
+        return ((cfg.min_eyes > 0 and c.eyes >= cfg.min_eyes)
+                or (c.second > 0 and c.second >= cfg.verify_min_neighbors)
+                or c.detection.score >= cfg.min_score)
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """Faces in ``frame`` (BGR uint8 or grey), strongest first: every pass of sweep() over the
+        whole frame (still pictures; video frames get their passes from the schedule)."""
+        prep = self.prepare(frame)
+        return self.select(self.candidates(prep, self.scan_all(prep, self.sweep())))
+
+    def search(self, frame: np.ndarray, scans: Sequence[Scan] = (),
+               tracked: Sequence[Detection] = ()) -> list[Detection]:
+        """Faces found by exactly these passes plus the region search around each of ``tracked``."""
+        prep = self.prepare(frame)
+        hits = [h for r in tracked for h in self.track_search(prep, r)] + self.scan_all(prep, list(scans))
+        return self.select(self.candidates(prep, hits, tracked))
+
+    def _find_eyes(self, prep: Prepared, det: Detection) -> tuple[int, float | None]:
         """(eyes found: 0, 1 or 2 sides, roll correction in degrees when both sides were found)."""
         if not self._eyes:
             return 0, None
         n = _EYE_CROP
+        grey, scale = prep.grey, prep.scale
         # the face box spans the whole crop, upright
         _upright(grey, det.cx * scale, det.cy * scale, det.angle, det.size * scale / (n - 1), self._eye_crop)
         top = self._eye_crop[: int(n * _EYE_TOP)]
@@ -231,12 +409,13 @@ class HaarDetector:
         # eye line turned by R(delta) from horizontal: R(delta) (1, 0) = (cos, -sin)
         return 2, math.degrees(math.atan2(-(ry - ly), rx - lx))
 
-    def _second_opinion(self, grey, scale, det) -> int:
+    def _second_opinion(self, prep: Prepared, det: Detection) -> int:
         """Neighbours the verifying cascade gives a face at the same place and size (0: none)."""
         if self._verifier is None:
             return 0
         crop = self._verify_crop  # the face box spans _VERIFY_FACE pixels, upright
-        _upright(grey, det.cx * scale, det.cy * scale, det.angle, det.size * scale / _VERIFY_FACE, crop)
+        scale = prep.scale
+        _upright(prep.grey, det.cx * scale, det.cy * scale, det.angle, det.size * scale / _VERIFY_FACE, crop)
         f = _VERIFY_FACE
         rects, neighbours = self._verifier.detectMultiScale2(
             crop, 1.1, _VERIFY_GROUP, minSize=(int(f * 0.7), int(f * 0.7)),
@@ -248,104 +427,11 @@ class HaarDetector:
                 best = max(best, int(nb))
         return best
 
-    def _scan_hits(self, grey, scale, box, angles):
-        """Hits of whole-frame passes at ``angles`` restricted to ``box`` (x, y, w, h in
-        original-frame pixels; None = the whole frame), mapped back to original-frame pixels."""
-        if box is None:
-            return self._hits(grey, scale, angles)
-        x, y, w, h = box
-        x0, y0 = max(0, int(x * scale)), max(0, int(y * scale))
-        x1 = min(grey.shape[1], int(math.ceil((x + w) * scale)))
-        y1 = min(grey.shape[0], int(math.ceil((y + h) * scale)))
-        if min(x1 - x0, y1 - y0) < max(1, int(round(self.cfg.min_size * scale))):
-            return []
-        crop = np.ascontiguousarray(grey[y0:y1, x0:x1])
-        dx, dy = x0 / scale, y0 / scale
-        return [(cx + dx, cy + dy, side, a, n) for cx, cy, side, a, n in self._hits(crop, scale, angles)]
-
-    def candidates(self, frame: np.ndarray, regions=None, angles=None, scans=None) -> list[tuple[Detection, int, int]]:
-        """All merged faces, strongest first, each with its evidence: (detection, eye sides
-        found (0-2), second-opinion neighbours, or TRACKED for a face that continues one of
-        ``regions``). See detect() for ``regions``, ``angles`` and ``scans``."""
-        if scans is not None and not regions and not any(a for _, a in scans):
-            return []  # nothing to search: no cascade at all
-        grey, scale = self._prepare(frame)
-        if regions is None and scans is None:
-            hits = self._hits(grey, scale, angles)
-        else:
-            hits = self._region_hits(grey, scale, regions) if regions else []
-            if angles:
-                hits += self._hits(grey, scale, angles)
-            for box, scan_angles in scans or []:
-                if scan_angles:
-                    hits += self._scan_hits(grey, scale, box, scan_angles)
-        merged = geometry.merge_hits(hits, distance=self.cfg.merge_distance)
-        out = []
-        for cx, cy, size, angle, score in merged:
-            det = Detection(cx, cy, size, angle, score)
-            if regions and _continues(det, regions):
-                out.append((det, 0, TRACKED))
-                continue
-            eyes, delta = self._find_eyes(grey, scale, det)
-            if delta is not None and abs(delta) <= 20.0:
-                det = Detection(cx, cy, size, angle + delta, score)
-            out.append((det, eyes, self._second_opinion(grey, scale, det)))
-        return out
-
-    def detect(self, frame: np.ndarray, regions=None, angles=None, scans=None) -> list[Detection]:
-        """Faces in ``frame`` (BGR uint8 or grey), strongest first.
-
-        ``regions``: None runs the full angle sweep over the whole frame. A list of
-        Detection (e.g. tracked faces' last detections) searches only near those faces, at
-        their last angle +- region_angles, in small crops: a fraction of a full sweep's cost,
-        for the frames between full sweeps (it finds no newcomers: add ``angles`` for that).
-
-        ``angles``: whole-frame passes at these angles instead of cfg.angles; with
-        ``regions``, added to the region search (e.g. rolling_angles(i) spreads one full sweep
-        over several frames, bounding every frame's cost).
-
-        ``scans``: a list of (box, angles): passes at those angles over only that part of the
-        frame (x, y, w, h, original-frame pixels; None = whole frame), e.g. where motion was
-        seen. With ``scans`` given (even empty) and no regions, nothing else is searched."""
-        cands = self.candidates(frame, regions, angles, scans)
-        return [cands[i][0] for i in self.select(cands)]
-
-    def select(self, cands: list[tuple[Detection, int, int]]) -> list[int]:
-        """Indices of the candidates that detect() returns: verified, then nested duplicates dropped."""
-        idx = [i for i, c in enumerate(cands) if self.keep(*c)]
-        if self.cfg.suppress_nested:
-            kept = geometry.suppress_nested([(cands[i][0].cx, cands[i][0].cy, cands[i][0].size) for i in idx])
-            idx = [idx[k] for k in kept]
-        return idx
-
-    def keep(self, det: Detection, eyes: int, second: int) -> bool:
-        """The verification rule: enough eyes, a second opinion, or a strong enough score."""
-        cfg = self.cfg
-        return (second == TRACKED or (cfg.min_eyes > 0 and eyes >= cfg.min_eyes)
-                or (second > 0 and second >= cfg.verify_min_neighbors)
-                or det.score >= cfg.min_score)
-
-
-    def rolling_angles(self, frame_index: int, period: int) -> list[float]:
-        """The angles of cfg.angles to scan over the whole frame on frame ``frame_index`` so
-        that each comes round once every ``period`` frames, spread evenly (upright first): one
-        angle on some frames and none on others when period > len(angles), all when period is 1."""
-        order = sorted(self.cfg.angles, key=abs)
-        if not order or period <= 0:
-            return []
-        slot = frame_index % period
-        return [a for k, a in enumerate(order) if k * period // len(order) == slot]
-
     def close(self) -> None:
         """Stop the thread pool, if any."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-
-
-# The evidence candidates() gives a face found by the region search where a tracked face was:
-# that face was verified when its track began, so the same face a frame later is kept as is.
-TRACKED = 1 << 30
 
 
 def _upright(grey: np.ndarray, cx: float, cy: float, angle: float, step: float, out: np.ndarray) -> np.ndarray:

@@ -99,15 +99,20 @@ class MotionDetector:
         """The changed areas of ``frame`` (grown, merged, original-frame pixels); updates the background.
         The first frame after start or reset() has none: it becomes the background.
         ``grey``: small_grey(frame, cfg.width) when the caller already has it."""
-        cfg = self.cfg
         if grey is None:
-            grey = small_grey(frame, cfg.width)
+            grey = small_grey(frame, self.cfg.width)
+        return self.areas_in(grey, (frame.shape[1], frame.shape[0]))
+
+    def areas_in(self, grey: np.ndarray, size: tuple[int, int]) -> list[Box]:
+        """areas() from the small grey copy alone (the frame, ``size`` = (width, height), need not be
+        decoded in full)."""
+        cfg = self.cfg
         if self.background is None or self.background.shape != grey.shape:
             self.background = grey.astype(np.float32)
             return []
         mask = changed_mask(grey, self.background, cfg.threshold)
         cv2.accumulateWeighted(grey, self.background, cfg.learn_rate)
-        h, w = frame.shape[:2]
+        w, h = size
         if cv2.countNonZero(mask) > cfg.global_change * mask.size:
             # not motion but a global change: learn the new picture at once, search it all this frame
             self.background = grey.astype(np.float32)
