@@ -22,6 +22,7 @@ from edgeface.service.source import Frame
 from edgeface.service.worker import CameraWorker, WorkerParts
 from edgeface.store.events import EventStore
 from edgeface.vision.detect import HaarDetector
+from edgeface.vision.pixels import FramePixels
 
 REPO = Path(__file__).resolve().parent.parent
 HOUR, YEAR = 3600.0, 365 * 86400.0
@@ -49,7 +50,7 @@ class Camera:
     def show(self, image, frames, dt=0.2):
         for _ in range(frames):
             self.seq += 1
-            self.worker.handle(Frame(image, self.wall, self.mono, self.seq))
+            self.worker.handle(Frame(FramePixels(image), self.wall, self.mono, self.seq))
             self.wall += dt
             self.mono += dt
 

@@ -126,6 +126,7 @@ class ClipFrames:
 
     def next_frame(self, timeout: float = 0.5):
         from edgeface.service.source import Frame
+        from edgeface.vision.pixels import FramePixels
 
         ok, image = self.cap.read()
         if not ok:
@@ -133,7 +134,7 @@ class ClipFrames:
             return None
         self.n += 1
         dt = (self.n - 1) / self.fps
-        return Frame(image, self.t0 + dt, self.mono0 + dt, self.n)
+        return Frame(FramePixels(image), self.t0 + dt, self.mono0 + dt, self.n)
 
 
 @pytest.mark.slow
