@@ -175,7 +175,6 @@ class FramePipeline:
                                           motion if self.motion is not None else None)
         self.scenes = SceneChange(self.detector.cfg.scene_change)
         self.frame_index = 0
-        self._started = False  # a frame has been planned (a scene change after it is a cut)
         self.cascade_frames = 0  # frames on which any cascade ran (the rest cost only the motion stage)
         self._quiet = False  # the last motion check found nothing moving
         self._skipped = 0  # frames since the last one that was looked at
@@ -194,12 +193,11 @@ class FramePipeline:
         t0 = time.perf_counter()
         small = px.small_grey(self.motion.cfg.width if self.motion is not None else SceneChange.WIDTH)
         changed = self.scenes.changed(small)
-        started, self._started = self._started, True
         if changed:
             self.tracker.new_scene()
         if self.motion is None:
-            return self.schedule.plan(self.frame_index, t, tracked, found, None, restart=changed,
-                                      cut=changed and started), (time.perf_counter() - t0) * 1e3
+            return self.schedule.plan(self.frame_index, t, tracked, found, None, restart=changed), \
+                (time.perf_counter() - t0) * 1e3
         if changed:
             self.motion.reset()  # the new picture is the background from now on
         first = self.motion.background is None  # start-up: nothing to compare with yet
@@ -207,8 +205,7 @@ class FramePipeline:
         self._quiet = not areas
         motion_ms = (time.perf_counter() - t0) * 1e3
         restart = changed or (first and not tracked)  # one full search, as without motion gating
-        cut = changed and started  # a scene change, not the first picture
-        return self.schedule.plan(self.frame_index, t, tracked, found, areas, restart=restart, cut=cut), motion_ms
+        return self.schedule.plan(self.frame_index, t, tracked, found, areas, restart=restart), motion_ms
 
     def detect(self, px: FramePixels, plan: FramePlan, t: float) -> list[Detection]:
         """Run ``plan``: the region search, then queued passes until the budget is spent."""
