@@ -210,3 +210,24 @@ def test_a_track_found_again_after_missed_frames_shows_its_name_only_once_an_emb
     tracker.observe(tr, "ann", 0.94, 0.3)  # it is her after all
     assert tr.shown_name == "ann" and not tr.needs_embedding(0.35)
     assert [e.name for e in tracker.events(0.3)] == ["ann"]  # announced once, never again
+
+
+def test_a_face_decided_unknown_is_renamed_only_by_a_clear_match():
+    """Hysteresis: a false face (wood grain) that matched nobody must not be named when later chips
+    creep just over someone's threshold; a clear match still names the face."""
+    tracker = Tracker(TrackingConfig(vote_count=3, rename_margin=0.01))
+    (tr,) = tracker.update([face(100)], 0.0)
+    tracker.observe(tr, None, 0.91, 0.0, -0.015)
+    tracker.observe(tr, None, 0.92, 0.1, -0.005)  # two of three: decided unknown
+    assert tr.decided and tr.name is None
+    for k in range(6):  # just over the threshold, again and again
+        tracker.observe(tr, "ann", 0.93, 0.5 + k, 0.005)
+    assert tr.shown_name is None
+    for k in range(3):  # her, facing the camera
+        tracker.observe(tr, "ann", 0.96, 7.0 + k, 0.035)
+    assert tr.shown_name == "ann"
+    fresh = Tracker(TrackingConfig(vote_count=3, rename_margin=0.01))
+    (first,) = fresh.update([face(100)], 0.0)
+    fresh.observe(first, "ann", 0.93, 0.0, 0.005)
+    fresh.observe(first, "ann", 0.93, 0.1, 0.005)  # an undecided face is named by the plain rule
+    assert first.shown_name == "ann"

@@ -152,9 +152,14 @@ class Tracker:
             tr.name, tr.decided, tr.votes, tr.recheck = None, False, [], False
             tr.recent.clear()
 
-    def observe(self, track: Track, name: str | None, score: float, t: float) -> None:
-        """Record one embedding's match for a track (name None: nobody in the gallery)."""
+    def observe(self, track: Track, name: str | None, score: float, t: float, clearance: float = 1.0) -> None:
+        """Record one embedding's match for a track (name None: nobody in the gallery);
+        ``clearance``: by how much the score cleared the name's threshold."""
         track.last_embedded = t
+        if name is not None and track.decided and track.name is None and clearance < self.cfg.rename_margin:
+            # A face decided unknown is renamed only on a clear match: false faces (wood grain, a
+            # forehead) that matched nobody at first crept just over a threshold later and were named.
+            name = None
         n = self.cfg.vote_count
         if not track.decided:
             track.votes.append((name, float(score)))
