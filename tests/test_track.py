@@ -223,6 +223,10 @@ def test_a_face_decided_unknown_is_renamed_only_by_a_clear_match():
     for k in range(6):  # just over the threshold, again and again
         tracker.observe(tr, "ann", 0.93, 0.5 + k, 0.005)
     assert tr.shown_name is None
+    tracker.observe(tr, "ann", 0.936, 6.0, 0.011)  # one clear match starts a new vote ...
+    tracker.observe(tr, "ann", 0.926, 6.1, 0.001)  # ... in which the near ones still do not count
+    tracker.observe(tr, "ann", 0.93, 6.2, 0.005)
+    assert tr.shown_name is None
     for k in range(3):  # her, facing the camera
         tracker.observe(tr, "ann", 0.96, 7.0 + k, 0.035)
     assert tr.shown_name == "ann"

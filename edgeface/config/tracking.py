@@ -23,10 +23,11 @@ class TrackingConfig:
     # agreeing): on the door clips every unknown event with everyone enrolled was a false face.
     unknown_face_check: bool = True
     # A track decided unknown takes a name only from a match clearing that person's threshold by
-    # this much (hysteresis). On make_clip seeds 1-5, 7 and 11 and door_clip seeds 1-4 such a match
-    # came 6 times: 4 on false faces (wood grain, a forehead; 0.001-0.010 over the threshold, two of
-    # them shown named for 2 frames each) and 2 on an enrolled face first left unknown (0.0002 and
-    # 0.0017 over). A wrong name costs more than a late one.
+    # this much (hysteresis), in every vote until it is named. On make_clip seeds 1-5, 7 and 11 and
+    # door_clip seeds 1-4 a face decided unknown was matched to someone 6 times: 4 on false faces
+    # (wood grain, a forehead; 0.001-0.010 over the threshold, shown named for 2-5 frames on three
+    # of those clips) and 2 on an enrolled face first left unknown (0.0002 and 0.0017 over). A wrong
+    # name costs more than a late one.
     rename_margin: float = 0.01
 
     def __post_init__(self) -> None:
