@@ -48,22 +48,27 @@ def default_landmarks_path() -> Path:
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(A 2x2, t) least-squares similarity dst ~ A @ src + t (Umeyama, as dlib's
-    find_similarity_transform, reflections excluded)."""
+    """(A 2x2, t) least-squares similarity dst ~ A @ src + t: a rotation and a uniform scale,
+    never a reflection (dlib's find_similarity_transform, Umeyama, restricted to rotations).
+
+    In 2-D the least-squares fit has a closed form: A = [[a, -b], [b, a]] with a, b the dot and
+    cross sums of the centred points over src's spread. It equals Umeyama's SVD solution (to
+    float rounding) whenever the covariance has full rank, and stays exact where it has not (two
+    point pairs, collinear points): there the SVD's singular vectors have an arbitrary sign, and
+    the sign correction turned some two-point fits into a 180-degree rotation or a reflection."""
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
+    if src.ndim != 2 or src.shape[1] != 2 or src.shape != dst.shape:
+        raise ValueError(f"similarity_transform wants two (N, 2) arrays, got {src.shape} and {dst.shape}")
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s, d = src - mu_s, dst - mu_d
-    var_s = (s * s).sum() / len(src)
-    cov = d.T @ s / len(src)
-    u, sv, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    det = np.linalg.det(cov)
-    if det < 0 or (det == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
-        sign[1, 1] = -1
-    r = u @ sign @ vt
-    c = (np.diag(sv) @ sign).trace() / var_s if var_s != 0 else 1.0
-    a = c * r
+    spread = float((s * s).sum())
+    if spread == 0:  # all source points coincide: no rotation or scale to fit
+        a = np.eye(2)
+    else:
+        dot = float((s * d).sum()) / spread
+        cross = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / spread
+        a = np.array([[dot, -cross], [cross, dot]])
     return a, mu_d - a @ mu_s
 
 
