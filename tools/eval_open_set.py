@@ -21,8 +21,9 @@ Levers (models/README.md, "Open set"), one at a time:
 
     python tools/eval_open_set.py TRAIN VAL [--photos 5] [--galleries 5,10,20 --draws 20] [--json]
 
-Embeddings are cached per photo folder (--cache DIR, default /tmp/edgeface-eval-cache), so levers
-tried one after another embed each photo once.
+Embeddings are cached per photo folder (--cache DIR, default /tmp/edgeface-eval-cache), keyed on the
+files' paths, sizes and modification times, so levers tried one after another embed each photo once.
+The key does not cover the model or the detector: after changing those, pass a fresh --cache.
 """
 from __future__ import annotations
 
@@ -70,7 +71,10 @@ def quality(recognizer, image: np.ndarray, face, chip: np.ndarray) -> float:
 
 def embed_folder(recognizer, files: list[Path], cache: Path) -> list[dict]:
     """Per file: plain and mirrored embeddings of every face found, the largest face's index, its quality."""
-    key = hashlib.sha256("\n".join(str(f) for f in files).encode()).hexdigest()[:16]
+    # keyed on each file's path, size and modification time: a set rebuilt in place (same paths)
+    # is embedded afresh, not served the old photos' embeddings
+    stamps = (f"{f}\t{f.stat().st_size}\t{f.stat().st_mtime_ns}" for f in files)
+    key = hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
     path = cache / f"{key}.npz"
     if path.is_file():
         data = np.load(path, allow_pickle=True)
