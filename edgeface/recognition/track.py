@@ -145,11 +145,11 @@ class Tracker:
         for ti, tr in enumerate(self.tracks):
             if ti not in used:
                 tr.missed += 1
+        placed = [tr for tr in result if tr is not None]  # the tracks this frame's faces are in so far
         tracks: list[Track] = []
         for det, matched in zip(detections, result):
             if matched is None:  # a face no live track continues: a new track, unless it is one already
-                same = next((tr for tr in tracks + [r for r in result if r is not None]
-                             if continues(tr.detection, det, self.cfg)), None)
+                same = next((tr for tr in placed if continues(tr.detection, det, self.cfg)), None)
                 if same is not None:
                     # The same face framed twice: its track follows the larger box, the whole face
                     # (on the door clips the other was a box on the eyes and forehead, whose chips
@@ -160,6 +160,7 @@ class Tracker:
                 matched = Track(self._next_id, det, t, t, self.cfg)
                 self._next_id += 1
                 self.tracks.append(matched)
+                placed.append(matched)
             tracks.append(matched)
         return tracks
 
