@@ -255,3 +255,28 @@ def test_two_people_standing_close_keep_two_tracks():
     tr = Tracker(TrackingConfig(vote_count=3))
     events = run_frames(tr, frames, [["ann", None]] * 10)
     assert len(tr.tracks) == 2 and sorted(e.name or "" for e in events) == ["", "ann"]
+
+
+def test_a_face_decided_unknown_is_renamed_only_by_a_clear_match():
+    """Hysteresis: a false face (wood grain) that matched nobody must not be named when later chips
+    creep just over someone's threshold; a clear match still names the face."""
+    tracker = Tracker(TrackingConfig(vote_count=3, rename_margin=0.01))
+    (tr,) = tracker.update([face(100)], 0.0)
+    tracker.observe(tr, None, 0.91, 0.0, -0.015)
+    tracker.observe(tr, None, 0.92, 0.1, -0.005)  # two of three: decided unknown
+    assert tr.decided and tr.name is None
+    for k in range(6):  # just over the threshold, again and again
+        tracker.observe(tr, "ann", 0.93, 0.5 + k, 0.005)
+    assert tr.shown_name is None
+    tracker.observe(tr, "ann", 0.936, 6.0, 0.011)  # one clear match starts a new vote ...
+    tracker.observe(tr, "ann", 0.926, 6.1, 0.001)  # ... in which the near ones still do not count
+    tracker.observe(tr, "ann", 0.93, 6.2, 0.005)
+    assert tr.shown_name is None
+    for k in range(3):  # her, facing the camera
+        tracker.observe(tr, "ann", 0.96, 7.0 + k, 0.035)
+    assert tr.shown_name == "ann"
+    fresh = Tracker(TrackingConfig(vote_count=3, rename_margin=0.01))
+    (first,) = fresh.update([face(100)], 0.0)
+    fresh.observe(first, "ann", 0.93, 0.0, 0.005)
+    fresh.observe(first, "ann", 0.93, 0.1, 0.005)  # an undecided face is named by the plain rule
+    assert first.shown_name == "ann"

@@ -22,6 +22,13 @@ class TrackingConfig:
     # ... only once one of their chips passed detect.ChipFaceCheck (an eye, or two face cascades
     # agreeing): on the door clips every unknown event with everyone enrolled was a false face.
     unknown_face_check: bool = True
+    # A track decided unknown takes a name only from a match clearing that person's threshold by
+    # this much (hysteresis), in every vote until it is named. On make_clip seeds 1-5, 7 and 11 and
+    # door_clip seeds 1-4 a face decided unknown was matched to someone 6 times: 4 on false faces
+    # (wood grain, a forehead; 0.001-0.010 over the threshold, shown named for 2-5 frames on three
+    # of those clips) and 2 on an enrolled face first left unknown (0.0002 and 0.0017 over). A wrong
+    # name costs more than a late one.
+    rename_margin: float = 0.01
 
     def __post_init__(self) -> None:
         # iou_min 0 would let any detection anywhere continue any track
@@ -31,4 +38,5 @@ class TrackingConfig:
                 (self.min_missed_frames >= 1, "min_missed_frames must be at least 1"),
                 (within(self.vote_count, 1, 1000), "vote_count must be 1..1000"),
                 (self.reembed_interval >= 0, "reembed_interval must not be negative (seconds)"),
-                (self.unknown_reembed_interval >= 0, "unknown_reembed_interval must not be negative (seconds)"))
+                (self.unknown_reembed_interval >= 0, "unknown_reembed_interval must not be negative (seconds)"),
+                (0 <= self.rename_margin <= 1, "rename_margin must be 0..1 (cosine similarity)"))

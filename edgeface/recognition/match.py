@@ -80,6 +80,7 @@ class Match:
     score: float  # cosine similarity to the best person, whether or not they were named
     nearest: str | None  # the best person regardless of the rule (for logs and tuning)
     why: str = ""  # for an unknown face with a nearest person: "threshold", "margin" or "negative"
+    clearance: float = 0.0  # score minus the nearest person's threshold (above 0: it cleared it)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -188,7 +189,8 @@ class Matcher:
         out = []
         for row, no in zip(scores, refused):
             best, why = self.rule.decide(row, self.thresholds, no)
-            out.append(Match(None if why else self.people[best], float(row[best]), self.people[best], why))
+            out.append(Match(None if why else self.people[best], float(row[best]), self.people[best], why,
+                             float(row[best] - self.thresholds[best])))
         return out
 
 

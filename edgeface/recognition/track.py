@@ -67,6 +67,7 @@ class Track:
     votes: list[tuple[str | None, float]] = field(default_factory=list, repr=False)  # the first embeddings
     unknown_sum: np.ndarray | None = field(default=None, repr=False)  # sum of its embeddings that matched nobody
     recent: deque[tuple[str | None, float]] = field(default_factory=deque, repr=False)  # after the decision
+    was_unknown: bool = False  # decided unknown once: renamed only by clear matches (rename_margin)
 
     @property
     def shown_name(self) -> str | None:
@@ -121,7 +122,8 @@ class Tracker:
         """Match this frame's detections to live tracks; returns one Track per face, in detection
         order. A detection that continues no track but lies where another detection of this frame
         is (``continues``) is the same face framed twice (a box on the forehead and eyes beside
-        the whole face's, a larger box around it): it starts no track and gets none."""
+        the whole face's, a larger box around it): it starts no track, and that face's track
+        keeps the larger of the two boxes."""
         # (a long stall with no frames at all, e.g. a camera reconnecting, also ends every track)
         self.tracks = [tr for tr in self.tracks if t - tr.last_seen <= self.cfg.max_missed
                        or (tr.missed < self.cfg.min_missed_frames and t - tr.last_seen <= 10 * self.cfg.max_missed)]
@@ -169,12 +171,20 @@ class Tracker:
         live track may be someone else now, so every track votes again before it shows a name.
         Its announced name is kept, so the same person is not announced twice."""
         for tr in self.tracks:
-            tr.name, tr.decided, tr.votes, tr.recheck = None, False, [], False
+            tr.name, tr.decided, tr.votes, tr.recheck, tr.was_unknown = None, False, [], False, False
             tr.recent.clear()
 
-    def observe(self, track: Track, name: str | None, score: float, t: float) -> None:
-        """Record one embedding's match for a track (name None: nobody in the gallery)."""
+    def observe(self, track: Track, name: str | None, score: float, t: float, clearance: float = 1.0) -> None:
+        """Record one embedding's match for a track (name None: nobody in the gallery);
+        ``clearance``: by how much the score cleared the name's threshold."""
         track.last_embedded = t
+        if track.decided and track.name is None:
+            track.was_unknown = True
+        if name is not None and track.was_unknown and clearance < self.cfg.rename_margin:
+            # A face decided unknown is renamed only by clear matches, in its new vote too: false
+            # faces (wood grain, a forehead) that matched nobody at first crept just over a threshold
+            # later and were named.
+            name = None
         n = self.cfg.vote_count
         if not track.decided:
             track.votes.append((name, float(score)))
