@@ -82,6 +82,19 @@ def test_an_unknown_face_waits_for_its_face_check():
     assert [(e.name, round(e.t, 1)) for e in late] == [("ann", 0.1), (None, 0.8)]
 
 
+def test_an_unknown_face_too_small_to_enrol_waits_until_it_is_that_large():
+    from edgeface.recognition.enroll import MIN_FACE_PX
+
+    assert TrackingConfig().unknown_min_size == MIN_FACE_PX  # what is too small to enrol starts no visitor
+    # a false face on leaves, 35 px: never announced
+    assert run_frames(Tracker(), [[face(100, size=35)]] * 10, [[None]] * 10) == []
+    # a stranger coming closer: announced once 40 px across, once; someone enrolled is named at any size
+    frames = [[face(100, size=30 + 2 * k)] for k in range(10)]
+    events = run_frames(Tracker(), frames, [[None]] * 10)
+    assert [e.name for e in events] == [None] and events[0].box[2] >= 40
+    assert [e.name for e in run_frames(Tracker(), [[face(100, size=35)]] * 5, [["ann"]] * 5)] == ["ann"]
+
+
 def test_identity_change_gives_a_second_event():
     cfg = TrackingConfig(vote_count=3, reembed_interval=0.0)
     tr = Tracker(cfg)

@@ -226,8 +226,9 @@ class Tracker:
 
     def _announce(self, track: Track, t: float) -> None:
         if track.name is None and (not self.cfg.unknown_events
-                                   or (self.cfg.unknown_face_check and not track.face_confirmed)):
-            return
+                                   or (self.cfg.unknown_face_check and not track.face_confirmed)
+                                   or track.detection.size < self.cfg.unknown_min_size):
+            return  # (held back: announced on a later embedding once it passes)
         det = track.detection
         track.announced, track.announced_name = True, track.name
         embedding = None
