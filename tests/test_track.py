@@ -1,6 +1,6 @@
 """Tracker logic: association, identity voting, events per appearance, embedding cadence."""
 from edgeface.config import TrackingConfig
-from edgeface.recognition.track import Tracker
+from edgeface.recognition.track import Tracker, continues
 from edgeface.vision.detect import Detection
 
 
@@ -80,6 +80,19 @@ def test_an_unknown_face_waits_for_its_face_check():
     assert [e.name for e in run_frames(Tracker(quick), [[face(100)]] * 10, names)] == ["ann", None]
     late = run_frames(Tracker(quick), [[face(100)]] * 10, names, face_check=lambda k: k >= 8)
     assert [(e.name, round(e.t, 1)) for e in late] == [("ann", 0.1), (None, 0.8)]
+
+
+def test_an_unknown_face_too_small_to_enrol_waits_until_it_is_that_large():
+    from edgeface.recognition.enroll import MIN_FACE_PX
+
+    assert TrackingConfig().unknown_min_size == MIN_FACE_PX  # what is too small to enrol starts no visitor
+    # a false face on leaves, 35 px: never announced
+    assert run_frames(Tracker(), [[face(100, size=35)]] * 10, [[None]] * 10) == []
+    # a stranger coming closer: announced once 40 px across, once; someone enrolled is named at any size
+    frames = [[face(100, size=30 + 2 * k)] for k in range(10)]
+    events = run_frames(Tracker(), frames, [[None]] * 10)
+    assert [e.name for e in events] == [None] and events[0].box[2] >= 40
+    assert [e.name for e in run_frames(Tracker(), [[face(100, size=35)]] * 5, [["ann"]] * 5)] == ["ann"]
 
 
 def test_identity_change_gives_a_second_event():
@@ -210,6 +223,51 @@ def test_a_track_found_again_after_missed_frames_shows_its_name_only_once_an_emb
     tracker.observe(tr, "ann", 0.94, 0.3)  # it is her after all
     assert tr.shown_name == "ann" and not tr.needs_embedding(0.35)
     assert [e.name for e in tracker.events(0.3)] == ["ann"]  # announced once, never again
+
+
+def test_a_box_counts_as_the_same_face_where_it_would_continue_its_track():
+    cfg = TrackingConfig()
+    whole = face(350, 256, 141, 20)
+    assert continues(whole, face(344, 180, 83, -32), cfg)  # eyes and forehead: 0.54 face sizes off (door clip)
+    assert continues(whole, face(350, 256, 200), cfg)  # a larger box around it
+    assert not continues(whole, face(350 + 1.0 * 141, 256, 141), cfg)  # a neighbour cheek to cheek
+    assert not continues(face(461, 239, 120, 41), face(454, 140, 136, -20), cfg)  # 0.73 apart (make_clip s11)
+
+
+def test_a_second_box_on_a_tracked_face_starts_no_track_and_the_track_follows_the_larger():
+    """Door clip seed 5: a box on the eyes and forehead (smaller, 0.5 face sizes above the face's
+    centre) was found beside the whole face's; it started a second track, which raised a second
+    unknown event under a second visitor id."""
+    tr = Tracker(TrackingConfig(vote_count=3))
+    forehead = [face(300 - 2 * k, 180, 83, -35) for k in range(20)]
+    whole = [face(305 - 2 * k, 256, 141, 20) for k in range(20)]
+    # the forehead box is found first, then the whole face with it, sometimes strongest first
+    frames = [[forehead[k]] for k in range(5)] + [[whole[k], forehead[k]] if k % 2 else [forehead[k], whole[k]]
+                                                  for k in range(5, 20)]
+    events = run_frames(tr, frames, [[None, None]] * 20)
+    assert len(tr.tracks) == 1 and [e.name for e in events] == [None]
+    assert tr.tracks[0].detection == whole[19]  # the track follows the whole face
+    # and the other way round: the whole face is tracked, the forehead box comes and goes
+    tr = Tracker(TrackingConfig(vote_count=3))
+    frames = [[whole[k]] for k in range(5)] + [[forehead[k], whole[k]] if k % 3 else [whole[k]] for k in range(5, 20)]
+    events = run_frames(tr, frames, [[None, None]] * 20)
+    assert len(tr.tracks) == 1 and len(events) == 1 and tr.tracks[0].detection == whole[19]
+    # two boxes on a face that nothing tracks yet: one new track, on the larger
+    tr = Tracker()
+    assert [t.detection for t in tr.update([forehead[0], whole[0]], 0.0)] == [whole[0]]
+
+
+def test_two_people_standing_close_keep_two_tracks():
+    tr = Tracker(TrackingConfig(vote_count=3))
+    # cheek to cheek (centres 0.75 face sizes apart, boxes overlapping by a quarter), arriving together
+    frames = [[face(200 + 2 * k, 200, 100), face(275 + 2 * k, 205, 100)] for k in range(10)]
+    events = run_frames(tr, frames, [[None, None]] * 10)
+    assert len(tr.tracks) == 2 and len(events) == 2
+    # one comes to stand beside someone already tracked
+    frames = [[face(500, 200, 90)] for _ in range(5)] + [[face(500, 200, 90), face(430, 195, 100)] for _ in range(5)]
+    tr = Tracker(TrackingConfig(vote_count=3))
+    events = run_frames(tr, frames, [["ann", None]] * 10)
+    assert len(tr.tracks) == 2 and sorted(e.name or "" for e in events) == ["", "ann"]
 
 
 def test_a_face_decided_unknown_is_renamed_only_by_a_clear_match():

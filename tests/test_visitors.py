@@ -163,7 +163,11 @@ def test_door_clip_returning_stranger_keeps_one_visitor_id(tmp_path, mosquitto, 
     assert r.returncode == 0, r.stderr
     raw = {"gallery": str(gallery), "cameras": [{"name": "door", "source": str(clip.with_suffix(".avi"))}],
            "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": "visitors-test", "discovery": False},
-           "events": {"keep_crops": True}}
+           "events": {"keep_crops": True},
+           # Every queued detection pass on every frame: the budget is wall-clock milliseconds, so under it
+           # what is found (and whether a stranger's face or only a box on their eyes and forehead is
+           # found, which embeds too far from their face to join their visitor) follows the machine's load.
+           "detection": {"budget_ms": 0}}
     (tmp_path / "edgeface.yaml").write_text(yaml.safe_dump(raw))
     cfg: Config = parse(yaml.safe_dump(raw))
     sub = subscriber("edgeface/door/identity")
@@ -199,10 +203,9 @@ def test_door_clip_returning_stranger_keeps_one_visitor_id(tmp_path, mosquitto, 
     report = [(a["name"], a["enter"], [(b["visitor_id"], b["visits"]) for b in per_appearance[i]])
               for i, a in enumerate(strangers)]
     print("unknown events per stranger appearance:", report)
-    assert all(per_appearance[i] for i in per_appearance), report  # every appearance raises an unknown event
-    # (a second event in one appearance, seen on 2 of these 5: a larger box around the same face
-    # that passes the face check makes a track of its own; the detector's, reported in the model card)
-    assert sum(len(v) for v in per_appearance.values()) <= len(strangers) + 2, report
+    # every appearance raises one unknown event (before: 2 of these 5 raised a second one under a
+    # second id, from a box on the eyes and forehead beside the whole face's that made a track of its own)
+    assert all(len(per_appearance[i]) == 1 for i in per_appearance), report
     ids: dict[str, list[set[str]]] = {}
     for i, a in enumerate(strangers):
         ids.setdefault(a["name"], []).append({b["visitor_id"] for b in per_appearance[i]})

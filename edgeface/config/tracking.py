@@ -22,6 +22,11 @@ class TrackingConfig:
     # ... only once one of their chips passed detect.ChipFaceCheck (an eye, or two face cascades
     # agreeing): on the door clips every unknown event with everyone enrolled was a false face.
     unknown_face_check: bool = True
+    # ... and once its face is at least this many pixels across: enrolment's minimum
+    # (recognition.enroll.MIN_FACE_PX). Below it an embedding strays too far from the face's own to
+    # group into a visitor, and the crop could not be enrolled from; on door_clip seed 5 the one
+    # unknown event under it was a false face on leaves (35 px) that started a visitor of its own.
+    unknown_min_size: float = 40.0
     # A track decided unknown takes a name only from a match clearing that person's threshold by
     # this much (hysteresis), in every vote until it is named. On make_clip seeds 1-5, 7 and 11 and
     # door_clip seeds 1-4 a face decided unknown was matched to someone 6 times: 4 on false faces
@@ -39,4 +44,5 @@ class TrackingConfig:
                 (within(self.vote_count, 1, 1000), "vote_count must be 1..1000"),
                 (self.reembed_interval >= 0, "reembed_interval must not be negative (seconds)"),
                 (self.unknown_reembed_interval >= 0, "unknown_reembed_interval must not be negative (seconds)"),
-                (0 <= self.rename_margin <= 1, "rename_margin must be 0..1 (cosine similarity)"))
+                (0 <= self.rename_margin <= 1, "rename_margin must be 0..1 (cosine similarity)"),
+                (self.unknown_min_size >= 0, "unknown_min_size must not be negative (pixels)"))

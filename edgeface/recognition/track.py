@@ -2,7 +2,7 @@
 
 Pure logic, no I/O. Per frame the pipeline calls
 
-    tracks = tracker.update(detections, t)          # one Track per detection, same order
+    tracks = tracker.update(detections, t)          # one Track per face, in detection order
     for track in tracks:
         if track.needs_embedding(t):                # new or undecided tracks: every frame;
             tracker.observe(track, name, score, t)  # decided ones: every reembed_interval s
@@ -104,6 +104,13 @@ def _overlap(a: Detection, b: Detection) -> tuple[float, float]:
     return iou, dist
 
 
+def continues(a: Detection, b: Detection, cfg: TrackingConfig) -> bool:
+    """Whether ``b`` lies where ``a`` is, close enough to be that face: the rule by which a
+    detection continues a track (box overlap, or centres close in face sizes)."""
+    iou, dist = _overlap(a, b)
+    return iou >= cfg.iou_min or dist <= cfg.centre_max
+
+
 class Tracker:
     def __init__(self, cfg: TrackingConfig | None = None):
         self.cfg = cfg or TrackingConfig()
@@ -112,7 +119,11 @@ class Tracker:
         self._pending: list[IdentityEvent] = []
 
     def update(self, detections: list[Detection], t: float) -> list[Track]:
-        """Match this frame's detections to live tracks; returns one Track per detection."""
+        """Match this frame's detections to live tracks; returns one Track per face, in detection
+        order. A detection that continues no track but lies where another detection of this frame
+        is (``continues``) is the same face framed twice (a box on the forehead and eyes beside
+        the whole face's, a larger box around it): it starts no track, and that face's track
+        keeps the larger of the two boxes."""
         # (a long stall with no frames at all, e.g. a camera reconnecting, also ends every track)
         self.tracks = [tr for tr in self.tracks if t - tr.last_seen <= self.cfg.max_missed
                        or (tr.missed < self.cfg.min_missed_frames and t - tr.last_seen <= 10 * self.cfg.max_missed)]
@@ -136,12 +147,22 @@ class Tracker:
         for ti, tr in enumerate(self.tracks):
             if ti not in used:
                 tr.missed += 1
-        tracks = []
+        placed = [tr for tr in result if tr is not None]  # the tracks this frame's faces are in so far
+        tracks: list[Track] = []
         for det, matched in zip(detections, result):
-            if matched is None:  # a face no live track continues: a new track
+            if matched is None:  # a face no live track continues: a new track, unless it is one already
+                same = next((tr for tr in placed if continues(tr.detection, det, self.cfg)), None)
+                if same is not None:
+                    # The same face framed twice: its track follows the larger box, the whole face
+                    # (on the door clips the other was a box on the eyes and forehead, whose chips
+                    # failed the face check or embedded far from the face's own).
+                    if det.size > same.detection.size:
+                        same.detection = det
+                    continue
                 matched = Track(self._next_id, det, t, t, self.cfg)
                 self._next_id += 1
                 self.tracks.append(matched)
+                placed.append(matched)
             tracks.append(matched)
         return tracks
 
@@ -205,8 +226,9 @@ class Tracker:
 
     def _announce(self, track: Track, t: float) -> None:
         if track.name is None and (not self.cfg.unknown_events
-                                   or (self.cfg.unknown_face_check and not track.face_confirmed)):
-            return
+                                   or (self.cfg.unknown_face_check and not track.face_confirmed)
+                                   or track.detection.size < self.cfg.unknown_min_size):
+            return  # (held back: announced on a later embedding once it passes)
         det = track.detection
         track.announced, track.announced_name = True, track.name
         embedding = None
