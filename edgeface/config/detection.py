@@ -50,7 +50,9 @@ class DetectionConfig:
     # where the eye cascades fail). "" disables.
     verify_cascade: str = "haarcascade_frontalface_alt2.xml"
     verify_min_neighbors: int = 8  # second-opinion neighbours that verify a face
-    suppress_nested: bool = True  # drop a verified face centred inside a stronger one (or holding its centre)
+    # drop a verified face centred inside a stronger one (or holding its centre), and a box stacked on
+    # the forehead of a face of its size (geometry.suppress_stacked)
+    suppress_nested: bool = True
     # Tracked-face search (detect(frame, regions=...)): each region is searched in an upright
     # crop of region_margin x its size, turned to its last angle plus each of region_angles, for
     # faces of its last size / region_size_ratio .. x region_size_ratio. The score-weighted merge
