@@ -78,3 +78,19 @@ def test_suppress_nested_drops_reframed_duplicates_only():
         (220, 100, 80),  # a neighbour's face, side by side
     ]
     assert geometry.suppress_nested(faces) == [0, 3]
+
+
+@pytest.mark.parametrize("angle", [-60.0, -25.0, 0.0, 30.0, 60.0])
+def test_a_box_stacked_on_a_faces_forehead_is_dropped_whatever_the_roll(angle):
+    face = (300.0, 300.0, 120.0, angle)
+    up = geometry.rotation_matrix(angle) @ (0.0, -0.8 * 120)  # 0.8 sizes above, in the face's own frame
+    forehead = (300.0 + up[0], 300.0 + up[1], 130.0, angle)
+    assert geometry.suppress_stacked([forehead, face]) == [1]  # the upper one goes, whichever is stronger
+    assert geometry.suppress_stacked([face, forehead]) == [0]
+    below = geometry.rotation_matrix(angle) @ (0.0, 1.3 * 120)
+    chin_to_forehead = (300.0 + below[0], 300.0 + below[1], 90.0, angle)  # a child in front: no overlap
+    beside = geometry.rotation_matrix(angle) @ (0.75 * 120, 0.0)
+    cheek_to_cheek = (300.0 + beside[0], 300.0 + beside[1], 110.0, angle)
+    small_above = (300.0 + up[0], 300.0 + up[1], 60.0, angle)  # much smaller: another face, far behind
+    for other in (chin_to_forehead, cheek_to_cheek, small_above):
+        assert geometry.suppress_stacked([face, other]) == [0, 1]

@@ -166,7 +166,7 @@ def test_a_profile_face_and_its_mirror_are_found():
         faces = detector.detect(picture)
         assert len(faces) == 1 and faces[0].profile
         assert 180 < faces[0].cx < 330 and 100 < faces[0].cy < 200  # his head
-    assert HaarDetector().detect(camera) == []  # the frontal cascade alone (the default)
+    assert HaarDetector(DetectionConfig(profile_cascade="")).detect(camera) == []  # the frontal cascade alone
 
 
 def test_a_profile_chip_never_confirms_an_unknown_face(embedder):

@@ -351,10 +351,11 @@ class HaarDetector:
         return out
 
     def select(self, cands: list[Candidate]) -> list[Detection]:
-        """The candidates that verify, nested duplicates dropped, strongest first."""
+        """The candidates that verify, nested and stacked duplicates dropped, strongest first."""
         kept = [c.detection for c in cands if self.keep(c)]
         if self.cfg.suppress_nested:
             kept = [kept[k] for k in geometry.suppress_nested([(d.cx, d.cy, d.size) for d in kept])]
+            kept = [kept[k] for k in geometry.suppress_stacked([(d.cx, d.cy, d.size, d.angle) for d in kept])]
         return kept
 
     def keep(self, c: Candidate) -> bool:
