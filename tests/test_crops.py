@@ -48,7 +48,8 @@ def _textures() -> dict[str, np.ndarray]:
         "brick": data.brick(),
         "grass": data.grass(),
         "gravel": data.gravel(),
-        "camera": data.camera(),
+        # (data.camera() is not here: the cameraman's head, turned to the side, is a face the profile
+        # cascade finds, as test_schedule.py::test_a_profile_face_and_its_mirror_are_found asserts)
     }
     out = {k: cv2.cvtColor(v, cv2.COLOR_GRAY2BGR) for k, v in grey.items()}
     for name in ("chelsea", "rocket", "coffee"):
