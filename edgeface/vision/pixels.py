@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edgeface.vision.images import image_size
+
 _REDUCED = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
             8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
 
@@ -19,21 +21,7 @@ _REDUCED = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.I
 def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
     """(width, height) from a JPEG's frame header (SOFn marker), without decoding; None if not found."""
     b = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
-    if b[:2] != b"\xff\xd8":
-        return None
-    i = 2
-    while i + 9 < len(b):
-        if b[i] != 0xFF:
-            return None
-        marker = b[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        length = int.from_bytes(b[i + 2:i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int.from_bytes(b[i + 7:i + 9], "big"), int.from_bytes(b[i + 5:i + 7], "big")
-        i += 2 + length
-    return None
+    return image_size(b) if b[:2] == b"\xff\xd8" else None
 
 
 def is_jpeg(data: np.ndarray) -> bool:

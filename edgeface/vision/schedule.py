@@ -235,7 +235,7 @@ class DetectionSchedule:
             if area.pending > 0 or area.found or area.box is None or memory <= 0:
                 continue
             earlier = [since for b, since in self.empty_since if _same_place(area.box, b, growth)]
-            if earlier and t - min(earlier) >= confirm or confirm <= 0:
+            if confirm <= 0 or (earlier and t - min(earlier) >= confirm):
                 self.searched.append((area.box, t + memory))
             elif not earlier:
                 self.empty_since.append((area.box, t))
