@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from edgeface.cli.runtime_options import apply_runtime_options
 from edgeface.config import Config, default_gallery_path, load
+
+
+def utc_text(t: float) -> str:
+    """A wall-clock time (time.time()) as the listings print it: "YYYY-MM-DD HH:MM:SS", UTC."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
 
 
 def err(msg: str) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from edgeface import exitcodes
-from edgeface.cli.common import add_config_option, add_gallery_option, config_from_args
+from edgeface.cli.common import add_config_option, add_gallery_option, config_from_args, utc_text
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -29,7 +28,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         return exitcodes.OK
     print(f"{'id':<23}  {'time (UTC)':<19}  {'camera':<12}  {'name':<20}  score")
     for event in events:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.time))
+        when = utc_text(event.time)
         print(f"{event.id:<23}  {when:<19}  {event.camera:<12}  {event.name or '(unknown)':<20}  {event.score:.3f}")
     return exitcodes.OK
 

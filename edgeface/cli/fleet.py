@@ -8,7 +8,7 @@ import sys
 import time
 
 from edgeface import exitcodes
-from edgeface.cli.common import err
+from edgeface.cli.common import err, utc_text
 from edgeface.config import load
 from edgeface.fleet.records import FleetError
 from edgeface.fleet.status import fleet_status
@@ -55,7 +55,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         if not d["verified"]:
             print(f"{d['device']}\tNOT BELIEVED: {d['problem']}")
             continue
-        seen = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d["last_contact"]))
+        seen = utc_text(d["last_contact"])
         print(f"{d['device']}\tmodel {d['model'][:12]}\t{d['people']} people, {d['faces']} faces\t"
               f"gallery {d['gallery_version']}\tlast contact {seen} UTC")
     return exitcodes.OK

@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import TYPE_CHECKING
 
 from edgeface import exitcodes
-from edgeface.cli.common import add_config_option, add_gallery_option, config_from_args
+from edgeface.cli.common import add_config_option, add_gallery_option, config_from_args, utc_text
 
 if TYPE_CHECKING:  # the parser is built on every run; numpy, OpenCV and the stores load only for these commands
     from edgeface.config import Config
@@ -70,7 +69,7 @@ def cmd_visitors(args: argparse.Namespace) -> int:
         return exitcodes.OK
     print(f"{'visitor':<8}  {'first seen':<19}  {'last seen':<19}  {'seen':>4}  {'crops':>5}  cameras")
     for v in visitors:
-        first, last = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) for t in (v.first_seen, v.last_seen))
+        first, last = utc_text(v.first_seen), utc_text(v.last_seen)
         print(f"{v.id:<8}  {first:<19}  {last:<19}  {v.appearances:>4}  {len(v.crops):>5}  {', '.join(v.cameras)}")
     print("name one: edgeface enroll NAME --visitor ID; or mark them: edgeface enroll --not NAME --visitor ID",
           file=sys.stderr)
