@@ -34,6 +34,11 @@ class TrackingConfig:
     # of those clips) and 2 on an enrolled face first left unknown (0.0002 and 0.0017 over). A wrong
     # name costs more than a late one.
     rename_margin: float = 0.01
+    # A tracked face the cascade misses is followed by its look (vision.follow) for up to this many
+    # seconds after the cascade last found it (0: never), where a part of the frame is at least
+    # follow_min_score alike (normalised cross-correlation) to it.
+    follow_s: float = 2.0
+    follow_min_score: float = 0.6
 
     def __post_init__(self) -> None:
         # iou_min 0 would let any detection anywhere continue any track
@@ -45,4 +50,6 @@ class TrackingConfig:
                 (self.reembed_interval >= 0, "reembed_interval must not be negative (seconds)"),
                 (self.unknown_reembed_interval >= 0, "unknown_reembed_interval must not be negative (seconds)"),
                 (0 <= self.rename_margin <= 1, "rename_margin must be 0..1 (cosine similarity)"),
+                (self.follow_s >= 0, "follow_s must not be negative (seconds)"),
+                (-1 <= self.follow_min_score <= 1, "follow_min_score must be -1..1 (correlation)"),
                 (self.unknown_min_size >= 0, "unknown_min_size must not be negative (pixels)"))

@@ -19,9 +19,10 @@ from edgeface.config import MotionConfig
 from edgeface.recognition.embed import Embedder, ModelSpec
 from edgeface.recognition.embed_openvino import OpenVinoEmbedder
 from edgeface.recognition.match import Match, Matcher, OpenSetRule
-from edgeface.recognition.track import IdentityEvent, Track, Tracker
+from edgeface.recognition.track import IdentityEvent, Track, Tracker, continues
 from edgeface.vision.chip import cut_chips
-from edgeface.vision.detect import ChipFaceCheck, Detection, HaarDetector, Hit
+from edgeface.vision.detect import ChipFaceCheck, Detection, HaarDetector, Hit, Prepared
+from edgeface.vision.follow import FaceTemplate, cut_template, follow
 from edgeface.vision.landmarks import Aligner
 from edgeface.vision.motion import MotionDetector
 from edgeface.vision.pixels import FramePixels
@@ -182,6 +183,8 @@ class FramePipeline:
         self._quiet = False  # the last motion check found nothing moving
         self._skipped = 0  # frames since the last one that was looked at
         self._earlier_hits: list[tuple[int, Hit]] = []  # queued passes' hits of the last few frames
+        self._prep: Prepared | None = None  # this frame's detection picture (None: no cascade ran)
+        self._templates: dict[int, FaceTemplate] = {}  # per track id: its face's look, to follow it by
 
     @property
     def full_sweeps(self) -> int:
@@ -192,7 +195,8 @@ class FramePipeline:
         tracked = [tr.detection for tr in self.tracker.tracks]
         # A track the last frame missed does not count as found: its person has moved out of the
         # region search (sliding in through a door, say), so their area gets every pass.
-        found = [tr.detection for tr in self.tracker.tracks if tr.missed == 0]
+        # A followed face (vision.follow) is not found either: the cascade lost it.
+        found = [tr.detection for tr in self.tracker.tracks if tr.missed == 0 and not tr.detection.followed]
         self.frame_index += 1
         t0 = time.perf_counter()
         small = px.small_grey(self.motion.cfg.width if self.motion is not None else SceneChange.WIDTH)
@@ -213,13 +217,14 @@ class FramePipeline:
 
     def detect(self, px: FramePixels, plan: FramePlan, t: float) -> list[Detection]:
         """Run ``plan``: the region search, then queued passes until the budget is spent."""
+        self._prep = None
         if plan.empty:
             self.schedule.finish(plan, 0, [], t)
             return []
         self.cascade_frames += 1
         detector, clock = self.detector, time.perf_counter
         t0 = clock()
-        prep = detector.prepare(px.bgr())
+        prep = self._prep = detector.prepare(px.bgr())
         hits = [h for r in plan.tracked for h in detector.track_search(prep, r)]
         queued: list[Hit] = []
         ran = 0
@@ -242,6 +247,35 @@ class FramePipeline:
         self.schedule.finish(plan, ran, found, t)
         return found
 
+    def follow(self, detections: list[Detection], t: float) -> list[Detection]:
+        """Followed detections (vision.follow) for the live tracks this frame's detections miss,
+        within tracking.follow_s of the cascade's last finding them."""
+        cfg, prep = self.tracker.cfg, self._prep
+        if prep is None or cfg.follow_s <= 0:
+            return []
+        out = []
+        for tr in self.tracker.tracks:
+            template = self._templates.get(tr.id)
+            if (template is None or t - template.t > cfg.follow_s
+                    or any(continues(tr.detection, d, cfg) for d in detections)):
+                continue
+            found, _ = follow(prep.grey, prep.scale, template, tr.detection, cfg.follow_min_score)
+            if found is not None:
+                out.append(found)
+        return out
+
+    def remember_looks(self, tracks: list[Track], t: float) -> None:
+        """Each track's look as the cascade last found it; forgotten with the track."""
+        live = {tr.id for tr in self.tracker.tracks}
+        self._templates = {k: v for k, v in self._templates.items() if k in live}
+        if self._prep is None or self.tracker.cfg.follow_s <= 0:
+            return
+        for tr in tracks:
+            if not tr.detection.followed:
+                template = cut_template(self._prep.grey, self._prep.scale, tr.detection, t)
+                if template is not None:
+                    self._templates[tr.id] = template
+
     def process(self, frame: np.ndarray | FramePixels, t: float) -> FrameResult:
         px = frame if isinstance(frame, FramePixels) else FramePixels(frame)
         clock = time.perf_counter
@@ -252,16 +286,21 @@ class FramePipeline:
         if self._quiet and not self.tracker.tracks and not self.schedule.queue and self._skipped < stride:
             # a still, empty room with nothing left to search: look only every idle_stride-th frame
             detections: list[Detection] = []
+            self._prep = None
             self.frame_index += 1
         else:
             self._skipped = 0
             plan, motion_ms = self.plan(px, t)
             detections = self.detect(px, plan, t)
+            detections += self.follow(detections, t)
         t1 = clock()
         tracks = self.tracker.update(detections, t)
+        self.remember_looks(tracks, t)
         # a profile-only face keeps its track alive but gives no chip to name from: on make_clip clips its
-        # chips (a box placed on half a face) named the wrong person in 24-34 frames of 250
-        todo = [tr for tr in tracks if tr.needs_embedding(t) and not tr.detection.profile]
+        # chips (a box placed on half a face) named the wrong person in 24-34 frames of 250; nor does
+        # a followed one (placed by its look, not found by the cascade)
+        todo = [tr for tr in tracks if tr.needs_embedding(t) and not tr.detection.profile
+                and not tr.detection.followed]
         t2 = clock()
         chips = self.recognizer.chips(px.bgr(), [tr.detection for tr in todo]) if todo else None
         t3 = clock()

@@ -150,6 +150,8 @@ class Tracker:
         placed = [tr for tr in result if tr is not None]  # the tracks this frame's faces are in so far
         tracks: list[Track] = []
         for det, matched in zip(detections, result):
+            if matched is None and det.followed:
+                continue  # a followed face belongs to the track it was followed for, or to none
             if matched is None:  # a face no live track continues: a new track, unless it is one already
                 same = next((tr for tr in placed if continues(tr.detection, det, self.cfg)), None)
                 if same is not None:

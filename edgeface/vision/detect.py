@@ -44,6 +44,7 @@ class Detection:
     angle: float  # roll, degrees, cv2.getRotationMatrix2D sign (see geometry.py)
     score: float  # summed cascade neighbours over merged hits; larger is better
     profile: bool = False  # found by the profile cascade only (a turned head): no frontal hit agreed
+    followed: bool = False  # placed by its look (vision.follow), not by a cascade: no chip from it
 
     def box(self) -> tuple[int, int, int, int]:
         """x, y, w, h: axis-aligned bound of the turned square, original-frame pixels."""
