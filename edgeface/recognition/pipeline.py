@@ -263,7 +263,7 @@ class FramePipeline:
         out = []
         for tr in self.tracker.tracks:
             template = self._templates.get(tr.id)
-            if (template is None or t - template.t > cfg.follow_s
+            if (template is None or t - template.t > cfg.follow_s or not tr.steady
                     or any(continues(tr.detection, d, cfg) for d in detections)):
                 continue
             found, _ = follow(prep.grey, prep.scale, template, tr.detection, cfg.follow_min_score)
@@ -272,13 +272,13 @@ class FramePipeline:
         return out
 
     def remember_looks(self, tracks: list[Track], t: float) -> None:
-        """Each track's look as the cascade last found it; forgotten with the track."""
+        """Each steady track's look as the cascade last found it; forgotten with the track."""
         live = {tr.id for tr in self.tracker.tracks}
         self._templates = {k: v for k, v in self._templates.items() if k in live}
         if self._prep is None or self.tracker.cfg.follow_s <= 0:
             return
         for tr in tracks:
-            if not tr.detection.followed:
+            if not tr.detection.followed and tr.steady:
                 template = cut_template(self._prep.grey, self._prep.scale, tr.detection, t)
                 if template is not None:
                     self._templates[tr.id] = template

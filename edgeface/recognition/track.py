@@ -74,6 +74,14 @@ class Track:
         """The name to show for this frame (None while undecided, unknown or being rechecked)."""
         return None if self.recheck else self.name
 
+    @property
+    def steady(self) -> bool:
+        """Its vote is decided and it is not being rechecked: what it follows is the face it
+        decided on (vision.follow follows only such tracks). A box found where a track's face was
+        after a gap may be something else (on door_clip seed 2, a static shape on the wall found
+        as the track of a man who had just left: followed, it kept his name there for 2 s)."""
+        return self.decided and not self.recheck
+
     def needs_embedding(self, t: float) -> bool:
         if self.recheck or not self.decided or self.last_embedded is None:
             return True
