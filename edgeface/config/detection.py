@@ -91,12 +91,6 @@ class DetectionConfig:
     # around tracked faces, the slow whole-frame sweep); what the budget leaves carries over to the
     # next frames, oldest first. 0 = no limit. See BUDGET_MS for how the default was chosen.
     budget_ms: float = BUDGET_MS
-    # Video: an upright frontal face the second opinion rejects, but gives at least
-    # persist_min_neighbors, is kept when it was seen so at the same place in persist_frames of the
-    # last persist_window frames looked at (vision.persist: glasses, blur). persist_frames 0 or 1: never.
-    persist_frames: int = 3
-    persist_window: int = 6
-    persist_min_neighbors: int = 4
 
     def __post_init__(self) -> None:
         # Each of these, out of range, gives a detector that runs and never finds a face (or
@@ -127,10 +121,6 @@ class DetectionConfig:
                 (all(within(a, -90.0, 90.0) for a in self.profile_angles),
                  "profile_angles must be degrees within -90..90"),
                 (self.profile_min_score >= 0, "profile_min_score must not be negative"),
-                (self.persist_frames >= 0, "persist_frames must not be negative (0: off)"),
-                (self.persist_window >= max(self.persist_frames, 1),
-                 "persist_window must be at least persist_frames (frames)"),
-                (self.persist_min_neighbors >= 1, "persist_min_neighbors must be at least 1"),
                 (self.budget_ms >= 0 and self.budget_ms <= 10000, "budget_ms must be 0 (no limit) .. 10000"))
 
     def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:

@@ -25,7 +25,6 @@ from edgeface.vision.detect import ChipFaceCheck, Detection, HaarDetector, Hit, 
 from edgeface.vision.follow import FaceTemplate, cut_template, follow
 from edgeface.vision.landmarks import Aligner
 from edgeface.vision.motion import MotionDetector
-from edgeface.vision.persist import Persistence
 from edgeface.vision.pixels import FramePixels
 from edgeface.vision.schedule import DetectionSchedule, FramePlan
 
@@ -179,8 +178,6 @@ class FramePipeline:
         self.schedule = DetectionSchedule(self.detector.sweep, self.detector.cfg,
                                           motion if self.motion is not None else None)
         self.scenes = SceneChange(self.detector.cfg.scene_change)
-        dcfg = self.detector.cfg
-        self.persistence = Persistence(dcfg.persist_frames, dcfg.persist_window, dcfg.persist_min_neighbors)
         self.frame_index = 0
         self.cascade_frames = 0  # frames on which any cascade ran (the rest cost only the motion stage)
         self._quiet = False  # the last motion check found nothing moving
@@ -244,11 +241,7 @@ class FramePipeline:
         # frame never verified, and he was named 1.7 s late or not at all.)
         earlier = [h for f, h in self._earlier_hits
                    if not any(_covers(d, h) for d in plan.tracked)]  # a tracked face has its own search
-        cands = detector.candidates(prep, hits + queued + earlier, plan.tracked)
-        if plan.full_sweep:
-            self.persistence.reset()
-        found = detector.select(cands, self.persistence.confirmed(
-            self.frame_index, [c for c in cands if not detector.keep(c)]))
+        found = detector.select(detector.candidates(prep, hits + queued + earlier, plan.tracked))
         self._earlier_hits = [(f, h) for f, h in self._earlier_hits + [(self.frame_index, h) for h in queued]
                               if self.frame_index - f < EARLIER_HITS_FRAMES and not any(_covers(d, h) for d in found)]
         self.schedule.finish(plan, ran, found, t)

@@ -76,11 +76,13 @@ class Track:
 
     @property
     def steady(self) -> bool:
-        """Its vote is decided and it is not being rechecked: what it follows is the face it
-        decided on (vision.follow follows only such tracks). A box found where a track's face was
-        after a gap may be something else (on door_clip seed 2, a static shape on the wall found
-        as the track of a man who had just left: followed, it kept his name there for 2 s)."""
-        return self.decided and not self.recheck
+        """A face it is sure of: its vote is decided, it is not being rechecked, and it is named or
+        passed the chip face check. vision.follow follows only such tracks. A box found where a
+        track's face was after a gap may be something else (door_clip seed 2: wood grain beside a
+        cup, found as the track of a man who had just left, kept his name there for 2 s); and a face
+        that matched nobody and failed the face check may be no face (the same wood grain, followed
+        between the cascade's hits, lived on to be named elton_john for 50 frames)."""
+        return self.decided and not self.recheck and self.name is not None
 
     def needs_embedding(self, t: float) -> bool:
         if self.recheck or not self.decided or self.last_embedded is None:

@@ -351,10 +351,9 @@ class HaarDetector:
             out.append(Candidate(det, eyes, self._second_opinion(prep, det)))
         return out
 
-    def select(self, cands: list[Candidate], also: Sequence[Candidate] = ()) -> list[Detection]:
-        """The candidates that verify (and those of ``also``), nested and stacked duplicates
-        dropped, strongest first."""
-        kept = [c.detection for c in cands if self.keep(c) or any(c is a for a in also)]
+    def select(self, cands: list[Candidate]) -> list[Detection]:
+        """The candidates that verify, nested and stacked duplicates dropped, strongest first."""
+        kept = [c.detection for c in cands if self.keep(c)]
         if self.cfg.suppress_nested:
             kept = [kept[k] for k in geometry.suppress_nested([(d.cx, d.cy, d.size) for d in kept])]
             kept = [kept[k] for k in geometry.suppress_stacked([(d.cx, d.cy, d.size, d.angle) for d in kept])]
