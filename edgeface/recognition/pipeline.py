@@ -247,7 +247,7 @@ class FramePipeline:
         self.schedule.finish(plan, ran, found, t)
         return found
 
-    def follow(self, detections: list[Detection], t: float) -> list[Detection]:
+    def followed(self, detections: list[Detection], t: float) -> list[Detection]:
         """Followed detections (vision.follow) for the live tracks this frame's detections miss,
         within tracking.follow_s of the cascade's last finding them."""
         cfg, prep = self.tracker.cfg, self._prep
@@ -292,7 +292,7 @@ class FramePipeline:
             self._skipped = 0
             plan, motion_ms = self.plan(px, t)
             detections = self.detect(px, plan, t)
-            detections += self.follow(detections, t)
+            detections += self.followed(detections, t)
         t1 = clock()
         tracks = self.tracker.update(detections, t)
         self.remember_looks(tracks, t)

@@ -76,12 +76,11 @@ class Track:
 
     @property
     def steady(self) -> bool:
-        """A face it is sure of: its vote is decided, it is not being rechecked, and it is named or
-        passed the chip face check. vision.follow follows only such tracks. A box found where a
-        track's face was after a gap may be something else (door_clip seed 2: wood grain beside a
-        cup, found as the track of a man who had just left, kept his name there for 2 s); and a face
-        that matched nobody and failed the face check may be no face (the same wood grain, followed
-        between the cascade's hits, lived on to be named elton_john for 50 frames)."""
+        """A face it is sure of: decided, named, and not being rechecked; vision.follow follows only
+        such tracks. A box found where a track's face was after a gap may be something else (door_clip
+        seed 2: wood grain beside a cup, found as the track of a man who had just left, was followed
+        with his name for 2 s); a face that matched nobody may be no face (the same wood grain,
+        followed between the cascade's hits, lived on until one of its chips was named elton_john)."""
         return self.decided and not self.recheck and self.name is not None
 
     def needs_embedding(self, t: float) -> bool:

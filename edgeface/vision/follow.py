@@ -1,18 +1,18 @@
-"""Following a tracked face by its look where the cascade loses it for a few frames.
+"""Following a named face by its look where the cascade loses it for a few frames.
 
 On real footage the cascade misses a face it found a moment ago for many frames in a row: a
-head turned a little further, glasses catching the light, motion blur, a face small for its
-resolution (the shared walking-and-pause clip: the blonde woman found in 6 of 41 frames, the
-bald man with glasses in 3). Between those hits the face is where it was, looking as it did.
-So each cascade detection leaves a template (its grey square at detection resolution), and a
-tracked face the next frames miss is looked for by normalised cross-correlation
-(cv2.matchTemplate) near where it was, at three sizes. A match as alike as ``min_score`` places
-the face for that frame: a *followed* detection. It keeps the track alive and in place, and the
-face counts as seen, but it never gives a chip to name from or to raise an unknown-face event
-on, and it stops ``max_age`` seconds after the cascade last confirmed the face: only the cascade
-starts, names and re-confirms faces.
+head tilted or turned a little further, glasses catching the light, motion blur (the shared
+head-pose female-and-male clip: the woman, her head tilted ~60 degrees and held still, found in
+25 of 56 frames). Between those hits the face is where it was, looking as it did. So each
+cascade detection of a named track leaves a template (its grey square at detection resolution),
+and a frame that misses the face looks for it by normalised cross-correlation (cv2.matchTemplate)
+near where it was, at three sizes. A match as alike as ``min_score`` places the face for that
+frame: a *followed* detection. It keeps the track alive, named and in place, but it never gives a
+chip to name from or to raise an unknown-face event on, and the pipeline stops following
+tracking.follow_s after the cascade last found the face: only the cascade starts, names and
+re-confirms faces.
 
-Pure functions over numpy arrays; the pipeline keeps one template per track.
+Pure functions over numpy arrays; the pipeline (recognition.pipeline) keeps one template per track.
 """
 from __future__ import annotations
 
