@@ -161,3 +161,19 @@ def test_convert_landmarks_names_a_bad_file(tmp_path):
     truncated.write_bytes(b"\x01\x01\x01")
     with pytest.raises(DlibFormatError, match=r"cut\.dat: file is truncated"):
         parse_shape_predictor(truncated)
+
+
+@pytest.mark.parametrize("degrees", [0, 30, -45])
+def test_a_second_landmark_pass_from_the_implied_rect_lands_where_the_first_did(degrees, aligner):
+    """The open-set lever "tighter alignment" (models/README.md): the rect the first pass's landmarks
+    imply has the face's roll, and predicting again from it moves the points by under a pixel
+    (the first pass has converged: why the lever changes nothing)."""
+    from edgeface.vision.detect import HaarDetector
+
+    image = turned(astronaut_bgr(), degrees)
+    (face,) = HaarDetector().detect(image)
+    first = aligner.landmarks(image, face)
+    implied = aligner.implied_detection(first)
+    assert implied.angle == pytest.approx(degrees, abs=8.0)
+    second = Aligner(aligner.predictor, refine=True).landmarks(image, face)
+    assert np.abs(second - first).max() < 1.0

@@ -13,6 +13,7 @@ matcher the daemon builds (open-set rule and all), so the figures are those of t
 
 Levers (models/README.md, "Open set"), one at a time:
   --mirror             each chip and its mirror image embedded, the two averaged (enrolment and probes)
+  --refine             landmarks predicted a second time from the rect the first prediction implies
   --method M           how a person's photos combine: nearest (best photo), centroid (their mean), top2
   --quality            enrolment photos weighted by quality (face size, sharpness, how frontal) in the mean
                        (with --method centroid), or the poorest third left out (nearest, top2)
@@ -43,6 +44,7 @@ from edgeface.recognition.pipeline import build_recognizer
 from edgeface.vision.chip import sharpness
 from edgeface.vision.detect import largest
 from edgeface.vision.images import IMAGE_SUFFIXES, ImageError, read_photo
+from edgeface.vision.landmarks import Aligner
 
 
 def photos(folder: Path) -> dict[str, list[Path]]:
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=20, help="random galleries per size")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mirror", action="store_true")
+    ap.add_argument("--refine", action="store_true",
+                    help="landmarks predicted twice, the second time from the rect the first implies")
     ap.add_argument("--method", default="nearest", choices=("nearest", "centroid", "top2"))
     ap.add_argument("--quality", action="store_true")
     ap.add_argument("--sweep", default="", help="base thresholds to try, e.g. 0.915,0.92,0.925")
@@ -165,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = Config()
     recognizer = build_recognizer(cfg)
+    if args.refine:
+        recognizer.aligner = Aligner(refine=True)
     spec = recognizer.embedder.spec
     margin = cfg.recognition.margin if args.margin is None else args.margin
     train, val = photos(args.train), photos(args.val)

@@ -205,11 +205,31 @@ def _grey(bgr: np.ndarray) -> np.ndarray:
 class Aligner:
     """Haar detections -> five landmarks -> dlib-framed chips. Holds the predictor."""
 
-    def __init__(self, predictor: LandmarkPredictor | None = None):
+    def __init__(self, predictor: LandmarkPredictor | None = None, refine: bool = False):
         self.predictor = predictor if predictor is not None else LandmarkPredictor()
+        # refine: a second pass from the rect the first pass's landmarks imply (measured as an
+        # open-set lever, models/README.md "Open set"; off)
+        self.refine = refine
 
     def landmarks(self, frame: np.ndarray, det: Detection) -> np.ndarray:
         """(5, 2) landmarks in frame pixels for one Haar detection."""
+        pts = self._landmarks(frame, det)
+        return self._landmarks(frame, self.implied_detection(pts)) if self.refine else pts
+
+    def implied_detection(self, pts: np.ndarray) -> Detection:
+        """The Haar detection whose rect (haar_rect) would hold ``pts`` where the predictor's mean
+        shape sits in its rect: place, size and roll fitted to the landmarks, not to the cascade."""
+        from edgeface.vision.detect import Detection
+
+        a, t = similarity_transform(self.predictor.initial_shape, pts)  # unit rect -> frame pixels
+        side = math.hypot(a[0, 0], a[1, 0])
+        angle = -math.degrees(math.atan2(a[1, 0], a[0, 0]))  # rotation_matrix's sign convention
+        centre = a @ (0.5, 0.5) + t
+        size = side / RECT_SCALE
+        cx, cy = centre - geometry.rotation_matrix(angle) @ (RECT_DX * size, RECT_DY * size)
+        return Detection(float(cx), float(cy), float(size), angle, 0.0)
+
+    def _landmarks(self, frame: np.ndarray, det: Detection) -> np.ndarray:
         rect_side = RECT_SCALE * det.size
         scale = min(1.0, _MAX_RECT_SIDE / max(rect_side, 1.0))
         side = int(math.ceil(_CROP_RECT_SIDES * rect_side * scale)) | 1
