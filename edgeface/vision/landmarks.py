@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,9 +21,7 @@ import numpy as np
 from edgeface.config.paths import shipped_file
 from edgeface.vision import geometry
 from edgeface.vision.chip import cut_chips_at
-
-if TYPE_CHECKING:
-    from edgeface.vision.detect import Detection
+from edgeface.vision.detect import Detection
 
 DEFAULT_LANDMARKS_NAME = "landmarks_5pt.npz"
 
@@ -219,8 +216,6 @@ class Aligner:
     def implied_detection(self, pts: np.ndarray) -> Detection:
         """The Haar detection whose rect (haar_rect) would hold ``pts`` where the predictor's mean
         shape sits in its rect: place, size and roll fitted to the landmarks, not to the cascade."""
-        from edgeface.vision.detect import Detection
-
         a, t = similarity_transform(self.predictor.initial_shape, pts)  # unit rect -> frame pixels
         side = math.hypot(a[0, 0], a[1, 0])
         angle = -math.degrees(math.atan2(a[1, 0], a[0, 0]))  # rotation_matrix's sign convention
