@@ -23,8 +23,9 @@ Levers (models/README.md, "Open set"), one at a time:
     python tools/eval_open_set.py TRAIN VAL [--photos 5] [--galleries 5,10,20 --draws 20] [--json]
 
 Embeddings are cached per photo folder (--cache DIR, default /tmp/edgeface-eval-cache), keyed on the
-files' paths, sizes and modification times, so levers tried one after another embed each photo once.
-The key does not cover the model or the detector: after changing those, pass a fresh --cache.
+files' paths, sizes and modification times and on what embeds them (the model, the detection settings,
+the aligner), so levers tried one after another embed each photo once, and a changed model, detector
+or --refine embeds afresh.
 """
 from __future__ import annotations
 
@@ -76,7 +77,10 @@ def embed_folder(recognizer, files: list[Path], cache: Path) -> list[dict]:
     # keyed on each file's path, size and modification time: a set rebuilt in place (same paths)
     # is embedded afresh, not served the old photos' embeddings
     stamps = (f"{f}\t{f.stat().st_size}\t{f.stat().st_mtime_ns}" for f in files)
-    key = hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
+    aligner = recognizer.aligner
+    setup = (f"{recognizer.embedder.spec.model_id}\t{recognizer.detector.cfg!r}\t"
+             f"{type(aligner).__name__}:{getattr(aligner, 'refine', None)}")
+    key = hashlib.sha256("\n".join([setup, *stamps]).encode()).hexdigest()[:16]
     path = cache / f"{key}.npz"
     if path.is_file():
         data = np.load(path, allow_pickle=True)
