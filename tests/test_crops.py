@@ -6,6 +6,7 @@ from faces import astronaut_bgr
 from skimage import data
 
 from edgeface.recognition.match import Matcher, OpenSetRule
+from edgeface.recognition.pipeline import Recognizer
 from edgeface.vision.detect import largest
 
 
@@ -28,13 +29,13 @@ def test_a_tight_crop_the_sweep_misses_is_found_and_named(recognizer):
     image = astronaut_bgr()
     enrolled = recognizer.embed(image, recognizer.find(image))
     matcher = Matcher(["eileen"], enrolled, OpenSetRule(recognizer.embedder.spec.threshold))
-    recognizer.matcher = matcher
-    (face,) = recognizer.recognize(crop)
+    named = Recognizer(recognizer.detector, recognizer.embedder, matcher)  # the session's recognizer stays as built
+    (face,) = named.recognize(crop)
     assert face.name == "eileen", face.score
     # on a larger grey canvas, as a crop pasted by another system
     canvas = np.full((200, 200, 3), 128, np.uint8)
     canvas[44:156, 44:156] = crop
-    assert [f.name for f in recognizer.recognize(canvas)] == ["eileen"]
+    assert [f.name for f in named.recognize(canvas)] == ["eileen"]
 
 
 def _textures() -> dict[str, np.ndarray]:
