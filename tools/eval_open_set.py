@@ -19,6 +19,10 @@ Levers (models/README.md, "Open set"), one at a time:
                        (with --method centroid), or the poorest third left out (nearest, top2)
   --sweep a,b,...      base thresholds to try instead of the model's (the rule's growth, crowding and
                        margin stay); prints one row per threshold and gallery size
+  --probe-face-px N    probes (val photos, strangers' photos) embedded with their faces N pixels across:
+                       each photo scaled down, its detections with it (faces at a distance); enrolment
+                       keeps the photos as they are
+  --enrol-face-px N    each enrolment photo also enrolled as it looks with its face N pixels across
 
     python tools/eval_open_set.py TRAIN VAL [--photos 5] [--galleries 5,10,20 --draws 20] [--json]
 
@@ -35,8 +39,10 @@ import itertools
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgeface.config import Config
@@ -72,14 +78,18 @@ def quality(recognizer, image: np.ndarray, face, chip: np.ndarray) -> float:
     return float(size * sharp * frontal)
 
 
-def embed_folder(recognizer, files: list[Path], cache: Path) -> list[dict]:
-    """Per file: plain and mirrored embeddings of every face found, the largest face's index, its quality."""
+def embed_folder(recognizer, files: list[Path], cache: Path, face_px: int = 0) -> list[dict]:
+    """Per file: plain and mirrored embeddings of every face found, the largest face's index, its quality.
+    ``face_px``: each photo is first scaled down so its largest face is that many pixels across (the
+    faces found at full size, scaled with it: what is measured is the embedding, not the detector)."""
     # keyed on each file's path, size and modification time: a set rebuilt in place (same paths)
     # is embedded afresh, not served the old photos' embeddings
     stamps = (f"{f}\t{f.stat().st_size}\t{f.stat().st_mtime_ns}" for f in files)
     aligner = recognizer.aligner
     setup = (f"{recognizer.embedder.spec.model_id}\t{recognizer.detector.cfg!r}\t"
              f"{type(aligner).__name__}:{getattr(aligner, 'refine', None)}")
+    if face_px:
+        setup += f"\tface_px={face_px}"
     key = hashlib.sha256("\n".join([setup, *stamps]).encode()).hexdigest()[:16]
     path = cache / f"{key}.npz"
     if path.is_file():
@@ -96,6 +106,12 @@ def embed_folder(recognizer, files: list[Path], cache: Path) -> list[dict]:
                         "largest": -1, "quality": 0.0})
             continue
         found = recognizer.find(image)
+        big = largest(found)
+        if face_px and big is not None and big.size > face_px:
+            k = face_px / big.size
+            image = cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+            # pixel centres: x' + 0.5 = k (x + 0.5)
+            found = [replace(d, cx=(d.cx + 0.5) * k - 0.5, cy=(d.cy + 0.5) * k - 0.5, size=d.size * k) for d in found]
         chips = recognizer.chips(image, found)
         plain = recognizer.embedder.embed(chips) if len(found) else np.zeros((0, 128), np.float32)
         flipped = recognizer.embedder.embed(chips[:, :, ::-1]) if len(found) else plain
@@ -166,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", default="nearest", choices=("nearest", "centroid", "top2"))
     ap.add_argument("--quality", action="store_true")
     ap.add_argument("--sweep", default="", help="base thresholds to try, e.g. 0.915,0.92,0.925")
+    ap.add_argument("--probe-face-px", type=int, default=0,
+                    help="probes embedded with their faces this many pixels across (0: as they are)")
+    ap.add_argument("--enrol-face-px", type=int, default=0,
+                    help="each enrolment photo enrolled a second time, its face this many pixels across")
     ap.add_argument("--growth", type=float, default=None, help="the rule's threshold growth per e-fold of people")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/edgeface-eval-cache"))
     ap.add_argument("--json", action="store_true")
@@ -182,16 +202,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"embedding {sum(len(train[p]) + len(val[p]) for p in people)} photos of {len(people)} people",
           file=sys.stderr)
     all_train = embed_folder(recognizer, [f for p in people for f in train[p]], args.cache)
-    all_val = embed_folder(recognizer, [f for p in people for f in val[p]], args.cache)
-    probes_train, probes_val, i, j = {}, {}, 0, 0
+    all_val = embed_folder(recognizer, [f for p in people for f in val[p]], args.cache, args.probe_face_px)
+    # strangers' train photos are probes too: at the probes' size
+    small_train = (embed_folder(recognizer, [f for p in people for f in train[p]], args.cache, args.probe_face_px)
+                   if args.probe_face_px else all_train)
+    probes_train, probes_val, enrol_train, i, j = {}, {}, {}, 0, 0
     for p in people:
-        probes_train[p], probes_val[p] = all_train[i:i + len(train[p])], all_val[j:j + len(val[p])]
+        probes_train[p], probes_val[p] = small_train[i:i + len(train[p])], all_val[j:j + len(val[p])]
+        enrol_train[p] = all_train[i:i + len(train[p])]
         i, j = i + len(train[p]), j + len(val[p])
     kind = "mirror" if args.mirror else "plain"
     method = "nearest" if args.method == "centroid" and args.quality else args.method  # one weighted row each
-    enrol_rows = {p: enrolment(probes_train[p], kind, args.photos, args.method, args.quality) for p in people}
+    enrol_rows = {p: enrolment(enrol_train[p], kind, args.photos, args.method, args.quality) for p in people}
+    if args.enrol_face_px:  # the same photos again, as they look from further away
+        copies = embed_folder(recognizer, [f for p in people for f in train[p]], args.cache, args.enrol_face_px)
+        i = 0
+        for p in people:
+            extra = enrolment(copies[i:i + len(train[p])], kind, args.photos, args.method, args.quality)
+            enrol_rows[p] = np.concatenate([enrol_rows[p], extra]) if len(extra) else enrol_rows[p]
+            i += len(train[p])
     probes_all = {p: probes_val[p] + probes_train[p] for p in people}
-    no_face = {"enrol": sum(r["largest"] < 0 for p in people for r in probes_train[p]),
+    no_face = {"enrol": sum(r["largest"] < 0 for p in people for r in enrol_train[p]),
                "probes": sum(not len(r[kind]) for p in people for r in probes_all[p])}
 
     if args.galleries:
@@ -222,13 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     result = {"train": str(args.train), "val": str(args.val), "photos_per_person": args.photos or "all",
               "rule": "fixed" if args.threshold is not None else "open-set", "margin": margin,
               "mirror": args.mirror, "method": args.method, "quality": args.quality,
+              "probe_face_px": args.probe_face_px or None, "enrol_face_px": args.enrol_face_px or None,
               "no_face": no_face, "splits": rows,
               "threshold_by_gallery_size": {n: round(OpenSetRule(spec.threshold).for_people(n), 4)
                                             for n in (5, 12, 20, 50, 100, 1000)}}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"mirror {args.mirror}, method {args.method}, quality {args.quality}; "
+        print(f"mirror {args.mirror}, method {args.method}, quality {args.quality}, "
+              f"probe faces {args.probe_face_px or 'as they are'} px, "
+              f"enrolment copies {args.enrol_face_px or 'none'}; "
               f"no face found: {no_face['enrol']} enrolment photos, {no_face['probes']} probes")
         print("base    people  galleries  threshold  enrolled named right  strangers left unknown  wrong name")
         for r in rows:
