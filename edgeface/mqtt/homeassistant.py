@@ -81,6 +81,12 @@ def face_image(t: Topics, camera: str, unknown: bool) -> Discovery:
                    icon="mdi:account-question" if unknown else "mdi:account-box")
 
 
+def camera_entities(t: Topics, camera: str) -> list[Discovery]:
+    """Every entity a camera can have, whatever the options (edgeface.mqtt.stale reads old ones)."""
+    return [camera_person(t, camera), face_image(t, camera, unknown=True), face_image(t, camera, unknown=False),
+            *camera_diagnostics(t, camera)]
+
+
 CAMERA_DIAGNOSTICS = (  # key in {prefix}/{camera}/diagnostics, name, unit, icon
     ("fps", "frames per second", "fps", "mdi:speedometer"),
     ("dropped_frames", "dropped frames", "frames", "mdi:filmstrip-off"),
@@ -97,6 +103,9 @@ def camera_diagnostics(t: Topics, camera: str) -> list[Discovery]:
 
 
 # -- per device ------------------------------------------------------------------------------
+SOC_TEMPERATURE = ("sensor", "soc_temperature")  # (component, object id): announced once a board reports one
+
+
 def device_diagnostics(t: Topics, temperature: bool, fleet: bool) -> list[Discovery]:
     """CPU and gallery always; the SoC temperature where the board reports one; the last fleet sync
     with a fleet."""
@@ -113,7 +122,7 @@ def device_diagnostics(t: Topics, temperature: bool, fleet: bool) -> list[Discov
                 state_class="measurement", entity_category=DIAGNOSTIC, icon="mdi:face-man-profile"),
     ]
     if temperature:
-        out.append(_entity(t, "sensor", "soc_temperature", f"{d}_soc_temperature", "SoC temperature",
+        out.append(_entity(t, *SOC_TEMPERATURE, f"{d}_soc_temperature", "SoC temperature",
                            state_topic=t.device_diagnostics, value_template="{{ value_json.soc_temperature }}",
                            device_class="temperature", unit_of_measurement="°C", state_class="measurement",
                            entity_category=DIAGNOSTIC))
@@ -127,6 +136,11 @@ def device_diagnostics(t: Topics, temperature: bool, fleet: bool) -> list[Discov
 # -- household presence ------------------------------------------------------------------------
 def presence_object_id(name: str | None) -> str:
     return "unknown_visitor" if name is None else f"{name_key(name)}_presence"
+
+
+def is_person_presence(component: str, object_id: str) -> bool:
+    """A person's presence entity (not the unknown visitor's): one per gallery person."""
+    return component == "binary_sensor" and object_id.endswith("_presence")
 
 
 def presence(t: Topics, name: str | None) -> Discovery:

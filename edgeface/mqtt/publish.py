@@ -6,7 +6,8 @@ Will), so stopping one device of a household leaves the others' entities availab
 
 Discovery goes out (retained) on every connection and again whenever Home Assistant announces
 itself ({discovery_prefix}/status = "online"), so entities come back after its MQTT integration
-was reset.
+was reset. On every connection the retained configs under this device's node id that it no longer
+announces are emptied (edgeface.mqtt.stale: cameras removed, options switched off, people gone).
 
 paho's network thread reconnects on its own (backoff 1..30 s). While the broker is away, events
 wait in our own bounded queue (oldest dropped first, drops counted) and go out on reconnect;
@@ -37,6 +38,7 @@ from edgeface.mqtt.homeassistant import OFFLINE, ONLINE
 from edgeface.mqtt.household import Household
 from edgeface.mqtt.images import face_jpeg
 from edgeface.mqtt.presence import PresenceUpdate
+from edgeface.mqtt.stale import StaleConfigs
 from edgeface.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class Publisher:
         self.home = home or HomeConfig()
         self.fleet = fleet
         self._home_people: set[str] = set()  # people whose presence entity this connection announced
+        self._people_known = False  # set by the first publish_presence: until then nobody's entity is stale
         self._home_states: dict[str, str] = {}  # state topic -> ON/OFF last sent (refreshes send attributes only)
         self._home_lock = threading.Lock()
         self.cameras = list(cameras)
@@ -101,7 +104,10 @@ class Publisher:
         self.household = Household(self.home.presence_timeout, self.home.unknown_timeout) if fleet else None
         self._household_from = float("inf")  # monotonic time from which household states go out
         self._home_attributes: dict[str, str] = {}  # fleet: attributes topic -> JSON last sent
-        self.has_temperature = False  # set by the first diagnostics with a SoC temperature
+        # None until the first diagnostics tell whether the board has a SoC temperature (True from the
+        # first one with a reading); until then the temperature's entity is neither announced nor stale
+        self.has_temperature: bool | None = None
+        self.stale = StaleConfigs(self.topics, self.cameras)
         self._lock = threading.Lock()
         self._queue: collections.deque = collections.deque()
         self._connected = False
@@ -163,9 +169,8 @@ class Publisher:
         client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         if self.cfg.discovery:
             self._publish_discovery(client)
-            if self.home.presence:  # finds the entities of people removed while we were away
-                client.subscribe(self.topics.discovery_all("binary_sensor"), qos=1)
-            client.subscribe(self.topics.ha_status, qos=1)
+            self.stale.connected()  # finds the entities announced before and no longer (after ours went out)
+            client.subscribe([(self.stale.subscription, 1), (self.topics.ha_status, 1)])
         if self.household is not None and self.home.presence:
             client.subscribe([(self.topics.all_device_presence, 1), (self.topics.all_device_status, 1)])
             self._household_from = self._connected_at + HOUSEHOLD_SETTLE_S
@@ -228,7 +233,8 @@ class Publisher:
                 log.info("MQTT: Home Assistant is online; sending discovery again")
                 self._publish_discovery(client)
             return
-        self._remove_stale_presence_entity(client, msg)
+        if self.stale.heard(msg.topic, msg.payload, msg.retain):
+            self._remove_stale()
 
     # -- Home Assistant discovery ----------------------------------------------------------
     def discoveries(self) -> list[ha.Discovery]:
@@ -244,7 +250,7 @@ class Publisher:
             if self.home.diagnostics:
                 out.extend(ha.camera_diagnostics(t, camera))
         if self.home.diagnostics:
-            out.extend(ha.device_diagnostics(t, temperature=self.has_temperature, fleet=self.fleet))
+            out.extend(ha.device_diagnostics(t, temperature=bool(self.has_temperature), fleet=self.fleet))
         if self.home.presence:
             with self._home_lock:
                 people = sorted(self._home_people)
@@ -258,16 +264,25 @@ class Publisher:
             client.publish(d.topic, to_json(d.config), qos=1, retain=True)
         self.discovery_sent += 1
 
-    def _remove_stale_presence_entity(self, client, msg) -> None:
-        """A retained presence config under our node for someone no longer in the gallery: empty it."""
-        object_id = msg.topic.split("/")[-2]
-        if not (msg.retain and msg.payload and object_id.endswith("_presence")):
-            return
-        with self._home_lock:
-            keys = {ha.presence_object_id(n) for n in self._home_people}
-        if object_id not in keys:
-            log.info("MQTT: removing the presence entity %s (no longer in the gallery)", object_id)
-            client.publish(msg.topic, b"", qos=1, retain=True)
+    def _remove_stale(self) -> None:
+        """Empty the retained configs heard under our node that discoveries() no longer announces,
+        unless what decides them is not known yet (see edgeface.mqtt.stale)."""
+        if not (self.cfg.discovery and self.connected):
+            return  # the next connection hears them again
+        # what is known is read before what is announced: each is set before it counts as known
+        people_known, temperature_known = self._people_known, self.has_temperature is not None
+        announced = {d.topic for d in self.discoveries()}
+
+        def undecided(component: str, object_id: str) -> bool:
+            """An entity whose announcement hangs on what is not known yet: kept until it is."""
+            if self.home.presence and not people_known and ha.is_person_presence(component, object_id):
+                return True
+            return self.home.diagnostics and not temperature_known and (component, object_id) == ha.SOC_TEMPERATURE
+
+        for topic, why in self.stale.judge(announced, undecided):
+            component, object_id = self.topics.discovery_parts(topic) or ("", topic)
+            log.info("MQTT: removing the Home Assistant entity %s %s (%s)", component, object_id, why)
+            self.client.publish(topic, b"", qos=1, retain=True)
 
     # -- publishing -----------------------------------------------------------------------
     def _send(self, topic, payload, qos, retain) -> None:
@@ -322,10 +337,13 @@ class Publisher:
             return
         for camera, values in cameras.items():
             self._enqueue_or_send(self.topics.camera_diagnostics(camera), to_json(values), 0, True)
-        if device.get("soc_temperature") is not None and not self.has_temperature:
-            self.has_temperature = True
-            if self.cfg.discovery and self.connected:
+        reading = device.get("soc_temperature") is not None
+        if self.has_temperature is None or (reading and not self.has_temperature):
+            was, self.has_temperature = self.has_temperature, reading or bool(self.has_temperature)
+            if self.has_temperature and self.cfg.discovery and self.connected:
                 self._publish_discovery(self.client)
+            if was is None:  # the temperature's entity can be judged now
+                self._remove_stale()
         self._enqueue_or_send(self.topics.device_diagnostics, to_json(device), 0, True)
 
     def close(self, timeout: float = 1.0) -> None:
@@ -348,12 +366,20 @@ class Publisher:
     # -- home automation: presence, unknown visitors, compatibility outputs ---------------
     def publish_presence(self, updates: list[PresenceUpdate]) -> None:
         """Presence entities' states (retained), announcing newcomers' entities and removing the removed.
-        In a fleet, this device's own views, and the household states where they changed."""
+        In a fleet, this device's own views, and the household states where they changed. The first
+        call gives everyone (Presence.states(), or set_people() on a fresh Presence): the gallery's
+        people are known from then on, and the entities of people not among them are stale."""
         if not self.home.presence:
             return
         if self.household is not None:
             self._publish_own_views(updates)
-            return
+        else:
+            self._publish_presence(updates)
+        if not self._people_known:
+            self._people_known = True
+            self._remove_stale()
+
+    def _publish_presence(self, updates: list[PresenceUpdate]) -> None:
         t = self.topics
         for u in updates:
             state_topic = t.presence_state(u.name)

@@ -12,7 +12,8 @@
     {prefix}/{camera}/diagnostics         retained JSON: frames/s, dropped frames, cascade share
     {prefix}/presence/<key>/state|attributes      household presence (any device saw them lately)
     {prefix}/unknown_visitor/state|attributes|event
-    {discovery_prefix}/<component>/<device>/<object id>/config     Home Assistant discovery
+    {discovery_prefix}/<component>/<device>/<object id>/config     Home Assistant discovery (this
+                                          device's are subscribed to: stale ones are emptied)
     {discovery_prefix}/status             Home Assistant's birth / last will (we re-send discovery)
     {frigate_prefix}/tracked_object_update, {double_take_prefix}/matches/<key>   compatibility
 
@@ -127,9 +128,20 @@ class Topics:
     def discovery(self, component: str, object_id: str) -> str:
         return f"{self.discovery_prefix}/{component}/{self.node_id}/{object_id}/config"
 
-    def discovery_all(self, component: str) -> str:
-        """This device's retained configs of one component (subscription)."""
-        return f"{self.discovery_prefix}/{component}/{self.node_id}/+/config"
+    @property
+    def discovery_node(self) -> str:
+        """Every config under this device's node id, whatever the component (subscription: finds
+        the stale ones). The node id has no wildcard in it (node_id_of): never another device's."""
+        return f"{self.discovery_prefix}/+/{self.node_id}/+/config"
+
+    def discovery_parts(self, topic: str) -> tuple[str, str] | None:
+        """(component, object id) of a discovery config under this device's node id; None for any
+        other topic, another device's configs included."""
+        head = f"{self.discovery_prefix}/"
+        parts = topic[len(head):].split("/") if topic.startswith(head) else []
+        if len(parts) != 4 or parts[1] != self.node_id or parts[3] != "config" or not parts[0] or not parts[2]:
+            return None
+        return parts[0], parts[2]
 
     @property
     def ha_status(self) -> str:
