@@ -8,6 +8,7 @@ from skimage import data
 from edgeface.recognition.match import Matcher, OpenSetRule
 from edgeface.recognition.pipeline import Recognizer
 from edgeface.vision.detect import largest
+from edgeface.vision.images import content_box
 
 
 def tight_crop(recognizer, zoom: float, size: int = 112) -> np.ndarray:
@@ -36,6 +37,12 @@ def test_a_tight_crop_the_sweep_misses_is_found_and_named(recognizer):
     canvas = np.full((200, 200, 3), 128, np.uint8)
     canvas[44:156, 44:156] = crop
     assert [f.name for f in named.recognize(canvas)] == ["eileen"]
+    # ... on a canvas much larger than the crop, off centre: the face's share is of the crop
+    wide = np.full((300, 260, 3), 128, np.uint8)
+    wide[30:142, 120:232] = crop
+    (face,) = named.recognize(wide)
+    x, y, w, h = face.detection.box()
+    assert face.name == "eileen" and 120 <= x + w / 2 <= 232 and 30 <= y + h / 2 <= 142
 
 
 def _textures() -> dict[str, np.ndarray]:
@@ -93,3 +100,21 @@ def test_identify_and_enroll_take_a_tight_crop(recognizer, tmp_path, cli):
     assert [[f["name"] for f in line["faces"]] for line in lines] == [["eileen"], ["eileen"]]
     x, y, w, h = lines[1]["faces"][0]["box"]
     assert x >= 0 and y >= 0 and x + w <= 112 and y + h <= 112  # clipped to the picture
+
+
+def test_the_plain_border_of_a_pasted_crop_is_trimmed_and_nothing_else():
+    rng = np.random.default_rng(1)
+    crop = rng.integers(0, 256, (50, 40, 3), np.uint8)
+    canvas = np.full((120, 100, 3), 128, np.uint8)
+    canvas[30:80, 20:60] = crop
+    assert content_box(canvas) == (20, 30, 60, 80)
+    ringing = canvas.copy()
+    ringing[29, 20:60] = 135  # JPEG ringing along the crop's edge, within the tolerance
+    assert content_box(ringing) == (20, 30, 60, 80)
+    assert content_box(crop) == (0, 0, 40, 50)  # a picture with no plain border: all of it
+    assert content_box(np.full((64, 64, 3), 128, np.uint8)) == (0, 0, 64, 64)  # nothing but border
+    odd_corner = canvas.copy()
+    odd_corner[-1, -1] = 0  # corners of different colours: not a canvas
+    assert content_box(odd_corner) == (0, 0, 100, 120)
+    grey = cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY)
+    assert content_box(grey) == (20, 30, 60, 80)

@@ -23,6 +23,7 @@ from edgeface.recognition.track import IdentityEvent, Track, Tracker, continues
 from edgeface.vision.chip import cut_chips
 from edgeface.vision.detect import ChipFaceCheck, Detection, HaarDetector, Hit, Prepared
 from edgeface.vision.follow import FaceTemplate, cut_template, follow
+from edgeface.vision.images import content_box
 from edgeface.vision.landmarks import Aligner
 from edgeface.vision.motion import MotionDetector
 from edgeface.vision.pixels import FramePixels
@@ -130,13 +131,17 @@ class Recognizer:
         found = self.detector.detect(image)
         if found:
             return found
-        h, w = image.shape[:2]
+        # a crop pasted on a plain canvas: the crop is the picture (its own edges repeat around it, and
+        # the face's share is of the crop, not of the canvas)
+        x0, y0, x1, y1 = content_box(image)
+        crop = image[y0:y1, x0:x1]
+        h, w = crop.shape[:2]
         pad = max(1, int(round(STILL_PAD * max(h, w))))
         for border in (cv2.BORDER_CONSTANT, cv2.BORDER_REPLICATE):
-            canvas = cv2.copyMakeBorder(image, pad, pad, pad, pad, border, value=(128, 128, 128))
+            canvas = cv2.copyMakeBorder(crop, pad, pad, pad, pad, border, value=(128, 128, 128))
             found = [d for d in self.detector.detect(canvas) if d.size >= CROP_FACE_SHARE * min(h, w)]
             if found:
-                return [replace(d, cx=d.cx - pad, cy=d.cy - pad) for d in found]
+                return [replace(d, cx=d.cx - pad + x0, cy=d.cy - pad + y0) for d in found]
         return []
 
     def recognize(self, frame: np.ndarray) -> list[Face]:

@@ -198,3 +198,27 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     """(BGR uint8 image, sha256 of the file bytes); full size unless max_side is given (see read_photo)."""
     photo = read_photo(path, max_pixels, max_side)
     return photo.image, photo.sha256
+
+
+# A border counts as plain where no pixel differs from the corners' colour by more than this (JPEG
+# ringing along a pasted crop's edge stays within it).
+PLAIN_BORDER_TOLERANCE = 12
+
+
+def content_box(image: np.ndarray, tolerance: int = PLAIN_BORDER_TOLERANCE) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the picture without its plain border, when it has one: a face crop another
+    system pasted on a grey canvas. The four corners must share one colour (within ``tolerance``);
+    the border is every outer row and column within ``tolerance`` of it. The whole picture when there
+    is no such border, or nothing but it."""
+    h, w = image.shape[:2]
+    full = (0, 0, w, h)
+    pixels = image.reshape(h, w, -1).astype(np.int16)
+    corner = pixels[0, 0]
+    corners = pixels[[0, 0, h - 1, h - 1], [0, w - 1, 0, w - 1]]
+    if np.abs(corners - corner).max() > tolerance:
+        return full
+    differs = np.abs(pixels - corner).max(axis=2) > tolerance
+    rows, cols = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
+    if not len(rows):
+        return full
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
