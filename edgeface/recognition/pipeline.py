@@ -123,8 +123,9 @@ class Recognizer:
         """Faces in a still image (enroll, identify): the full sweep, and when it finds none, the
         sweep again on the picture set in a larger canvas, grey then its own edges repeated. A
         tight face crop (an ID photo, a crop exported by another system) cuts off the forehead and
-        chin the cascade looks for; around it, the canvas lets the face be seen whole. Only a face
-        that fills most of the picture is taken this way (a crop): in full photos, faces the
+        chin the cascade looks for; around it, the canvas lets the face be seen whole. A crop another
+        system already pasted on a plain canvas is trimmed to itself first. Only a face that fills
+        most of the picture (of the crop) is taken this way: in full photos, faces the
         retry found at the edges were often someone else or not a face. The cascade still
         decides: a picture without a face gains none (tests: textures, a cat, a rocket). Boxes
         may then reach past the picture. Video frames never take this path."""
