@@ -452,3 +452,49 @@ def test_daemon_entities_follow_enrol_and_remove_without_a_restart(tmp_path, mos
     late.wait_for(lambda m: False, 1.0)
     assert sorted(m.topic.split("/")[3] for m in late.messages if m.retain and m.payload) \
         == sorted([name_key("Eileen Collins") + "_presence", "unknown_visitor"])
+
+
+@pytest.mark.slow
+@needs_shipped_model
+def test_daemon_with_its_gallery_missing_leaves_the_presence_entities_in_place(tmp_path, mosquitto, subscriber):
+    """A mistyped gallery path gives a daemon that knows nobody: the people's entities an earlier run
+    announced stay (their Home Assistant settings with them) until the gallery is there."""
+    old = f"{DP}/binary_sensor/edgeface-under-test/carol_presence/config"
+    setter = subscriber("unused/#")
+    setter.client.publish(old, '{"name": "Carol"}', qos=1, retain=True).wait_for_publish(5)
+    watch = subscriber(old)
+    assert watch.wait_for(lambda m: m.payload != b"", 10)  # retained on the broker
+    sub, log = run_clip(tmp_path, mosquitto, subscriber, gallery_people=False)
+    assert "does not exist" in log
+    assert any(m.topic.endswith("/unknown_visitor/config") for m in sub.messages), log  # discovery went out
+    assert not [m for m in watch.messages if m.payload == b""], log
+
+
+@pytest.mark.slow
+@needs_shipped_model
+def test_daemon_reloaded_onto_a_missing_gallery_keeps_the_presence_entities(tmp_path, mosquitto, subscriber, media,
+                                                                             run_daemon):
+    """A gallery path mistyped on a reload names nobody until the file is there, and takes no one's
+    Home Assistant entity away: the astronaut's presence config stays on the broker."""
+    import signal
+
+    import yaml
+
+    model = shipped_model()
+    enroll(tmp_path / "gallery.db", media["photo"], model)
+    topic = f"{DP}/binary_sensor/edgeface-under-test/astronaut_presence/config"
+    watch = subscriber(topic)
+    config = write_config(tmp_path, mosquitto, model, media=media, mqtt={"discovery": True})
+    d = run_daemon(config)
+    assert watch.wait_for(lambda m: m.payload != b"", 60), d.log()
+    text = yaml.safe_load(config.read_text())
+    text["gallery"] = str(tmp_path / "galery.db")  # the typo
+    text["mqtt"]["keepalive"] = 30  # and a new publisher (its connection judges stale entities)
+    config.write_text(yaml.safe_dump(text))
+    d.signal(signal.SIGHUP)
+    assert d.wait_log("galery.db does not exist", 30), d.log()
+    assert d.wait_log("MQTT: connected", 30, count=2), d.log()
+    watch.wait_for(lambda m: False, 2.0)  # the new connection's retained configs have come and been judged
+    assert not [m for m in watch.messages if m.payload == b""], d.log()
+    still = subscriber(topic)
+    assert still.wait_for(lambda m: m.retain and m.payload != b"", 10), d.log()  # retained, not emptied

@@ -200,3 +200,26 @@ def test_only_this_nodes_retained_non_empty_configs_are_judged_and_the_reason_na
     assert stale.camera_of("image", "back_yard_last_unknown_visitor") == "back_yard"
     assert stale.camera_of("sensor", "gallery_people") is None
     assert stale.camera_of("binary_sensor", "unknown_visitor") is None
+
+
+def test_people_not_known_to_be_everyone_leave_every_presence_entity_in_place(mosquitto, subscriber):
+    """The daemon sets gallery_missing while its gallery file is missing (a mistyped path): removing
+    everyone's presence entity then would lose what the user set on them in Home Assistant."""
+    first = run_once(mosquitto, subscriber, ["door"], people=("alice", "bob"))
+    alice, bob = config("binary_sensor", "alice_presence"), config("binary_sensor", "bob_presence")
+    assert {alice, bob} <= first
+    pub = restart(mosquitto, subscriber, ["door"], gone=set(), give_people=False, diagnostics=False)
+    try:
+        watch = subscriber(f"{DP}/#")
+        pub.gallery_missing = True
+        presence = Presence(600, 60)
+        pub.publish_presence(presence.states())  # nobody: the gallery is missing
+        pub.publish_presence(presence.expire(time.monotonic() + 3600))  # the daemon's periodic call
+        assert pub.stale.pending() == {alice, bob}
+        assert {alice, bob} <= set(retained_now(subscriber, NODE))
+        pub.gallery_missing = False
+        pub.publish_presence(presence.set_people(["alice"]))  # the gallery appeared: alice alone
+        assert watch.wait_for(lambda m: m.topic == bob and m.payload == b"", 10)
+        assert alice in retained_now(subscriber, NODE) and pub.stale.pending() == set()
+    finally:
+        pub.close()

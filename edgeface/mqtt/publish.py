@@ -92,6 +92,9 @@ class Publisher:
         self.fleet = fleet
         self._home_people: set[str] = set()  # people whose presence entity this connection announced
         self._people_known = False  # set by the first publish_presence: until then nobody's entity is stale
+        # Set by the daemon while its gallery file is missing (a mistyped path?): the people it knows
+        # are not everyone, so nobody's presence entity is judged stale until the gallery is there.
+        self.gallery_missing = False
         self._home_states: dict[str, str] = {}  # state topic -> ON/OFF last sent (refreshes send attributes only)
         self._home_lock = threading.Lock()
         self.cameras = list(cameras)
@@ -368,14 +371,15 @@ class Publisher:
         """Presence entities' states (retained), announcing newcomers' entities and removing the removed.
         In a fleet, this device's own views, and the household states where they changed. The first
         call gives everyone (Presence.states(), or set_people() on a fresh Presence): the gallery's
-        people are known from then on, and the entities of people not among them are stale."""
+        people are known from then on, and the entities of people not among them are stale; while
+        ``gallery_missing``, from the first call after it is cleared."""
         if not self.home.presence:
             return
         if self.household is not None:
             self._publish_own_views(updates)
         else:
             self._publish_presence(updates)
-        if not self._people_known:
+        if not self._people_known and not self.gallery_missing:
             self._people_known = True
             self._remove_stale()
 

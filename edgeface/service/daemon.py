@@ -163,10 +163,15 @@ class Daemon:
 
     def _use_matcher(self, matcher: Matcher, reason: str) -> None:
         self.matcher = matcher
+        # A gallery file that is missing (a mistyped path, at start or on a reload) names nobody, but the
+        # people's presence entities stay, with what the user set on them in Home Assistant: nobody
+        # known is removed, and no entity left from an earlier run is judged stale, until it is there.
+        names = matcher.people if self.gallery is not None else self.presence.people
         if self.publisher is not None:
-            self.publisher.publish_presence(self.presence.set_people(matcher.people))
+            self.publisher.gallery_missing = self.gallery is None
+            self.publisher.publish_presence(self.presence.set_people(names))
         else:
-            self.presence.set_people(matcher.people)  # published with everyone's state once MQTT is set up
+            self.presence.set_people(names)  # published with everyone's state once MQTT is set up
         self._swap_worker_parts()
         if self.gallery is None:
             return
@@ -249,6 +254,7 @@ class Daemon:
             self.publisher.close(timeout=0.5)
         self.publisher = publisher
         self.presence.configure(self.cfg.home.presence_timeout, self.cfg.home.unknown_timeout)
+        publisher.gallery_missing = self.gallery is None
         publisher.publish_presence(self.presence.states())
         publisher.start()
 
