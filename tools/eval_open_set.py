@@ -107,16 +107,16 @@ def embed_folder(recognizer, files: list[Path], cache: Path, face_px: int = 0) -
             continue
         found = recognizer.find(image)
         big = largest(found)
+        i = found.index(big) if big is not None else -1
         if face_px and big is not None and big.size > face_px:
             k = face_px / big.size
             image = cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
             # pixel centres: x' + 0.5 = k (x + 0.5)
             found = [replace(d, cx=(d.cx + 0.5) * k - 0.5, cy=(d.cy + 0.5) * k - 0.5, size=d.size * k) for d in found]
+            big = found[i]
         chips = recognizer.chips(image, found)
         plain = recognizer.embedder.embed(chips) if len(found) else np.zeros((0, 128), np.float32)
         flipped = recognizer.embedder.embed(chips[:, :, ::-1]) if len(found) else plain
-        big = largest(found)
-        i = found.index(big) if big is not None else -1
         out.append({"plain": plain, "mirror": unit_rows(plain + flipped), "largest": i,
                     "quality": quality(recognizer, image, big, chips[i]) if i >= 0 else 0.0})
         if n % 100 == 0:
@@ -201,26 +201,29 @@ def main(argv: list[str] | None = None) -> int:
     people = sorted(set(train) & set(val))
     print(f"embedding {sum(len(train[p]) + len(val[p]) for p in people)} photos of {len(people)} people",
           file=sys.stderr)
-    all_train = embed_folder(recognizer, [f for p in people for f in train[p]], args.cache)
-    all_val = embed_folder(recognizer, [f for p in people for f in val[p]], args.cache, args.probe_face_px)
+    train_files = [f for p in people for f in train[p]]
+
+    def by_person(records: list[dict], folder: dict[str, list[Path]]) -> dict[str, list[dict]]:
+        """The records of one embed_folder call over every person's photos, split back per person."""
+        out, start = {}, 0
+        for p in people:
+            out[p], start = records[start:start + len(folder[p])], start + len(folder[p])
+        return out
+
+    enrol_train = by_person(embed_folder(recognizer, train_files, args.cache), train)
+    probes_val = by_person(embed_folder(recognizer, [f for p in people for f in val[p]], args.cache,
+                                        args.probe_face_px), val)
     # strangers' train photos are probes too: at the probes' size
-    small_train = (embed_folder(recognizer, [f for p in people for f in train[p]], args.cache, args.probe_face_px)
-                   if args.probe_face_px else all_train)
-    probes_train, probes_val, enrol_train, i, j = {}, {}, {}, 0, 0
-    for p in people:
-        probes_train[p], probes_val[p] = small_train[i:i + len(train[p])], all_val[j:j + len(val[p])]
-        enrol_train[p] = all_train[i:i + len(train[p])]
-        i, j = i + len(train[p]), j + len(val[p])
+    probes_train = (by_person(embed_folder(recognizer, train_files, args.cache, args.probe_face_px), train)
+                    if args.probe_face_px else enrol_train)
     kind = "mirror" if args.mirror else "plain"
     method = "nearest" if args.method == "centroid" and args.quality else args.method  # one weighted row each
     enrol_rows = {p: enrolment(enrol_train[p], kind, args.photos, args.method, args.quality) for p in people}
     if args.enrol_face_px:  # the same photos again, as they look from further away
-        copies = embed_folder(recognizer, [f for p in people for f in train[p]], args.cache, args.enrol_face_px)
-        i = 0
+        copies = by_person(embed_folder(recognizer, train_files, args.cache, args.enrol_face_px), train)
         for p in people:
-            extra = enrolment(copies[i:i + len(train[p])], kind, args.photos, args.method, args.quality)
+            extra = enrolment(copies[p], kind, args.photos, args.method, args.quality)
             enrol_rows[p] = np.concatenate([enrol_rows[p], extra]) if len(extra) else enrol_rows[p]
-            i += len(train[p])
     probes_all = {p: probes_val[p] + probes_train[p] for p in people}
     no_face = {"enrol": sum(r["largest"] < 0 for p in people for r in enrol_train[p]),
                "probes": sum(not len(r[kind]) for p in people for r in probes_all[p])}
