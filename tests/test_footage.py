@@ -32,6 +32,14 @@ def test_labelled_faces_are_found_in_most_of_their_frames(clip, who):
     assert hits >= 0.9 * frames
 
 
+def test_the_walking_clips_small_faces_are_found_once_their_people_stand_still():
+    """face-demographics-walking: two people, ~33 px faces, in view from frame 31. Their areas were
+    searched while they walked; they are found by the pass where motion stopped (motion.settle_s) and
+    verified on the equalised crop (detection.verify_equalized_min_neighbors): 0 of 4 frames each before."""
+    found = run("face-demographics-walking.gif")["found"]
+    assert found["walking_woman"][0] >= 3 and found["walking_man"][0] >= 3
+
+
 @pytest.fixture(scope="module")
 def woman_gallery(tmp_path_factory):
     """A gallery with the woman of walking-and-pause enrolled from one frame (the left third of frame 40)."""

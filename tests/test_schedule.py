@@ -13,7 +13,7 @@ from edgeface.recognition.embed import Embedder
 from edgeface.recognition.match import Matcher
 from edgeface.recognition.pipeline import FramePipeline, Recognizer
 from edgeface.recognition.track import Tracker
-from edgeface.vision.detect import PROFILE, PROFILE_MIRROR, HaarDetector, Scan
+from edgeface.vision.detect import FRONTAL, PROFILE, PROFILE_MIRROR, Detection, HaarDetector, Scan
 from edgeface.vision.pixels import FramePixels, jpeg_size
 from edgeface.vision.schedule import AGE_FRAMES, DetectionSchedule
 
@@ -62,12 +62,14 @@ def test_an_area_searched_empty_gets_only_its_rolling_share_until_it_moves_away(
     plan = s.plan(2, 0.5, [], [], [box])  # remembered only once it stayed empty searched_confirm_s (1 s)
     assert [j.kind for j in plan.jobs] == ["new"] * 9
     s.finish(plan, len(plan.jobs), [], 1.0)
-    per_frame = []
+    per_frame, upright = [], 0
     for i in range(2, 20):  # a waving arm: the same place, a little different each frame
         plan = s.plan(i, i / 15, [], [], [(100 + i % 3, 100, 120, 120)])
         per_frame.append(len(plan.jobs))
+        upright += sum(1 for j in plan.jobs if (j.scan.angle, j.scan.cascade) == (0.0, FRONTAL))
         s.finish(plan, len(plan.jobs), [], i / 15)
-    assert max(per_frame) == 1 and sum(per_frame) == 18  # one pass a frame: each pass every 9 frames
+    # each pass once every 9 frames, the upright frontal one UPRIGHT_VISITS (3) times: 11 a period
+    assert max(per_frame) <= 2 and sum(per_frame) == 22 and upright == 6
     assert {j.kind for j in plan.jobs} == {"searched"}
     plan = s.plan(21, 21 / 15, [], [], [(400, 300, 120, 120)])  # moved elsewhere: every pass again
     assert [j.kind for j in plan.jobs].count("new") == 9
@@ -80,6 +82,40 @@ def test_an_area_searched_empty_gets_only_its_rolling_share_until_it_moves_away(
     plan = DetectionSchedule(sweep, DetectionConfig(), MotionConfig(searched_memory_s=0, idle_sweep_s=0)).plan(
         1, 0.0, [], [], [box])
     assert len(plan.jobs) == 9
+
+
+def test_where_something_stopped_moving_gets_one_more_upright_pass():
+    motion = MotionConfig(settle_s=0.5, idle_sweep_s=0)
+    s = DetectionSchedule(sweep, DetectionConfig(), motion)
+    box = (100, 100, 120, 120)
+    plan = s.plan(1, 0.0, [], [], [box])
+    s.finish(plan, len(plan.jobs), [], 0.0)  # every pass ran, no face
+    kinds = []
+    for i in range(2, 12):  # it stopped: the motion stage shows nothing from frame 2
+        plan = s.plan(i, (i - 1) * 0.1, [], [], [])
+        kinds.append([(j.kind, j.scan.angle, j.scan.cascade, j.now().box) for j in plan.jobs])
+        s.finish(plan, len(plan.jobs), [], (i - 1) * 0.1)
+    assert kinds[:4] == [[]] * 4  # not before settle_s
+    assert kinds[4] == [("new", 0.0, FRONTAL, box)] and kinds[5:] == [[]] * 5  # once, upright, where it was
+    tracked = Detection(160, 160, 60, 0.0, 10.0)  # ... but not where a tracked face is: it is being searched
+    s2 = DetectionSchedule(sweep, DetectionConfig(), motion)
+    s2.finish(s2.plan(1, 0.0, [tracked], [tracked], [box]), 0, [tracked], 0.0)
+    assert all(not s2.plan(i, i * 0.1, [tracked], [tracked], []).jobs for i in range(2, 12))
+    s3 = DetectionSchedule(sweep, DetectionConfig(), MotionConfig(settle_s=0, idle_sweep_s=0))
+    s3.finish(s3.plan(1, 0.0, [], [], [box]), 9, [], 0.0)
+    assert all(not s3.plan(i, i * 0.1, [], [], []).jobs for i in range(2, 12))  # 0 disables
+
+
+def test_two_areas_apart_near_tracked_faces_each_get_their_rolling_passes():
+    s = DetectionSchedule(sweep, DetectionConfig(), MotionConfig(sweep_period=9, idle_sweep_s=0, settle_s=0))
+    left, right = Detection(60, 100, 50, 0.0, 10.0), Detection(400, 100, 50, 0.0, 10.0)
+    areas = [(20, 50, 100, 120), (350, 50, 100, 120)]
+    boxes = set()
+    for i in range(1, 10):
+        plan = s.plan(i, i / 15, [left, right], [left, right], areas)
+        boxes |= {(j.scan.angle, j.scan.cascade, j.now().box) for j in plan.jobs}
+        s.finish(plan, len(plan.jobs), [left, right], i / 15)
+    assert {(0.0, FRONTAL, a) for a in areas} <= boxes and len(boxes) == 18  # every pass over each area
 
 
 def test_no_job_starves_behind_a_stream_of_new_areas():

@@ -50,6 +50,9 @@ class DetectionConfig:
     # where the eye cascades fail). "" disables.
     verify_cascade: str = "haarcascade_frontalface_alt2.xml"
     verify_min_neighbors: int = 8  # second-opinion neighbours that verify a face
+    # ... or, on the crop histogram-equalised, this many (0 disables): a low-contrast face (glasses,
+    # washed out by a window) that the plain crop leaves short. Asked only when the plain one falls short.
+    verify_equalized_min_neighbors: int = 12
     # drop a verified face centred inside a stronger one (or holding its centre), and a box stacked on
     # the forehead of a face of its size (geometry.suppress_stacked)
     suppress_nested: bool = True
@@ -109,6 +112,7 @@ class DetectionConfig:
                 (self.eye_min_neighbors >= 0, "eye_min_neighbors must not be negative"),
                 (within(self.min_eyes, 0, 2), "min_eyes must be 0, 1 or 2"),
                 (self.verify_min_neighbors >= 0, "verify_min_neighbors must not be negative"),
+                (self.verify_equalized_min_neighbors >= 0, "verify_equalized_min_neighbors must not be negative"),
                 (len(self.region_angles) > 0, "region_angles must list at least one angle"),
                 (all(within(a, -90.0, 90.0) for a in self.region_angles),
                  "region_angles must be degrees within -90..90"),

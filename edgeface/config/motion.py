@@ -59,6 +59,10 @@ class MotionConfig:
     # and found a few frames later (door_clip seed 4: remembered at once, Elton's area got only the
     # rolling share and he was never named). A tree or a TV pays this once per searched_memory_s.
     searched_confirm_s: float = 1.0
+    # Where something stopped moving this many seconds ago (the motion stage no longer shows it),
+    # with no tracked face in it, gets one more upright pass: someone who walked in unfound and stood
+    # still (real walking-and-pause clip: 0 -> N of 41 frames for the woman with glasses). 0 disables.
+    settle_s: float = 0.5
 
     def __post_init__(self):
         finite = math.isfinite
@@ -75,6 +79,7 @@ class MotionConfig:
             "idle_sweep_s": (finite(self.idle_sweep_s) and 0 <= self.idle_sweep_s <= 3600, "0..3600"),
             "searched_memory_s": (finite(self.searched_memory_s) and 0 <= self.searched_memory_s <= 3600, "0..3600"),
             "searched_growth": (finite(self.searched_growth) and 1 <= self.searched_growth <= 100, "1..100"),
+            "settle_s": (finite(self.settle_s) and 0 <= self.settle_s <= 60, "0..60"),
             "searched_confirm_s": (finite(self.searched_confirm_s) and 0 <= self.searched_confirm_s <= 3600,
                                    "0..3600"),
         }

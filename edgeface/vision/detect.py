@@ -80,6 +80,7 @@ class Candidate:
     detection: Detection
     eyes: int = 0  # image-left/right halves in which an eye was found (0-2)
     second: int = 0  # the verifying cascade's neighbours at the same place and size
+    second_equalized: int = 0  # the same on the crop histogram-equalised (asked only when second falls short)
     tracked: bool = False  # found where a tracked (already verified) face was
 
 
@@ -348,7 +349,11 @@ class HaarDetector:
             eyes, delta = self._find_eyes(prep, det)
             if delta is not None and abs(delta) <= 20.0 and not det.profile:
                 det = replace(det, angle=det.angle + delta)
-            out.append(Candidate(det, eyes, self._second_opinion(prep, det)))
+            second = self._second_opinion(prep, det)
+            equalized = (self._second_opinion(prep, det, equalize=True)
+                         if second < self.cfg.verify_min_neighbors and self.cfg.verify_equalized_min_neighbors > 0
+                         and not det.profile else 0)
+            out.append(Candidate(det, eyes, second, equalized))
         return out
 
     def select(self, cands: list[Candidate]) -> list[Detection]:
@@ -370,6 +375,7 @@ class HaarDetector:
             return c.detection.score >= cfg.profile_min_score
         return ((cfg.min_eyes > 0 and c.eyes >= cfg.min_eyes)
                 or (c.second > 0 and c.second >= cfg.verify_min_neighbors)
+                or (cfg.verify_equalized_min_neighbors > 0 and c.second_equalized >= cfg.verify_equalized_min_neighbors)
                 or c.detection.score >= cfg.min_score)
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
@@ -411,13 +417,16 @@ class HaarDetector:
         # eye line turned by R(delta) from horizontal: R(delta) (1, 0) = (cos, -sin)
         return 2, math.degrees(math.atan2(-(ry - ly), rx - lx))
 
-    def _second_opinion(self, prep: Prepared, det: Detection) -> int:
-        """Neighbours the verifying cascade gives a face at the same place and size (0: none)."""
+    def _second_opinion(self, prep: Prepared, det: Detection, equalize: bool = False) -> int:
+        """Neighbours the verifying cascade gives a face at the same place and size (0: none);
+        ``equalize``: on the crop histogram-equalised (a washed-out or low-contrast face)."""
         if self._verifier is None:
             return 0
         crop = self._verify_crop  # the face box spans _VERIFY_FACE pixels, upright
         scale = prep.scale
         _upright(prep.grey, det.cx * scale, det.cy * scale, det.angle, det.size * scale / _VERIFY_FACE, crop)
+        if equalize:
+            cv2.equalizeHist(crop, dst=crop)
         f = _VERIFY_FACE
         rects, neighbours = self._verifier.detectMultiScale2(
             crop, 1.1, _VERIFY_GROUP, minSize=(int(f * 0.7), int(f * 0.7)),

@@ -31,6 +31,11 @@ KINDS = ("track", "new", "near", "searched", "sweep")  # priority order
 # A job waiting this many frames rises one priority class (1 s at 15 fps): a busy scene delays the
 # whole-frame sweep, it never stops it.
 AGE_FRAMES = 15
+# The upright frontal pass comes this many times in each period of a rolling sweep: most faces are
+# upright, and one may only become findable after its area was searched (walking-and-pause: the woman
+# with glasses is found from frame 13; her area, remembered empty by then, got its next upright pass
+# 25 frames later).
+UPRIGHT_VISITS = 3
 
 
 @dataclass(eq=False)
@@ -97,6 +102,7 @@ class DetectionSchedule:
         self.areas: list[Area] = []  # moving areas with passes queued
         self.searched: list[tuple[Box, float]] = []  # searched, held no face: (box, remembered until t)
         self.empty_since: list[tuple[Box, float]] = []  # searched empty, not yet long enough: (box, since t)
+        self.moving: list[tuple[Box, float]] = []  # where something moved lately: (box, last moved at t)
         self.stats = ScheduleStats()
         self.full_sweeps = 0
         self._idle_k = 0  # the next pass of the slow whole-frame sweep
@@ -119,6 +125,7 @@ class DetectionSchedule:
             self.areas.clear()
             self.searched.clear()
             self.empty_since.clear()
+            self.moving.clear()
             full = self._whole_frame()
         elif areas is None:  # no motion stage: a full search while nothing is tracked, else rolling
             if not tracked:
@@ -132,6 +139,7 @@ class DetectionSchedule:
             # door clips, 25-39 wrong-name frames. Not done.)
             for box in areas:
                 self._moving(box, found)
+            self._settled(areas, tracked, t)
             self._idle(t)
         order = sorted(self.queue, key=lambda j: (j.rank(frame), j.born))
         return FramePlan(list(tracked), order, self.detection.budget_ms, full, in_full=full and restart)
@@ -166,23 +174,48 @@ class DetectionSchedule:
             return
         self._add_area(box)
 
+    def _settled(self, areas: Sequence[Box], tracked: Sequence[Detection], t: float) -> None:
+        """Where something stopped moving motion.settle_s ago, with no tracked face in it: one more
+        upright pass there. Someone walking in, blurred or turned while they moved, is most often
+        findable once they stand still, and then the motion stage stops showing them (real walking-
+        and-pause clip: the woman with glasses becomes findable after her area was searched empty)."""
+        assert self.motion is not None
+        settle = self.motion.settle_s
+        if settle <= 0:
+            return
+        still = []
+        for box, last in self.moving:
+            if any(_overlap(box, a) for a in areas):
+                continue  # still moving: the area takes its place below
+            if t - last < settle:
+                still.append((box, last))
+            elif not any(_inside(d, box) for d in tracked):
+                self.queue.append(Job("new", self.sweep(box)[0], self.frame))
+        self.moving = still + [(a, t) for a in areas]
+
     def _growth(self) -> float:
         return self.motion.searched_growth if self.motion is not None else 1.5
 
     def _rolling(self, box: Box | None, kind: str, period: int) -> None:
         """This frame's share of a rolling sweep over ``box``: each pass once every ``period``
-        frames. A pass of the same kind still queued is moved to ``box`` rather than queued twice."""
+        frames, the upright frontal pass UPRIGHT_VISITS times. A pass of the same kind still queued
+        is moved to ``box`` rather than queued twice."""
         scans = self.sweep(box)
-        slot = self.frame % max(1, period)
+        period = max(1, period)
+        slot = self.frame % period
         for k, scan in enumerate(scans):
-            if k * period // len(scans) != slot:
+            first = k * period // len(scans)
+            visits = UPRIGHT_VISITS if (scan.angle, scan.cascade) == (0.0, FRONTAL) else 1
+            if all((first + v * period // visits) % period != slot for v in range(visits)):
                 continue
             self._queue_once(kind, scan)
 
     def _queue_once(self, kind: str, scan: Scan) -> None:
         for job in self.queue:
             same_pass = (job.scan.angle, job.scan.cascade) == (scan.angle, scan.cascade)
-            if job.kind == kind and job.area is None and same_pass:
+            # the same pass over the same area, moved (two areas apart, two people, each get theirs)
+            same_area = job.scan.box is None or scan.box is None or _overlap(job.scan.box, scan.box)
+            if job.kind == kind and job.area is None and same_pass and same_area:
                 job.scan = scan
                 return
         self.queue.append(Job(kind, scan, self.frame))
