@@ -50,8 +50,9 @@ class DetectionConfig:
     # where the eye cascades fail). "" disables.
     verify_cascade: str = "haarcascade_frontalface_alt2.xml"
     verify_min_neighbors: int = 8  # second-opinion neighbours that verify a face
-    # ... or, on the crop histogram-equalised, this many (0 disables): a low-contrast face (glasses,
-    # washed out by a window) that the plain crop leaves short. Asked only when the plain one falls short.
+    # ... or, on the crop histogram-equalised, this many (0 disables): a washed-out face the plain crop
+    # leaves short (the real walking clip's two 33 px faces were found only with it). The false faces of
+    # door_clip seeds 1-8 (wood grain, a cup) reached 9 there. Asked only when the plain one falls short.
     verify_equalized_min_neighbors: int = 12
     # drop a verified face centred inside a stronger one (or holding its centre), and a box stacked on
     # the forehead of a face of its size (geometry.suppress_stacked)
