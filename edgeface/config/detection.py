@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import cv2
 
+from edgeface.config.paths import shipped_file
 from edgeface.config.validate import require, within
 
 HAARCASCADES: str = cv2.data.haarcascades  # type: ignore[attr-defined]  # cv2's type stubs leave out cv2.data
@@ -54,6 +55,12 @@ class DetectionConfig:
     # leaves short (the real walking clip's two 33 px faces were found only with it). The false faces of
     # door_clip seeds 1-8 (wood grain, a cup) reached 9 there. Asked only when the plain one falls short.
     verify_equalized_min_neighbors: int = 12
+    # ... or dlib's HOG face filters (edgeface.vision.hog; "" disables) score it at least hog_min_score,
+    # asked only when the cascades' opinions fall short. The real walking-and-pause clip's faces with
+    # glasses score -0.94..0.43 (most above -0.5), the false candidates of door_clip seeds 1-8 at most
+    # -0.61. It also checks the finer region search's hits (HaarDetector.track_search).
+    hog_model: str = "hog_frontal.npz"  # name in models/, or a path
+    hog_min_score: float = -0.5
     # drop a verified face centred inside a stronger one (or holding its centre), and a box stacked on
     # the forehead of a face of its size (geometry.suppress_stacked)
     suppress_nested: bool = True
@@ -127,6 +134,14 @@ class DetectionConfig:
                  "profile_angles must be degrees within -90..90"),
                 (self.profile_min_score >= 0, "profile_min_score must not be negative"),
                 (self.budget_ms >= 0 and self.budget_ms <= 10000, "budget_ms must be 0 (no limit) .. 10000"))
+
+    def hog_path(self) -> str:
+        if os.path.isfile(self.hog_model):
+            return self.hog_model
+        path = shipped_file(self.hog_model)
+        if not path.is_file():
+            raise FileNotFoundError(f"detection.hog_model: {self.hog_model!r} is neither a file nor in {path.parent}")
+        return str(path)
 
     def cascade_path(self, name: str | None = None, key: str = "detection.cascade") -> str:
         name = self.cascade if name is None else name

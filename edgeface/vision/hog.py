@@ -1,0 +1,113 @@
+"""A second opinion from dlib's HOG face detector, in numpy (no dlib at run time).
+
+dlib's frontal face detector is five linear filters (frontal, turned left and right, tilted left and
+right) over Felzenszwalb's HOG features, 8-pixel cells, an 80x80 window (10x10 cells). Its filters are
+read out of dlib by the converter (`python -m edgeface.convert hog`, models/hog_frontal.npz) and applied
+here to the upright crop around a face the cascades propose. It tells faces with glasses, washed out,
+from the texture the cascades also take for faces (wood grain, a corner): on the real walking-and-pause
+clip the glasses faces score -0.34..0.33 with dlib itself, the false candidates of door_clip seeds 1-8
+at most -0.50 (README, "Detection").
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeface.vision import geometry
+
+CELL = 8
+WINDOW_CELLS = 10  # the filters' side, in cells (80 px)
+# unit vectors of the 9 unsigned orientations (dlib fhog.h's table, 20 degrees apart)
+_DIRECTIONS = np.array([(math.cos(math.radians(20 * o)), math.sin(math.radians(20 * o))) for o in range(9)])
+
+
+def fhog(grey: np.ndarray) -> np.ndarray:
+    """Felzenszwalb HOG features of a grey image as dlib's extract_fhog_features computes them for
+    interior cells: (cells_rows - 2, cells_cols - 2, 31) float32; planes 0-17 contrast-sensitive
+    orientations, 18-26 insensitive, 27-30 texture."""
+    img = grey.astype(np.float32)
+    h, w = img.shape
+    cr, cc = int(h / CELL + 0.5), int(w / CELL + 0.5)
+    if cr < 3 or cc < 3:
+        return np.zeros((0, 0, 31), np.float32)
+    ys = np.minimum(np.arange(1, cr * CELL - 1), h - 2)
+    xs = np.minimum(np.arange(1, cc * CELL - 1), w - 2)
+    gx = img[ys][:, xs + 1] - img[ys][:, xs - 1]
+    gy = img[ys + 1][:, xs] - img[ys - 1][:, xs]
+    mag = np.sqrt(gx * gx + gy * gy)
+    dots = gx[..., None] * _DIRECTIONS[:, 0] + gy[..., None] * _DIRECTIONS[:, 1]  # (.., 9)
+    both = np.stack([dots, -dots], axis=-1).reshape(*dots.shape[:2], 18)  # d0, -d0, d1, -d1, ...
+    k = np.argmax(both, axis=-1)  # the first largest, as dlib's strict comparison keeps
+    orient = k // 2 + 9 * (k % 2)
+    # bilinear votes into the four cells around each pixel
+    xp = (np.arange(1, cc * CELL - 1) + 0.5) / CELL - 0.5
+    yp = (np.arange(1, cr * CELL - 1) + 0.5) / CELL - 0.5
+    ix, iy = np.floor(xp).astype(int), np.floor(yp).astype(int)
+    vx0, vy0 = xp - ix, yp - iy
+    hist = np.zeros(cr * cc * 18, np.float64)
+    for dy, wy in ((0, 1.0 - vy0), (1, vy0)):
+        for dx, wx in ((0, 1.0 - vx0), (1, vx0)):
+            ry, rx = iy + dy, ix + dx
+            oky, okx = (ry >= 0) & (ry < cr), (rx >= 0) & (rx < cc)
+            weight = wy[:, None] * wx[None, :] * mag
+            idx = (ry[:, None] * cc + rx[None, :]) * 18 + orient
+            ok = oky[:, None] & okx[None, :]
+            hist += np.bincount(idx[ok], weights=weight[ok], minlength=hist.size)
+    cells = hist.reshape(cr, cc, 18)
+    norm = ((cells[..., :9] + cells[..., 9:]) ** 2).sum(-1)
+    eps = 0.0001
+    a, b = slice(0, cr - 2), slice(1, cr - 1)
+    c2 = slice(2, cr)
+    p, q, r2 = slice(0, cc - 2), slice(1, cc - 1), slice(2, cc)
+    ns = [1.0 / np.sqrt(norm[b, q] + norm[b, r2] + norm[c2, q] + norm[c2, r2] + eps),
+          1.0 / np.sqrt(norm[a, q] + norm[a, r2] + norm[b, q] + norm[b, r2] + eps),
+          1.0 / np.sqrt(norm[b, p] + norm[b, q] + norm[c2, p] + norm[c2, q] + eps),
+          1.0 / np.sqrt(norm[a, p] + norm[a, q] + norm[b, p] + norm[b, q] + eps)]
+    cell = cells[1:cr - 1, 1:cc - 1]
+    unsigned = cell[..., :9] + cell[..., 9:]
+    sens = [np.minimum(cell * n[..., None], 0.2) for n in ns]
+    out = np.empty((cr - 2, cc - 2, 31), np.float32)
+    out[..., :18] = 0.5 * sum(sens)
+    out[..., 18:27] = 0.5 * sum(np.minimum(unsigned * n[..., None], 0.2) for n in ns)
+    for t, s in enumerate(sens):
+        out[..., 27 + t] = 0.2357 * s.sum(-1)
+    return out
+
+
+class HogFaceScore:
+    """The best detection confidence of dlib's five face filters for a window centred on a face (within
+    ``REACH`` cells), over a few scales: the face's box is resampled to each of ``SIDES`` pixels (dlib's
+    window is 80). dlib names a face where this is above 0; a face it would miss scores a little below."""
+
+    SIDES = (80.0, 96.0, 115.0)
+    REACH = 1
+    MARGIN = 4 * CELL  # crop pixels around the face box: the windows' reach and the features' border
+
+    def __init__(self, path: str | Path):
+        with np.load(path) as data:
+            self.filters = data["filters"].astype(np.float32)  # (5, 10, 10, 31)
+            self.thresholds = data["thresholds"].astype(np.float32)  # (5,)
+
+    def __call__(self, grey: np.ndarray, cx: float, cy: float, size: float, angle: float) -> float:
+        """The score of the face centred at (cx, cy), ``size`` pixels across, turned ``angle``
+        degrees, in ``grey``'s pixels."""
+        best = -math.inf
+        n = WINDOW_CELLS
+        for side in self.SIDES:
+            side_px = int(side + 2 * self.MARGIN)
+            m = geometry.crop_matrix(cx, cy, angle, size / side, (side_px, side_px))
+            crop = cv2.warpAffine(grey, m, (side_px, side_px), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_REPLICATE)
+            feats = fhog(crop)
+            # a window at feature (y, x) covers cells y+1 .. y+n: its centre is at pixel (y + 1 + n/2) * CELL
+            c = int(round(side_px / 2.0 / CELL - 1 - n / 2.0))
+            lo, hi = max(0, c - self.REACH), min(feats.shape[0] - n, c + self.REACH)
+            if hi < lo:
+                continue
+            windows = np.lib.stride_tricks.sliding_window_view(feats, (n, n), axis=(0, 1))[lo:hi + 1, lo:hi + 1]
+            scores = np.einsum("abkij,dijk->abd", windows, self.filters) - self.thresholds
+            best = max(best, float(scores.max()))
+        return best
