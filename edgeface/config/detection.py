@@ -57,8 +57,8 @@ class DetectionConfig:
     verify_equalized_min_neighbors: int = 12
     # ... or dlib's HOG face filters (edgeface.vision.hog; "" disables) score it at least hog_min_score,
     # asked only when the cascades' opinions fall short. The real walking-and-pause clip's faces with
-    # glasses score -0.94..0.43 (most above -0.5), the false candidates of door_clip seeds 1-8 at most
-    # -0.61. It also checks the finer region search's hits (HaarDetector.track_search).
+    # glasses score -0.83..0.26 (most above -0.5), the false candidates of door_clip seeds 1-8 at most
+    # -0.67. It also checks the finer region search's hits (HaarDetector.track_search).
     hog_model: str = "hog_frontal.npz"  # name in models/, or a path
     hog_min_score: float = -0.5
     # drop a verified face centred inside a stronger one (or holding its centre), and a box stacked on
