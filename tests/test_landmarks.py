@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeface.convert.common import write_npz
 from edgeface.convert.dlib_format import DlibFormatError
-from edgeface.convert.landmarks import parse_shape_predictor, to_npz_arrays, write_npz
+from edgeface.convert.landmarks import parse_shape_predictor, to_npz_arrays
 from edgeface.vision.landmarks import (
     Aligner,
     LandmarkPredictor,

@@ -1,10 +1,13 @@
 """What every conversion step shares: the user-facing error, progress logging, default paths."""
 from __future__ import annotations
 
+import io
 import os
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 # The converter runs from a source checkout (pip install -e ".[convert]"): models/ and the
 # five-celebs photos beside the repository are its defaults.
@@ -34,3 +37,11 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_npz(arrays: dict[str, np.ndarray], path: Path) -> int:
+    """``arrays`` compressed into ``path`` (atomically); returns the bytes written."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+    atomic_write(path, buf.getvalue())
+    return len(buf.getvalue())

@@ -11,14 +11,13 @@ test, then one weight vector per filter, 31 planes of 10x10 cells and the thresh
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from edgeface.convert.common import DEFAULT_CALIB_DIR, REPO_ROOT, ConvertError, atomic_write
+from edgeface.convert.common import DEFAULT_CALIB_DIR, REPO_ROOT, ConvertError, write_npz
 from edgeface.convert.dlib_format import DlibReader
 
 DEFAULT_OUT = REPO_ROOT / "models" / "hog_frontal.npz"
@@ -103,10 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = frontal_detector_bytes()
         filters, thresholds = parse_detector(data, Path("dlib.get_frontal_face_detector()"))
-        buf = io.BytesIO()
-        np.savez_compressed(buf, filters=filters, thresholds=thresholds)
-        atomic_write(args.out, buf.getvalue())
-        print(f"wrote {args.out} ({len(buf.getvalue())} bytes: {len(filters)} filters {filters.shape[1:]})")
+        size = write_npz({"filters": filters, "thresholds": thresholds}, args.out)
+        print(f"wrote {args.out} ({size} bytes: {len(filters)} filters {filters.shape[1:]})")
         if args.verify is not None:
             print(verify(args.out, args.verify or [DEFAULT_CALIB_DIR], args.limit))
     except ConvertError as e:

@@ -20,7 +20,6 @@ folders default to five-celebs train and val.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from edgeface.convert.common import (
     DEFAULT_CALIB_DIR,
     REPO_ROOT,
     ConvertError,
-    atomic_write,
+    write_npz,
 )
 from edgeface.convert.dlib_format import DlibReader, open_dlib_file
 from edgeface.recognition.embed import file_sha256
@@ -122,13 +121,6 @@ def to_npz_arrays(model: dict[str, Any], leaf_dtype: str = "int16") -> dict[str,
         else:
             out[f"l{i}_leaves"] = leaves.astype(leaf_dtype)
     return out
-
-
-def write_npz(arrays: dict[str, np.ndarray], path: Path) -> int:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-    atomic_write(path, buf.getvalue())
-    return len(buf.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -334,7 +334,7 @@ class HaarDetector:
         crop = self._region_crops[f]
         lo, hi = max(1, int(f / cfg.region_size_ratio)), int(math.ceil(f * cfg.region_size_ratio))
         k = region.size * scale / f  # detection-resolution pixels per crop pixel
-        m = _upright(grey, region.cx * scale, region.cy * scale, a, k, crop)
+        m = geometry.upright_crop(grey, region.cx * scale, region.cy * scale, a, k, crop)
         if equalize:
             self._clahe.apply(crop, dst=crop)
         mirror = kind == PROFILE_MIRROR
@@ -434,7 +434,8 @@ class HaarDetector:
         n = _EYE_CROP
         grey, scale = prep.grey, prep.scale
         # the face box spans the whole crop, upright
-        _upright(grey, det.cx * scale, det.cy * scale, det.angle, det.size * scale / (n - 1), self._eye_crop)
+        geometry.upright_crop(grey, det.cx * scale, det.cy * scale, det.angle, det.size * scale / (n - 1),
+                              self._eye_crop)
         top = self._eye_crop[: int(n * _EYE_TOP)]
         best: dict[int, tuple[float, float, int] | None] = {0: None, 1: None}  # image-left/right half: x, y, nb
         for cascade in self._eyes:
@@ -460,7 +461,8 @@ class HaarDetector:
             return 0
         crop = self._verify_crop  # the face box spans _VERIFY_FACE pixels, upright
         scale = prep.scale
-        _upright(prep.grey, det.cx * scale, det.cy * scale, det.angle, det.size * scale / _VERIFY_FACE, crop)
+        geometry.upright_crop(prep.grey, det.cx * scale, det.cy * scale, det.angle, det.size * scale / _VERIFY_FACE,
+                              crop)
         if equalize:
             cv2.equalizeHist(crop, dst=crop)
         f = _VERIFY_FACE
@@ -479,16 +481,6 @@ class HaarDetector:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-
-
-def _upright(grey: np.ndarray, cx: float, cy: float, angle: float, step: float, out: np.ndarray) -> np.ndarray:
-    """Warp the square around (cx, cy) turned by ``angle`` upright into ``out``, ``step``
-    detection pixels per crop pixel; returns the crop -> detection-frame affine."""
-    n = out.shape[0]
-    m = geometry.crop_matrix(cx, cy, angle, step, (n, n))
-    cv2.warpAffine(grey, m, (n, n), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                   borderMode=cv2.BORDER_REPLICATE)
-    return m
 
 
 def _continues(det: Detection, regions) -> bool:

@@ -86,6 +86,16 @@ def crop_matrix(cx: float, cy: float, angle: float, step: float | tuple[float, f
     return m
 
 
+def upright_crop(grey: np.ndarray, cx: float, cy: float, angle: float, step: float, out: np.ndarray) -> np.ndarray:
+    """Warp the square around (cx, cy) turned by ``angle`` upright into ``out`` (square), ``step``
+    image pixels per crop pixel, edges repeated; returns the crop -> image affine."""
+    n = out.shape[0]
+    m = crop_matrix(cx, cy, angle, step, (n, n))
+    cv2.warpAffine(grey, m, (n, n), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                   borderMode=cv2.BORDER_REPLICATE)
+    return m
+
+
 def group_hits(hits: Sequence[Sequence[float]], distance: float = 0.5, size_ratio: float = 1.6) -> list[list[int]]:
     """Group hits (cx, cy, size, angle, score) that are the same face seen at
     neighbouring angles or scales.

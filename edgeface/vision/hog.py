@@ -2,7 +2,7 @@
 
 dlib's frontal face detector is five linear filters (frontal, turned left and right, tilted left and
 right) over Felzenszwalb's HOG features, 8-pixel cells, an 80x80 window (10x10 cells). Its filters are
-read out of dlib by the converter (`python -m edgeface.convert hog`, models/hog_frontal.npz) and applied
+read out of dlib by the converter (`python tools/convert_hog.py`, models/hog_frontal.npz) and applied
 here to the upright crop around a face the cascades propose. It tells faces with glasses, washed out,
 from the texture the cascades also take for faces (wood grain, a corner): on the real walking-and-pause
 clip the glasses faces score -0.34..0.33 with dlib itself, the false candidates of door_clip seeds 1-8
@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgeface.vision import geometry
@@ -101,9 +100,8 @@ class HogFaceScore:
         n = WINDOW_CELLS
         for side in self.SIDES:
             side_px = int(side + 2 * self.MARGIN)
-            m = geometry.crop_matrix(cx, cy, angle, size / side, (side_px, side_px))
-            crop = cv2.warpAffine(grey, m, (side_px, side_px), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_REPLICATE)
+            crop = np.empty((side_px, side_px), np.uint8)
+            geometry.upright_crop(grey, cx, cy, angle, size / side, crop)
             feats = fhog(crop)
             # a window at feature (y, x) covers cells y+1 .. y+n: its centre is at pixel (y + 1 + n/2) * CELL
             c = int(round(side_px / 2.0 / CELL - 1 - n / 2.0))
