@@ -293,3 +293,23 @@ def test_a_face_decided_unknown_is_renamed_only_by_a_clear_match():
     fresh.observe(first, "ann", 0.93, 0.0, 0.005)
     fresh.observe(first, "ann", 0.93, 0.1, 0.005)  # an undecided face is named by the plain rule
     assert first.shown_name == "ann"
+
+
+def test_a_face_decided_unknown_stays_held_to_clear_matches_after_a_scene_change():
+    """The lights change (a scene change) while a false face that matched nobody is tracked: its
+    new vote must not name it on matches that only creep over a threshold."""
+    tracker = Tracker(TrackingConfig(vote_count=3, rename_margin=0.01))
+    (tr,) = tracker.update([face(100)], 0.0)
+    tracker.observe(tr, None, 0.91, 0.0, -0.015)
+    tracker.observe(tr, None, 0.92, 0.1, -0.005)
+    assert tr.decided and tr.name is None
+    tracker.new_scene()
+    for k in range(3):
+        tracker.update([face(100)], 0.2 + 0.1 * k)
+        tracker.observe(tr, "ann", 0.93, 0.2 + 0.1 * k, 0.005)
+    assert tr.decided and tr.shown_name is None
+    tracker.new_scene()
+    for k in range(3):  # someone clearly known now stands there: named
+        tracker.update([face(100)], 1.0 + 0.1 * k)
+        tracker.observe(tr, "ann", 0.96, 1.0 + 0.1 * k, 0.035)
+    assert tr.shown_name == "ann"

@@ -180,9 +180,11 @@ class Tracker:
     def new_scene(self) -> None:
         """The picture changed all at once (a cut, the camera moved, the lights): a face in a
         live track may be someone else now, so every track votes again before it shows a name.
-        Its announced name is kept, so the same person is not announced twice."""
+        Its announced name is kept, so the same person is not announced twice, and so is having
+        been decided unknown: a false face (wood grain, a corner) stays where it was when the lights
+        change, and would otherwise be named by the first match creeping over a threshold."""
         for tr in self.tracks:
-            tr.name, tr.decided, tr.votes, tr.recheck, tr.was_unknown = None, False, [], False, False
+            tr.name, tr.decided, tr.votes, tr.recheck = None, False, [], False
             tr.recent.clear()
 
     def observe(self, track: Track, name: str | None, score: float, t: float, clearance: float = 1.0) -> None:
@@ -205,6 +207,7 @@ class Tracker:
             if len(track.votes) >= n or count * 2 > n:
                 track.name, track.score = _vote(track.votes)
                 track.decided, track.recheck = True, False
+                track.was_unknown = track.was_unknown or track.name is None
                 if not track.announced or track.name != track.announced_name:
                     self._announce(track, t)
             return
