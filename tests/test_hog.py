@@ -71,3 +71,41 @@ def test_without_the_hog_opinion_the_detector_still_runs():
     assert len(HaarDetector(DetectionConfig()).detect(img)) == 1
     with pytest.raises(FileNotFoundError, match="detection.hog_model"):
         HaarDetector(DetectionConfig(hog_model="no_such.npz"))
+
+
+def test_the_whole_picture_scan_finds_the_astronaut_at_any_size_and_no_face_in_textures(hog):
+    img = astronaut_bgr()
+    face = HaarDetector(DetectionConfig(hog_model="")).detect(img)[0]
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    for zoom in (0.4, 1.0):
+        small = cv2.resize(grey, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_AREA)
+        found = hog.scan(small, 0.0, 40.0)
+        assert found, zoom
+        cx, cy, side, score = found[0]
+        assert abs(cx / zoom - face.cx) < 0.2 * face.size and abs(cy / zoom - face.cy) < 0.2 * face.size, zoom
+        assert 0.75 < face.size / (side / zoom) < 1.35 and score > 0, zoom
+    for name in ("brick", "grass", "gravel"):
+        assert hog.scan(getattr(data, name)(), 0.0, 40.0) == [], name
+
+
+def test_a_still_the_cascades_find_nothing_in_is_searched_by_hog_alone():
+    """Recognizer.find's last try (heads turned 30-60 degrees, which dlib's turned filters see): with
+    cascades that can never pass, the astronaut is found by the HOG detector, where the cascade puts her
+    face; with still_hog_min_score null, she is not."""
+    from edgeface.recognition.embed import Embedder
+    from edgeface.recognition.pipeline import Recognizer
+
+    img = astronaut_bgr()
+    face = HaarDetector(DetectionConfig()).detect(img)[0]
+    embedder = Embedder()
+    blind = DetectionConfig(min_neighbors=10_000, profile_cascade="")
+    assert HaarDetector(blind).detect(img) == []
+    recognizer = Recognizer(HaarDetector(blind), embedder)
+    found = recognizer.find(img)[0]
+    assert abs(found.cx - face.cx) < 0.15 * face.size and abs(found.cy - face.cy) < 0.15 * face.size
+    assert 0.8 < found.size / face.size < 1.4 and found.angle == 0.0  # the pyramid steps by 1.2
+    # the landmarks place her chip from either box: the same face to the embedder
+    by_hog, by_cascade = recognizer.embed(img, [found, face])
+    assert float(by_hog @ by_cascade) > 0.97
+    off = DetectionConfig(min_neighbors=10_000, profile_cascade="", still_hog_min_score=None)
+    assert Recognizer(HaarDetector(off), embedder).find(img) == []

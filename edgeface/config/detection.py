@@ -61,6 +61,12 @@ class DetectionConfig:
     # -0.67. It also checks the finer region search's hits (HaarDetector.track_search).
     hog_model: str = "hog_frontal.npz"  # name in models/, or a path
     hog_min_score: float = -0.5
+    # Stills only (enroll, identify): when the cascades find no face (on the picture, or a crop set in
+    # a canvas), dlib's HOG detector itself runs over the picture, its five filters (frontal, turned
+    # left and right, tilted) on a scale pyramid, and names faces scoring at least this (dlib's own
+    # threshold is 0). It finds heads turned 30-60 degrees the frontal cascade misses (LFW crops). An
+    # null disables. Never on video: it costs 30-300 ms a picture here.
+    still_hog_min_score: float | None = 0.0
     # drop a verified face centred inside a stronger one (or holding its centre), and a box stacked on
     # the forehead of a face of its size (geometry.suppress_stacked)
     suppress_nested: bool = True
@@ -133,6 +139,8 @@ class DetectionConfig:
                 (all(within(a, -90.0, 90.0) for a in self.profile_angles),
                  "profile_angles must be degrees within -90..90"),
                 (self.profile_min_score >= 0, "profile_min_score must not be negative"),
+                (self.still_hog_min_score is None or within(self.still_hog_min_score, -1.0, 10.0),
+                 "still_hog_min_score must be -1..10 (dlib's threshold is 0) or null"),
                 (self.budget_ms >= 0 and self.budget_ms <= 10000, "budget_ms must be 0 (no limit) .. 10000"))
 
     def hog_path(self) -> str:

@@ -117,6 +117,10 @@ _VERIFY_GROUP = 3  # the verifier's own minNeighbors; the threshold that counts 
 # dlib's HOG filters give their opinion on faces turned at most this far in roll (they were trained on
 # upright faces; a cat's head at -40 found on a turned canvas of skimage's chelsea scored -0.32).
 _HOG_MAX_ROLL = 20.0
+# The frontal cascade's box for a face dlib's HOG window (80 px at its pyramid level) holds: its side and
+# centre offset in window sides, medians over the 74 five-celebs train faces both find.
+_HOG_BOX_SCALE, _HOG_BOX_DX, _HOG_BOX_DY = 1.057, 0.013, -0.051
+_HOG_STILL_MIN_FACE = 40.0
 # A tracked face turned at most this far in roll also gets the profile passes in its region search.
 _REGION_PROFILE_ROLL = 30.0
 # ... at this resolution: the profile cascade lost the cameraman (skimage) at 32 pixels, kept him at 48.
@@ -419,6 +423,18 @@ class HaarDetector:
         whole frame (still pictures; video frames get their passes from the schedule)."""
         prep = self.prepare(frame)
         return self.select(self.candidates(prep, self.scan_all(prep, self.sweep())))
+
+    def detect_hog(self, picture: np.ndarray) -> list[Detection]:
+        """Faces in a still picture by dlib's HOG detector alone (detection.still_hog_min_score; [] when
+        off), best first, upright: the last try of Recognizer.find when the cascades find nothing."""
+        if self._hog is None or self.cfg.still_hog_min_score is None:
+            return []
+        grey = picture if picture.ndim == 2 else cv2.cvtColor(picture[:, :, :3], cv2.COLOR_BGR2GRAY)
+        # faces from 40 px (dlib's one upsampling), or a tenth of a larger picture's side: the pyramid's
+        # first level is then at most 800 px across (numpy's fHOG costs ~0.1 s per 500x500 level here)
+        min_side = max(_HOG_STILL_MIN_FACE, max(grey.shape) / 10.0)
+        return [Detection(cx + _HOG_BOX_DX * side, cy + _HOG_BOX_DY * side, _HOG_BOX_SCALE * side, 0.0, score)
+                for cx, cy, side, score in self._hog.scan(grey, self.cfg.still_hog_min_score, min_side)]
 
     def search(self, frame: np.ndarray, scans: Sequence[Scan] = (),
                tracked: Sequence[Detection] = ()) -> list[Detection]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgeface.vision import geometry
@@ -111,3 +112,48 @@ class HogFaceScore:
             scores = np.einsum("abkij,dijk->abd", windows, self.filters) - self.thresholds
             best = max(best, float(scores.max()))
         return best
+
+    # dlib's pyramid_down<6>: each level is 5/6 of the one above
+    LEVEL_STEP = 5.0 / 6.0
+
+    def scan(self, grey: np.ndarray, min_score: float = 0.0,
+             min_side: float = 80.0) -> list[tuple[float, float, float, float]]:
+        """dlib's detector over a whole picture: its five filters slid over the fHOG of a scale pyramid,
+        as ``dlib.get_frontal_face_detector()`` runs. Faces from ``min_side`` pixels across (the
+        picture is enlarged first when that is under the filters' 80) upwards; returns (cx, cy, side,
+        score) of the windows scoring at least ``min_score``, best first, none overlapping another
+        by more than a third of its area. ``side`` is the window's (80 px at its level)."""
+        n, window = WINDOW_CELLS, float(WINDOW_CELLS * CELL)
+        scale = window / min_side  # level pixels per picture pixel
+        found = []
+        while True:
+            h, w = int(grey.shape[0] * scale), int(grey.shape[1] * scale)
+            if min(h, w) < window + 2 * CELL:
+                break
+            interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
+            feats = fhog(cv2.resize(grey, (w, h), interpolation=interpolation))
+            rows, cols = feats.shape[0] - n + 1, feats.shape[1] - n + 1
+            if rows > 0 and cols > 0:
+                scores = np.zeros((rows, cols, len(self.filters)), np.float32)
+                for i in range(n):
+                    for j in range(n):
+                        scores += feats[i:i + rows, j:j + cols] @ self.filters[:, i, j, :].T
+                scores = (scores - self.thresholds).max(-1)
+                for y, x in zip(*np.nonzero(scores >= min_score)):
+                    # the window at feature (y, x) covers cells y+1 .. y+n (fhog drops the border cells)
+                    found.append(((x + 1 + n / 2.0) * CELL / scale, (y + 1 + n / 2.0) * CELL / scale,
+                                  window / scale, float(scores[y, x])))
+            scale *= self.LEVEL_STEP
+        found.sort(key=lambda f: -f[3])
+        kept: list[tuple[float, float, float, float]] = []
+        for f in found:
+            if all(_overlap(f, k) <= 1.0 / 3.0 for k in kept):
+                kept.append(f)
+        return kept
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over the smaller of two squares given as (cx, cy, side, ...)."""
+    ix = min(a[0] + a[2] / 2, b[0] + b[2] / 2) - max(a[0] - a[2] / 2, b[0] - b[2] / 2)
+    iy = min(a[1] + a[2] / 2, b[1] + b[2] / 2) - max(a[1] - a[2] / 2, b[1] - b[2] / 2)
+    return max(ix, 0.0) * max(iy, 0.0) / min(a[2], b[2]) ** 2
