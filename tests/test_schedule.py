@@ -118,6 +118,22 @@ def test_two_areas_apart_near_tracked_faces_each_get_their_rolling_passes():
     assert {(0.0, FRONTAL, a) for a in areas} <= boxes and len(boxes) == 18  # every pass over each area
 
 
+def test_the_part_of_a_moving_area_beside_a_tracked_face_gets_every_pass():
+    """Real walking-and-pause: the whole frame moved while three people walked in; once one was tracked,
+    the area held a face, and the blonde woman beside him got only the rolling share of it."""
+    s = DetectionSchedule(sweep, DetectionConfig(), MotionConfig(sweep_period=9, idle_sweep_s=0, settle_s=0))
+    known = Detection(230, 100, 50, 0.0, 10.0)  # its box spans x 205..255
+    plan = s.plan(1, 0.0, [known], [known], [(0, 0, 480, 270)])
+    new = [j for j in plan.jobs if j.kind == "new"]
+    assert {j.now().box for j in new} == {(0, 0, 205, 270), (255, 0, 225, 270)}  # left and right of it
+    assert len(new) == 18 and all(j.kind in ("new", "near") for j in plan.jobs)
+    s.finish(plan, len(plan.jobs), [known], 0.0)
+    # an area only a little wider than the face (a head moving, an arm): no part beside it
+    s2 = DetectionSchedule(sweep, DetectionConfig(), MotionConfig(sweep_period=9, idle_sweep_s=0, settle_s=0))
+    plan = s2.plan(1, 0.0, [known], [known], [(160, 40, 160, 160)])
+    assert {j.kind for j in plan.jobs} <= {"near"}
+
+
 def test_no_job_starves_behind_a_stream_of_new_areas():
     s = DetectionSchedule(sweep, DetectionConfig(), MotionConfig(idle_sweep_s=1.0))
     ran_sweep = None

@@ -20,6 +20,7 @@ passes search where it is now.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,9 @@ AGE_FRAMES = 15
 # 33 px faces, in its last 4 frames: 3 of 4 each found, 0 with the pass once a period; make_clip
 # clips, where tracked faces move all the time, ~8% fewer frames/s).
 UPRIGHT_VISITS = 3
+# The part of a moving area beside the faces found in it counts as a moving area of its own when it is
+# at least this many of their size wide: room for another face and the cascade's margin around it.
+BESIDE_FACES = 1.5
 
 
 @dataclass(eq=False)
@@ -161,9 +165,19 @@ class DetectionSchedule:
 
     def _moving(self, box: Box, found: Sequence[Detection]) -> None:
         period = self.motion.sweep_period if self.motion is not None else self.detection.sweep_period
-        if any(_near(d, box) for d in found):
+        near = [d for d in found if _near(d, box)]
+        if near:
             self._rolling(box, "near", period)
+            # Beside the faces it holds, the area may hold someone else: that part is a moving area
+            # in its own right. (Real walking-and-pause: the whole frame moved while three people
+            # walked in; once one was tracked, the blonde woman beside him got only the rolling share.)
+            for side in _beside(box, near):
+                self._moving_alone(side, period)
             return
+        self._moving_alone(box, period)
+
+    def _moving_alone(self, box: Box, period: int) -> None:
+        """A moving area with no face found in it: its passes, where it is now."""
         queued = [a for a in self.areas if a.box is not None and _overlap(a.box, box)]
         if queued:  # still being searched: its remaining passes follow it
             for a in queued:
@@ -287,6 +301,21 @@ def _near(det: Detection, box: Box) -> bool:
     x, y, w, h = box
     r = 1.5 * det.size
     return x - r <= det.cx < x + w + r and y - r <= det.cy < y + h + r
+
+
+def _beside(box: Box, faces: Sequence[Detection]) -> list[Box]:
+    """The parts of ``box`` left and right of ``faces`` (from their boxes' edges) wide enough to hold
+    another face beside them (BESIDE_FACES of the largest face's size)."""
+    x, y, w, h = box
+    size = max(d.size for d in faces)
+    left = int(min(d.cx - d.size / 2 for d in faces))
+    right = int(math.ceil(max(d.cx + d.size / 2 for d in faces)))
+    out = []
+    if left - x >= BESIDE_FACES * size:
+        out.append((x, y, left - x, h))
+    if x + w - right >= BESIDE_FACES * size:
+        out.append((right, y, x + w - right, h))
+    return out
 
 
 def _overlap(a: Box, b: Box) -> bool:
