@@ -156,10 +156,10 @@ class DetectionSchedule:
         self.full_sweeps += 1
         return True
 
-    def _add_area(self, box: Box | None) -> None:
+    def _add_area(self, box: Box | None, kind: str = "new") -> None:
         area = Area(box)
         for scan in self.sweep(box):
-            self.queue.append(Job("new", scan, self.frame, area))
+            self.queue.append(Job(kind, scan, self.frame, area))
             area.pending += 1
         self.areas.append(area)
 
@@ -171,13 +171,16 @@ class DetectionSchedule:
             # Beside the faces it holds, the area may hold someone else: that part is a moving area
             # in its own right. (Real walking-and-pause: the whole frame moved while three people
             # walked in; once one was tracked, the blonde woman beside him got only the rolling share.)
+            # Its passes rank with the rolling ones ("near"), not before them: those find the tracked
+            # faces again when their region search loses them (door_clip seed 6: ranked "new", they
+            # kept Elton John unnamed for 1 s beside Madonna).
             for side in _beside(box, near):
-                self._moving_alone(side, period)
+                self._moving_alone(side, period, "near")
             return
         self._moving_alone(box, period)
 
-    def _moving_alone(self, box: Box, period: int) -> None:
-        """A moving area with no face found in it: its passes, where it is now."""
+    def _moving_alone(self, box: Box, period: int, kind: str = "new") -> None:
+        """A moving area with no face found in it: its passes (of priority ``kind``), where it is now."""
         queued = [a for a in self.areas if a.box is not None and _overlap(a.box, box)]
         if queued:  # still being searched: its remaining passes follow it
             for a in queued:
@@ -186,7 +189,7 @@ class DetectionSchedule:
         if any(_same_place(box, old, self._growth()) for old, _ in self.searched):
             self._rolling(box, "searched", period)
             return
-        self._add_area(box)
+        self._add_area(box, kind)
 
     def _settled(self, areas: Sequence[Box], tracked: Sequence[Detection], t: float) -> None:
         """Where something stopped moving motion.settle_s ago, with no tracked face in it: one more
