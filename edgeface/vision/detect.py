@@ -426,7 +426,8 @@ class HaarDetector:
 
     def detect_hog(self, picture: np.ndarray) -> list[Detection]:
         """Faces in a still picture by dlib's HOG detector alone (detection.still_hog_min_score; [] when
-        off), best first, upright: the last try of Recognizer.find when the cascades find nothing."""
+        off), best first, upright: the last try of Recognizer.find when the cascades find nothing. Their
+        ``score`` is the HOG filters' confidence (dlib's scale, 0 its threshold), not cascade neighbours."""
         if self._hog is None or self.cfg.still_hog_min_score is None:
             return []
         grey = picture if picture.ndim == 2 else cv2.cvtColor(picture[:, :, :3], cv2.COLOR_BGR2GRAY)

@@ -89,6 +89,7 @@ class HogFaceScore:
     SIDES = (66.0, 72.0, 78.0, 84.0, 90.0, 96.0, 103.0, 110.0, 118.0, 127.0)
     REACH = 2
     MARGIN = 4 * CELL  # crop pixels around the face box: the windows' reach and the features' border
+    LEVEL_STEP = 5.0 / 6.0  # scan's pyramid, as dlib's pyramid_down<6>: each level 5/6 of the one above
 
     def __init__(self, path: str | Path):
         with np.load(path) as data:
@@ -114,9 +115,6 @@ class HogFaceScore:
             scores = np.einsum("abkij,dijk->abd", windows, self.filters) - self.thresholds
             best = max(best, float(scores.max()))
         return best
-
-    # dlib's pyramid_down<6>: each level is 5/6 of the one above
-    LEVEL_STEP = 5.0 / 6.0
 
     def scan(self, grey: np.ndarray, min_score: float = 0.0,
              min_side: float = 80.0) -> list[tuple[float, float, float, float]]:

@@ -6,7 +6,9 @@ priority order:
   2. "new": every pass over a moving area where no face was (someone may have come in), and the
      whole-frame sweep at start-up or after a scene change.
   3. "near": a moving area with a face found on the last frame gets its share of a rolling sweep
-     (each pass once every motion.sweep_period frames): a newcomer beside someone known.
+     (each pass once every motion.sweep_period frames): a newcomer beside someone known. The part
+     of the area left or right of its faces, when wide enough to hold another face, gets every pass,
+     ranked with these.
   4. "searched": a moving area that already got every pass and held no face (a waving arm, a
      tree, a TV) gets the same rolling share while it keeps moving in the same place.
   5. "sweep": the slow whole-frame sweep (motion.idle_sweep_s) for faces that never moved; without
