@@ -28,9 +28,6 @@ import numpy as np
 from edgeface.config import TrackingConfig
 from edgeface.vision.detect import Detection
 
-# A face within this many sizes of a larger face named alike is a picture of that person on them.
-ONE_PLACE_SIZES = 1.5
-
 
 @dataclass
 class IdentityEvent:
@@ -71,13 +68,13 @@ class Track:
     unknown_sum: np.ndarray | None = field(default=None, repr=False)  # sum of its embeddings that matched nobody
     recent: deque[tuple[str | None, float]] = field(default_factory=deque, repr=False)  # after the decision
     was_unknown: bool = False  # decided unknown once: renamed only by clear matches (rename_margin)
-    # A larger face beside it shows the same name: it is a picture of them (Tracker._one_place).
+    # Another live track, older, holds the same name: one person is in one place (Tracker._one_place).
     outnamed: bool = False
 
     @property
     def shown_name(self) -> str | None:
-        """The name to show for this frame (None while undecided, unknown, being rechecked, or while a
-        larger face beside it shows the same name)."""
+        """The name to show for this frame (None while undecided, unknown, being rechecked, or while an
+        older track shows the same name)."""
         return None if self.recheck or self.outnamed else self.name
 
     @property
@@ -185,20 +182,18 @@ class Tracker:
         return tracks
 
     def _one_place(self, t: float) -> None:
-        """A face seen beside a larger face named alike, within ONE_PLACE_SIZES of its size, does not
-        show the name: it is a picture of that person on them (a face printed on a T-shirt, found beside
-        its wearer's, was shown with her name on make_clip seed 7; chips that small score near every
-        threshold). It takes the name, and announces it, once the larger face is gone or named otherwise.
-        Only faces seen on this frame count: a track just lost is not someone else's rival."""
-        seen = [tr for tr in self.tracks if tr.missed == 0 and tr.name is not None and not tr.recheck]
-        for tr in self.tracks:
-            was = tr.outnamed
-            d = tr.detection
-            tr.outnamed = tr in seen and any(
-                o is not tr and o.name == tr.name and o.detection.size > d.size
-                and math.hypot(o.detection.cx - d.cx, o.detection.cy - d.cy) <= ONE_PLACE_SIZES * o.detection.size
-                for o in seen)
-            if was and not tr.outnamed and tr.decided and tr.name is not None and tr.announced_name != tr.name:
+        """One person is in one place: of the live tracks named alike, only the oldest shows the name
+        (a face printed on a T-shirt, found beside its wearer's, was shown with her name on make_clip
+        seed 7; chips that small score near every threshold). Another takes the name, and announces it,
+        once the older one is gone or named otherwise."""
+        holder: dict[str, Track] = {}
+        for tr in sorted(self.tracks, key=lambda tr: (tr.first_seen, tr.id)):
+            if tr.name is None or tr.recheck:
+                tr.outnamed = False
+                continue
+            was, tr.outnamed = tr.outnamed, tr.name in holder
+            holder.setdefault(tr.name, tr)
+            if was and not tr.outnamed and tr.decided and tr.announced_name != tr.name:
                 self._announce(tr, t)
 
     def new_scene(self) -> None:
