@@ -313,21 +313,3 @@ def test_a_face_decided_unknown_stays_held_to_clear_matches_after_a_scene_change
         tracker.update([face(100)], 1.0 + 0.1 * k)
         tracker.observe(tr, "ann", 0.96, 1.0 + 0.1 * k, 0.035)
     assert tr.shown_name == "ann"
-
-
-def test_one_person_is_shown_in_one_place():
-    """A face printed on a T-shirt beside its wearer's (make_clip seed 7) matched her name: of two live
-    tracks named alike only the older shows it and is announced; the other takes it once she is gone."""
-    tracker = Tracker(TrackingConfig(vote_count=3, max_missed=0.5, min_missed_frames=2))
-    events = run_frames(tracker, [[face(100)]] * 3, [["ann"]] * 3)
-    events += run_frames(tracker, [[face(100), face(400)]] * 4, [["ann", "ann"]] * 4, t0=0.3)
-    older, newer = tracker.tracks
-    assert older.shown_name == "ann" and newer.name == "ann" and newer.shown_name is None
-    assert [e.track_id for e in events] == [older.id]
-    events = run_frames(tracker, [[face(400)]] * 12, [["ann"]] * 12, t0=0.7)  # she left
-    assert tracker.tracks == [newer] and newer.shown_name == "ann"
-    assert [e.track_id for e in events] == [newer.id]
-    # two people with different names are each shown
-    tracker = Tracker(TrackingConfig(vote_count=3))
-    run_frames(tracker, [[face(100), face(400)]] * 4, [["ann", "bob"]] * 4)
-    assert [t.shown_name for t in tracker.tracks] == ["ann", "bob"]

@@ -68,14 +68,11 @@ class Track:
     unknown_sum: np.ndarray | None = field(default=None, repr=False)  # sum of its embeddings that matched nobody
     recent: deque[tuple[str | None, float]] = field(default_factory=deque, repr=False)  # after the decision
     was_unknown: bool = False  # decided unknown once: renamed only by clear matches (rename_margin)
-    # Another live track, older, holds the same name: one person is in one place (Tracker._one_place).
-    outnamed: bool = False
 
     @property
     def shown_name(self) -> str | None:
-        """The name to show for this frame (None while undecided, unknown, being rechecked, or while an
-        older track shows the same name)."""
-        return None if self.recheck or self.outnamed else self.name
+        """The name to show for this frame (None while undecided, unknown or being rechecked)."""
+        return None if self.recheck else self.name
 
     @property
     def steady(self) -> bool:
@@ -178,23 +175,7 @@ class Tracker:
                 self.tracks.append(matched)
                 placed.append(matched)
             tracks.append(matched)
-        self._one_place(t)
         return tracks
-
-    def _one_place(self, t: float) -> None:
-        """One person is in one place: of the live tracks named alike, only the oldest shows the name
-        (a face printed on a T-shirt, found beside its wearer's, was shown with her name on make_clip
-        seed 7; chips that small score near every threshold). Another takes the name, and announces it,
-        once the older one is gone or named otherwise."""
-        holder: dict[str, Track] = {}
-        for tr in sorted(self.tracks, key=lambda tr: (tr.first_seen, tr.id)):
-            if tr.name is None or tr.recheck:
-                tr.outnamed = False
-                continue
-            was, tr.outnamed = tr.outnamed, tr.name in holder
-            holder.setdefault(tr.name, tr)
-            if was and not tr.outnamed and tr.decided and tr.announced_name != tr.name:
-                self._announce(tr, t)
 
     def new_scene(self) -> None:
         """The picture changed all at once (a cut, the camera moved, the lights): a face in a
@@ -227,8 +208,7 @@ class Tracker:
                 track.name, track.score = _vote(track.votes)
                 track.decided, track.recheck = True, False
                 track.was_unknown = track.was_unknown or track.name is None
-                self._one_place(t)
-                if not track.outnamed and (not track.announced or track.name != track.announced_name):
+                if not track.announced or track.name != track.announced_name:
                     self._announce(track, t)
             return
         if track.name is None and track.face_confirmed and (not track.announced or track.announced_name is not None):
@@ -254,9 +234,7 @@ class Tracker:
         if winner != track.name and sum(1 for m, _ in track.recent if m == winner) * 2 > n:
             track.name, track.score = winner, mean
             track.recent.clear()
-            self._one_place(t)
-            if not track.outnamed:
-                self._announce(track, t)
+            self._announce(track, t)
         elif winner == track.name:
             track.score = max(track.score, mean)
 
