@@ -143,12 +143,11 @@ class Recognizer:
             found = [d for d in self.detector.detect(canvas) if d.size >= CROP_FACE_SHARE * min(h, w)]
             if found:
                 return [replace(d, cx=d.cx - pad + x0, cy=d.cy - pad + y0) for d in found]
-        # dlib's HOG detector, on the picture in its canvas (edges repeated: a face at the edge is
-        # whole to its filters); its turned-head filters see heads the frontal cascade misses
+        # dlib's HOG detector, on the last canvas above (edges repeated: a face at the edge is whole to
+        # its filters); its turned-head filters see heads the frontal cascade misses
         hog = getattr(self.detector, "detect_hog", None)
         if hog is None:
             return []
-        canvas = cv2.copyMakeBorder(crop, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         return [replace(d, cx=d.cx - pad + x0, cy=d.cy - pad + y0) for d in hog(canvas)]
 
     def recognize(self, frame: np.ndarray) -> list[Face]:
