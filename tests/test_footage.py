@@ -42,11 +42,12 @@ def test_the_walking_clips_small_faces_are_found_once_their_people_stand_still()
 
 def test_faces_with_glasses_are_found_and_kept():
     """walking-and-pause's two people with glasses: the cascades propose them but neither opinion verifies
-    them (found in 6 and 2 of 41 frames before dlib's HOG filters gave theirs; 29 and 34 with them). The
-    woman cannot be found while she walks in (frames 0-11)."""
+    them (found in 6 and 2 of 41 frames before dlib's HOG filters gave theirs; 34 and 40 with them). The
+    default cascade never finds the blonde woman in her first 7 frames; the second frontal cascade
+    (detection.upright_cascade) does: 39 and 41 of 41."""
     found = run("face-demographics-walking-and-pause.gif")["found"]
-    assert found["blonde"][0] >= 0.65 * found["blonde"][1]
-    assert found["bald"][0] >= 0.75 * found["bald"][1]
+    assert found["blonde"][0] >= 0.9 * found["blonde"][1]
+    assert found["bald"][0] >= 0.9 * found["bald"][1]
 
 
 @pytest.fixture(scope="module")

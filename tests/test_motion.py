@@ -118,7 +118,7 @@ def test_on_an_empty_room_the_cascade_stops_after_the_first_frames(embedder):
         per_frame.append(detector.passes - before)
         assert result.faces == [] and "motion" in result.stages_ms
     # start-up's one full sweep (nothing to compare with yet); then, with the idle sweep off, none
-    assert per_frame[0] == len(detector.sweep()) and sum(per_frame[1:]) == 0
+    assert per_frame[0] == len(detector.sweep(video=True)) and sum(per_frame[1:]) == 0
     assert pipeline.cascade_frames == 1
     # the idle sweep alone: one angle per idle_sweep_s / 7 seconds, never two in a frame
     detector = CountingDetector()
@@ -126,15 +126,15 @@ def test_on_an_empty_room_the_cascade_stops_after_the_first_frames(embedder):
     for i in range(150):
         before = detector.passes
         pipeline.process(noisy(bg, i, rng), i / 15)
-        assert detector.passes - before <= (len(detector.sweep()) if i == 0 else 1)
+        assert detector.passes - before <= (len(detector.sweep(video=True)) if i == 0 else 1)
     n = len(detector.cfg.angles)  # every (frontal) pass of the idle sweep comes round once in idle_sweep_s
-    assert detector.passes == len(detector.sweep()) + math.ceil(10 / (7.0 / n))  # start-up's, then one each 7 / n s
+    assert detector.passes == len(detector.sweep(video=True)) + math.ceil(10 / (7.0 / n))  # start-up's, then one each 7 / n s
     # and with motion off, every frame is searched as before
     detector = CountingDetector()
     pipeline = FramePipeline(Recognizer(detector, embedder), Tracker(), MotionConfig(enabled=False))
     for i in range(5):
         pipeline.process(noisy(bg, i, rng), i / 15)
-    assert detector.passes == 5 * len(detector.sweep()) and pipeline.cascade_frames == 5
+    assert detector.passes == 5 * len(detector.sweep(video=True)) and pipeline.cascade_frames == 5
 
 
 @pytest.mark.parametrize("roll", [0, 40])
@@ -163,11 +163,11 @@ def test_a_scene_change_relearns_the_background_and_the_cascade_stops_again(embe
     bg, rng = room(7), np.random.default_rng(8)
     for i in range(20):
         pipeline.process(noisy(bg, i, rng), i / 15)
-    assert detector.passes == len(detector.sweep()) and pipeline.full_sweeps == 1  # start-up only
+    assert detector.passes == len(detector.sweep(video=True)) and pipeline.full_sweeps == 1  # start-up only
     for i in range(20, 60):  # lights switched: 1.6 times as bright
         pipeline.process(noisy(bg * 1.6, i, rng), i / 15)
     assert pipeline.full_sweeps == 2  # the scene-change path, once
-    assert detector.passes == 2 * len(detector.sweep())
+    assert detector.passes == 2 * len(detector.sweep(video=True))
 
 
 def cv2_resize(image, w, h):

@@ -161,7 +161,7 @@ def test_a_still_face_from_the_first_frame_is_found_at_once(embedder):
     rng = np.random.default_rng(1)
     result = pipeline.process(noisy(face_in_room(), 0, rng), 0.0)
     # start-up: the whole frame is searched in full, over the budget (nothing is tracked yet)
-    assert detector.scans == len(detector.sweep()) and len(result.faces) == 1
+    assert detector.scans == len(detector.sweep(video=True)) and len(result.faces) == 1
     for i in range(1, 10):
         before = detector.scans
         assert len(pipeline.process(noisy(face_in_room(), i, rng), i / 15).faces) == 1
@@ -181,7 +181,7 @@ def test_a_face_that_comes_to_rest_is_found_through_carried_over_passes(embedder
         if result.faces and found_at is None:
             found_at = i
     assert max(per_frame[1:]) == 1  # after start-up: one queued pass a frame, the rest carried over
-    assert found_at is not None and 5 <= found_at < 5 + len(detector.sweep())
+    assert found_at is not None and 5 <= found_at < 5 + len(detector.sweep(video=True))
     assert pipeline.schedule.stats.carried > 0 and pipeline.schedule.stats.budget_out > 0
     assert len(pipeline.tracker.tracks) == 1  # and the region search keeps it, every frame
 
@@ -200,7 +200,7 @@ def test_the_budget_bounds_queued_passes_while_tracked_faces_are_always_searched
         before_scans, before_calls = detector.scans, detector.cascade_calls
         tracked = len(pipeline.tracker.tracks)
         result = pipeline.process(noisy(face_in_room(min(200, 4 * i)), i, rng), i / 15)
-        assert detector.scans - before_scans <= (len(detector.sweep()) if i == 0 else 1)  # start-up: in full
+        assert detector.scans - before_scans <= (len(detector.sweep(video=True)) if i == 0 else 1)  # start-up: in full
         if tracked:  # the region search ran besides the one queued pass
             track_frames += 1
             assert detector.cascade_calls - before_calls > detector.scans - before_scans

@@ -103,6 +103,13 @@ class DetectionConfig:
     profile_cascade: str = "haarcascade_profileface.xml"
     profile_angles: list[float] = field(default_factory=lambda: [0.0])
     profile_min_score: float = PROFILE_MIN_SCORE
+    # Video only: a second frontal cascade joins the sweep at roll 0 (one pass per search of an area,
+    # once a period of a rolling sweep), for faces the first one misses in every frame. The blonde
+    # woman of the real walking-and-pause clip is found by it from her first frame; the default
+    # cascade does not find her there even at minNeighbors 1. A face only it found has no independent
+    # second opinion (it is the verify_cascade too): it is kept only where dlib's HOG filters score it
+    # at least hog_min_score (none without hog_model). Stills (enroll, identify) do not use it. "" disables.
+    upright_cascade: str = "haarcascade_frontalface_alt2.xml"
     # Video: the milliseconds of cascade passes a frame may spend beyond tracked faces' region
     # search (which always runs). Passes are queued in priority order (new moving areas, areas
     # around tracked faces, the slow whole-frame sweep); what the budget leaves carries over to the

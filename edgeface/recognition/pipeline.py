@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 import cv2
@@ -186,7 +187,7 @@ class FramePipeline:
         self.recognizer, self.tracker, self.detector = recognizer, tracker, recognizer.detector
         self.face_check = ChipFaceCheck()
         self.motion = MotionDetector(motion) if motion is not None and motion.enabled else None
-        self.schedule = DetectionSchedule(self.detector.sweep, self.detector.cfg,
+        self.schedule = DetectionSchedule(partial(self.detector.sweep, video=True), self.detector.cfg,
                                           motion if self.motion is not None else None)
         self.scenes = SceneChange(self.detector.cfg.scene_change)
         self.frame_index = 0

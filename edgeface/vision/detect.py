@@ -12,7 +12,8 @@ such non-faces with confidence, so every merged face is verified on a small upri
 a second cascade (alt2) must agree at the same place and size (tools/measure_detect.py
 accuracy/--sweep measured the rule). The eye cascades then refine the roll from the eye line.
 A turned head (yaw) is found by the profile cascade, on the picture and its mirror; its hits merge
-with the frontal ones. On video, edgeface.vision.schedule decides which passes each frame gets.
+with the frontal ones. On video a second frontal cascade (detection.upright_cascade) joins the upright
+passes; edgeface.vision.schedule decides which passes each frame gets.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from edgeface.vision.hog import HogFaceScore
 Box = tuple[int, int, int, int]  # x, y, w, h in original-frame pixels
 
 FRONTAL, PROFILE, PROFILE_MIRROR = "frontal", "profile", "profile_mirror"
-CASCADES = (FRONTAL, PROFILE, PROFILE_MIRROR)
+UPRIGHT = "upright"  # the second frontal cascade (detection.upright_cascade), video only, at roll 0
+CASCADES = (FRONTAL, PROFILE, PROFILE_MIRROR, UPRIGHT)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Hit:
     score: float  # cascade neighbours
     profile: bool = False
     tracked: bool = False  # from a tracked face's region search
+    upright: bool = False  # from the second frontal cascade (UPRIGHT)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class Candidate:
     second_equalized: int = 0  # the same on the crop histogram-equalised (asked only when second falls short)
     hog: float = -math.inf  # dlib's HOG filters' score (asked only when the cascades' opinions fall short)
     tracked: bool = False  # found where a tracked (already verified) face was
+    upright_only: bool = False  # only the second frontal cascade found it: the HOG opinion decides
 
 
 @dataclass(frozen=True)
@@ -141,8 +145,9 @@ class HaarDetector:
         if self.cfg.profile_cascade:
             path = self.cfg.cascade_path(self.cfg.profile_cascade, "detection.profile_cascade")
             self._files[PROFILE] = self._files[PROFILE_MIRROR] = path
-        self._cascades = {k: _load_cascade(p, f"detection.{'cascade' if k == FRONTAL else 'profile_cascade'}")
-                          for k, p in self._files.items()}
+        if self.cfg.upright_cascade:
+            self._files[UPRIGHT] = self.cfg.cascade_path(self.cfg.upright_cascade, "detection.upright_cascade")
+        self._cascades = {k: _load_cascade(p, f"detection.{_KEYS[k]}") for k, p in self._files.items()}
         # a CascadeClassifier is not safe to share between threads: pool workers get their own
         self._local = threading.local()
         self._eyes = [_load_cascade(self.cfg.cascade_path(n, "detection.eyes"), "detection.eyes")
@@ -215,13 +220,16 @@ class HaarDetector:
         return buf, m
 
     # -- cascade passes -----------------------------------------------------------------
-    def sweep(self, box: Box | None = None) -> list[Scan]:
+    def sweep(self, box: Box | None = None, video: bool = False) -> list[Scan]:
         """Every pass of a full search of ``box`` (None: the whole frame), upright first: the
-        frontal cascade at every angle, the profile cascade and its mirror at profile_angles."""
+        frontal cascade at every angle, the profile cascade and its mirror at profile_angles, and on
+        ``video`` the second frontal cascade upright."""
         scans = [Scan(box, float(a)) for a in self.cfg.angles]
         if PROFILE in self._cascades:
             for a in self.cfg.profile_angles:
                 scans += [Scan(box, float(a), PROFILE), Scan(box, float(a), PROFILE_MIRROR)]
+        if video and UPRIGHT in self._cascades:
+            scans.append(Scan(box, 0.0, UPRIGHT))
         # upright first (a turned head is commoner than a tilted one), then by roll; stable sort
         return sorted(scans, key=lambda s: abs(s.angle))
 
@@ -232,7 +240,7 @@ class HaarDetector:
         if own is None:
             own = self._local.cascades = {}
         if kind not in own:
-            own[kind] = _load_cascade(self._files[kind], "detection.cascade")
+            own[kind] = _load_cascade(self._files[kind], f"detection.{_KEYS[kind]}")
         return own[kind]
 
     def _area(self, prep: Prepared, box: Box | None) -> tuple[np.ndarray, float, float] | None:
@@ -285,8 +293,9 @@ class HaarDetector:
             face_angle = -face_angle
         centres /= scale
         sides = boxes[:, 2] / scale
-        profile = scan.cascade != FRONTAL
-        return [Hit(float(cx) + dx, float(cy) + dy, float(side), face_angle, float(n), profile)
+        profile = scan.cascade in (PROFILE, PROFILE_MIRROR)
+        upright = scan.cascade == UPRIGHT
+        return [Hit(float(cx) + dx, float(cy) + dy, float(side), face_angle, float(n), profile, upright=upright)
                 for (cx, cy), side, n in zip(centres, sides, np.ravel(neighbours))]
 
     def scan_all(self, prep: Prepared, scans: list[Scan]) -> list[Hit]:
@@ -361,7 +370,8 @@ class HaarDetector:
         """All merged faces, strongest first, each with its evidence. Hits of both cascades merge
         into one face; it is a profile face only when no frontal hit is among them. A face the region
         search found where one of ``tracked`` was continues it (verified when its track began): no eye
-        search, no second opinion."""
+        search, no second opinion. A face only the second frontal cascade (UPRIGHT) found gets no
+        second opinion either (that cascade is the verifier too): the HOG filters' opinion decides."""
         merged = []
         tuples = [(h.cx, h.cy, h.size, h.angle, h.score) for h in hits]
         for group in geometry.group_hits(tuples, distance=self.cfg.merge_distance):
@@ -372,15 +382,20 @@ class HaarDetector:
             w = np.maximum(g[:, 4], 1e-6)
             cx, cy, size, angle = (float(np.average(g[:, k], weights=w)) for k in range(4))
             merged.append((Detection(cx, cy, size, angle, float(g[:, 4].sum()), profile=not frontal),
-                           bool(frontal)))
+                           bool(frontal), bool(frontal) and all(hits[i].upright for i in frontal)))
         merged.sort(key=lambda m: -m[0].score)
         out = []
-        for det, frontal_hit in merged:
+        for det, frontal_hit, upright_only in merged:
             # frontal hits where a tracked face was continue it unverified (its roll may have left the
             # second opinion's range); a profile-only face must verify: profile passes found false faces
             # where someone had just slid out of view (door clips), and the track kept its name
             if frontal_hit and tracked and _continues(det, tracked):
                 out.append(Candidate(det, tracked=True))
+                continue
+            if upright_only:
+                hog = (self._hog_score(prep, det.cx, det.cy, det.size, det.angle)
+                       if self._hog is not None and abs(det.angle) <= _HOG_MAX_ROLL else -math.inf)
+                out.append(Candidate(det, hog=hog, upright_only=True))
                 continue
             eyes, delta = self._find_eyes(prep, det)
             if delta is not None and abs(delta) <= 20.0 and not det.profile:
@@ -410,6 +425,8 @@ class HaarDetector:
         cfg = self.cfg
         if c.tracked:
             return True
+        if c.upright_only:
+            return c.hog >= cfg.hog_min_score
         if c.detection.profile:
             return c.detection.score >= cfg.profile_min_score
         return ((cfg.min_eyes > 0 and c.eyes >= cfg.min_eyes)
@@ -498,6 +515,10 @@ class HaarDetector:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+_KEYS = {FRONTAL: "cascade", PROFILE: "profile_cascade", PROFILE_MIRROR: "profile_cascade",
+         UPRIGHT: "upright_cascade"}  # config key of each cascade kind, for errors
 
 
 def _continues(det: Detection, regions) -> bool:
