@@ -130,3 +130,24 @@ def test_tall_pictures_are_detected_at_a_bounded_height(detector):
     grey, scale = prep.grey, prep.scale
     assert grey.shape == (360, 480) and scale == 0.75
     assert detector.detect(tall) == []
+
+
+
+def test_a_face_of_earlier_frames_hits_alone_needs_a_stronger_second_opinion(astronaut_bgr, detector):
+    """FramePipeline keeps queued passes' hits a few frames; a face made of them alone is judged again on
+    each frame, so it needs more than a face of this frame's hits: make_clip seed 7 on a slow machine, a
+    corner of hair passed at 9 on its third try and was named elton_john."""
+    from dataclasses import replace
+
+    from edgeface.vision.detect import Candidate
+
+    prep = detector.prepare(astronaut_bgr)
+    now = detector.scan(prep, Scan(None, 0.0))
+    earlier = [replace(h, earlier=True) for h in now]
+    (fresh,) = [c for c in detector.candidates(prep, now) if detector.keep(c)]
+    (again,) = [c for c in detector.candidates(prep, earlier) if detector.keep(c)]
+    assert not fresh.rejudged and again.rejudged and again.second >= 12  # a real face clears the higher bar
+    assert [c.rejudged for c in detector.candidates(prep, earlier + now[:1])] == [False]  # with one of now's
+    face = fresh.detection
+    assert detector.keep(Candidate(face, second=9)) and not detector.keep(Candidate(face, second=9, rejudged=True))
+    assert detector.keep(Candidate(face, second=12, rejudged=True))

@@ -254,7 +254,8 @@ class FramePipeline:
         earlier = [h for f, h in self._earlier_hits
                    if not any(_covers(d, h) for d in plan.tracked)]  # a tracked face has its own search
         found = detector.select(detector.candidates(prep, hits + queued + earlier, plan.tracked))
-        self._earlier_hits = [(f, h) for f, h in self._earlier_hits + [(self.frame_index, h) for h in queued]
+        self._earlier_hits = [(f, h) for f, h in self._earlier_hits + [(self.frame_index, replace(h, earlier=True))
+                                                                       for h in queued]
                               if self.frame_index - f < EARLIER_HITS_FRAMES and not any(_covers(d, h) for d in found)]
         self.schedule.finish(plan, ran, found, t)
         return found

@@ -76,6 +76,7 @@ class Hit:
     profile: bool = False
     tracked: bool = False  # from a tracked face's region search
     upright: bool = False  # from the second frontal cascade (UPRIGHT)
+    earlier: bool = False  # from an earlier frame's pass, merged with this frame's (FramePipeline.detect)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Candidate:
     hog: float = -math.inf  # dlib's HOG filters' score (asked only when the cascades' opinions fall short)
     tracked: bool = False  # found where a tracked (already verified) face was
     upright_only: bool = False  # only the second frontal cascade found it: the HOG opinion decides
+    rejudged: bool = False  # earlier frames' hits alone: judged before, its second opinion needs more
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,12 @@ _REGION_FACE = 32
 # 6 and 4 of 41 frames at 32 px, 28 and 41 at 56, 41 and 41 at 56 with CLAHE.
 _REGION_FINE_FACE = 56
 _VERIFY_GROUP = 3  # the verifier's own minNeighbors; the threshold that counts is verify_min_neighbors
+# A face made of earlier frames' hits alone (FramePipeline keeps queued passes' hits 6 frames) is judged
+# again on each of them, on new pixels: more tries, so a higher bar for its second opinion. On a slow
+# machine (budget 5 ms) make_clip seed 7's corner of hair, refused at 4 and 0, passed at 9 on its third
+# try and was named elton_john for 23 frames; door_clip seed 4's Elton, sliding in at roll -31, passed
+# at 13 on his sixth (none of this frame's hits there), and not judged again he was never named.
+_REJUDGED_MIN_NEIGHBORS = 12
 # dlib's HOG filters give their opinion on faces turned at most this far in roll (they were trained on
 # upright faces; a cat's head at -40 found on a turned canvas of skimage's chelsea scored -0.32).
 _HOG_MAX_ROLL = 20.0
@@ -371,7 +379,9 @@ class HaarDetector:
         into one face; it is a profile face only when no frontal hit is among them. A face the region
         search found where one of ``tracked`` was continues it (verified when its track began): no eye
         search, no second opinion. A face only the second frontal cascade (UPRIGHT) found gets no
-        second opinion either (that cascade is the verifier too): the HOG filters' opinion decides."""
+        second opinion either (that cascade is the verifier too): the HOG filters' opinion decides.
+        A face of earlier frames' hits alone is judged again on each frame they are kept, so its
+        second opinion must reach _REJUDGED_MIN_NEIGHBORS."""
         merged = []
         tuples = [(h.cx, h.cy, h.size, h.angle, h.score) for h in hits]
         for group in geometry.group_hits(tuples, distance=self.cfg.merge_distance):
@@ -382,10 +392,11 @@ class HaarDetector:
             w = np.maximum(g[:, 4], 1e-6)
             cx, cy, size, angle = (float(np.average(g[:, k], weights=w)) for k in range(4))
             merged.append((Detection(cx, cy, size, angle, float(g[:, 4].sum()), profile=not frontal),
-                           bool(frontal), bool(frontal) and all(hits[i].upright for i in frontal)))
+                           bool(frontal), bool(frontal) and all(hits[i].upright for i in frontal),
+                           all(hits[i].earlier for i in group)))
         merged.sort(key=lambda m: -m[0].score)
         out = []
-        for det, frontal_hit, upright_only in merged:
+        for det, frontal_hit, upright_only, rejudged in merged:
             # frontal hits where a tracked face was continue it unverified (its roll may have left the
             # second opinion's range); a profile-only face must verify: profile passes found false faces
             # where someone had just slid out of view (door clips), and the track kept its name
@@ -404,7 +415,7 @@ class HaarDetector:
             equalized = (self._second_opinion(prep, det, equalize=True)
                          if second < self.cfg.verify_min_neighbors and self.cfg.verify_equalized_min_neighbors > 0
                          and not det.profile else 0)
-            c = Candidate(det, eyes, second, equalized)
+            c = Candidate(det, eyes, second, equalized, rejudged=rejudged)
             if self._hog is not None and not det.profile and abs(det.angle) <= _HOG_MAX_ROLL and not self.keep(c):
                 c = replace(c, hog=self._hog_score(prep, det.cx, det.cy, det.size, det.angle))
             out.append(c)
@@ -429,8 +440,9 @@ class HaarDetector:
             return c.hog >= cfg.hog_min_score
         if c.detection.profile:
             return c.detection.score >= cfg.profile_min_score
+        second_min = max(cfg.verify_min_neighbors, _REJUDGED_MIN_NEIGHBORS) if c.rejudged else cfg.verify_min_neighbors
         return ((cfg.min_eyes > 0 and c.eyes >= cfg.min_eyes)
-                or (c.second > 0 and c.second >= cfg.verify_min_neighbors)
+                or (c.second > 0 and c.second >= second_min)
                 or (cfg.verify_equalized_min_neighbors > 0 and c.second_equalized >= cfg.verify_equalized_min_neighbors)
                 or c.hog >= cfg.hog_min_score
                 or c.detection.score >= cfg.min_score)
