@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -7,7 +8,7 @@ from faces import astronaut_bgr as astronaut_photo
 
 from edgeface.config import DetectionConfig
 from edgeface.vision import geometry
-from edgeface.vision.detect import Detection, HaarDetector, Scan
+from edgeface.vision.detect import Candidate, Detection, HaarDetector, Scan
 
 
 @pytest.fixture(scope="module")
@@ -132,15 +133,10 @@ def test_tall_pictures_are_detected_at_a_bounded_height(detector):
     assert detector.detect(tall) == []
 
 
-
 def test_a_face_of_earlier_frames_hits_alone_needs_a_stronger_second_opinion(astronaut_bgr, detector):
     """FramePipeline keeps queued passes' hits a few frames; a face made of them alone is judged again on
     each frame, so it needs more than a face of this frame's hits: make_clip seed 7 on a slow machine, a
     corner of hair passed at 9 on its third try and was named elton_john."""
-    from dataclasses import replace
-
-    from edgeface.vision.detect import Candidate
-
     prep = detector.prepare(astronaut_bgr)
     now = detector.scan(prep, Scan(None, 0.0))
     earlier = [replace(h, earlier=True) for h in now]

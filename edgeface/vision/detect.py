@@ -36,7 +36,6 @@ Box = tuple[int, int, int, int]  # x, y, w, h in original-frame pixels
 
 FRONTAL, PROFILE, PROFILE_MIRROR = "frontal", "profile", "profile_mirror"
 UPRIGHT = "upright"  # the second frontal cascade (detection.upright_cascade), video only, at roll 0
-CASCADES = (FRONTAL, PROFILE, PROFILE_MIRROR, UPRIGHT)
 
 
 @dataclass(frozen=True)
@@ -403,19 +402,17 @@ class HaarDetector:
             if frontal_hit and tracked and _continues(det, tracked):
                 out.append(Candidate(det, tracked=True))
                 continue
-            if upright_only:
-                hog = (self._hog_score(prep, det.cx, det.cy, det.size, det.angle)
-                       if self._hog is not None and abs(det.angle) <= _HOG_MAX_ROLL else -math.inf)
-                out.append(Candidate(det, hog=hog, upright_only=True))
-                continue
-            eyes, delta = self._find_eyes(prep, det)
-            if delta is not None and abs(delta) <= 20.0 and not det.profile:
-                det = replace(det, angle=det.angle + delta)
-            second = self._second_opinion(prep, det)
-            equalized = (self._second_opinion(prep, det, equalize=True)
-                         if second < self.cfg.verify_min_neighbors and self.cfg.verify_equalized_min_neighbors > 0
-                         and not det.profile else 0)
-            c = Candidate(det, eyes, second, equalized, rejudged=rejudged)
+            if upright_only:  # its cascade gives the second opinion: the HOG filters alone decide
+                c = Candidate(det, upright_only=True)
+            else:
+                eyes, delta = self._find_eyes(prep, det)
+                if delta is not None and abs(delta) <= 20.0 and not det.profile:
+                    det = replace(det, angle=det.angle + delta)
+                second = self._second_opinion(prep, det)
+                equalized = (self._second_opinion(prep, det, equalize=True)
+                             if second < self.cfg.verify_min_neighbors and self.cfg.verify_equalized_min_neighbors > 0
+                             and not det.profile else 0)
+                c = Candidate(det, eyes, second, equalized, rejudged=rejudged)
             if self._hog is not None and not det.profile and abs(det.angle) <= _HOG_MAX_ROLL and not self.keep(c):
                 c = replace(c, hog=self._hog_score(prep, det.cx, det.cy, det.size, det.angle))
             out.append(c)
