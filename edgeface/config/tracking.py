@@ -34,6 +34,12 @@ class TrackingConfig:
     # of those clips) and 2 on an enrolled face first left unknown (0.0002 and 0.0017 over). A wrong
     # name costs more than a late one.
     rename_margin: float = 0.01
+    # A match clearing its threshold by less than rename_margin names a face only when that chip
+    # passes the face check (detect.ChipFaceCheck; ~4 ms, asked only for such close matches): make_clip
+    # seed 7's false face on a punching bag beside Ben Affleck matched madonna 0.000-0.008 over her
+    # threshold and was named for a frame in 4 of 7 runs on a loaded machine (0 of 14 with the check);
+    # one of its chips passed the check in one run, so every close match is checked, not one a track.
+    close_match_face_check: bool = True
     # A named face the cascade misses is followed by its look (vision.follow) for up to this many
     # seconds after the cascade last found it (0: never), where a part of the frame is at least
     # follow_min_score alike to it (normalised cross-correlation). On door_clip seeds 1-8, looking

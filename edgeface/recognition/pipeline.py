@@ -289,6 +289,20 @@ class FramePipeline:
                 if template is not None:
                     self._templates[tr.id] = template
 
+    def checked_name(self, track: Track, match: Match, chip: np.ndarray) -> str | None:
+        """The name one chip gives ``track``: ``match``'s, except that a close match (clearing its
+        threshold by less than tracking.rename_margin) names it only when the chip passes the face
+        check (ChipFaceCheck). A chip that matches nobody is checked until one passes, for the
+        unknown-face event (tracking.unknown_face_check)."""
+        cfg = self.tracker.cfg
+        if match.name is not None and match.clearance < cfg.rename_margin and cfg.close_match_face_check:
+            if not self.face_check(chip):
+                return None
+            track.face_confirmed = True
+        elif match.name is None and not track.face_confirmed and cfg.unknown_face_check:
+            track.face_confirmed = self.face_check(chip)
+        return match.name
+
     def process(self, frame: np.ndarray | FramePixels, t: float) -> FrameResult:
         px = frame if isinstance(frame, FramePixels) else FramePixels(frame)
         clock = time.perf_counter
@@ -322,11 +336,10 @@ class FramePipeline:
         matches = self.recognizer.match(embeddings) if todo else []
         by_track = {}
         for tr, m, chip, embedding in zip(todo, matches, chips if chips is not None else [], embeddings):
-            if m.name is None and not tr.face_confirmed and self.tracker.cfg.unknown_face_check:
-                tr.face_confirmed = self.face_check(chip)
-            if m.name is None:  # what an unknown face looks like, for grouping it into a visitor
+            name = self.checked_name(tr, m, chip)
+            if name is None:  # what an unknown face looks like, for grouping it into a visitor
                 tr.unknown_sum = embedding if tr.unknown_sum is None else tr.unknown_sum + embedding
-            self.tracker.observe(tr, m.name, m.score, t, m.clearance)
+            self.tracker.observe(tr, name, m.score, t, m.clearance)
             by_track[tr.id] = m
         events = self.tracker.events(t)
         t5 = clock()
