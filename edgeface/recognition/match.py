@@ -79,7 +79,7 @@ class Match:
     name: str | None  # None: nobody in the gallery is close enough
     score: float  # cosine similarity to the best person, whether or not they were named
     nearest: str | None  # the best person regardless of the rule (for logs and tuning)
-    why: str = ""  # for an unknown face with a nearest person: "threshold", "margin" or "negative"
+    why: str = ""  # for an unknown face with a nearest person: "threshold", "margin", "negative" or "face check"
     clearance: float = 0.0  # score minus the nearest person's threshold (above 0: it cleared it)
 
 

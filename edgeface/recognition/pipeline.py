@@ -340,7 +340,7 @@ class FramePipeline:
             if name is None:  # what an unknown face looks like, for grouping it into a visitor
                 tr.unknown_sum = embedding if tr.unknown_sum is None else tr.unknown_sum + embedding
             self.tracker.observe(tr, name, m.score, t, m.clearance)
-            by_track[tr.id] = m
+            by_track[tr.id] = m if name == m.name else replace(m, name=None, why="face check")
         events = self.tracker.events(t)
         t5 = clock()
         stages = dict(motion=motion_ms, detect=(t1 - t0) * 1e3 - motion_ms, track=(t2 - t1) * 1e3,
