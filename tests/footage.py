@@ -81,21 +81,17 @@ def score(clip: dict, seen: list) -> dict:
 def main(argv: list[str]) -> None:
     import argparse
 
-    from edgeface.config import Config
+    from edgeface.config import parse_settings
     from edgeface.recognition.pipeline import build_frame_pipeline, build_recognizer
     from edgeface.store.gallery import Gallery
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gallery")
     ap.add_argument("--clip", action="append")
-    ap.add_argument("--set", action="append", default=[], help="section.key=value (numbers, or a JSON value)")
+    ap.add_argument("--set", action="append", default=[], help="section.key=value (a YAML value), as in a config file")
     a = ap.parse_args(argv)
     root = os.environ.get("EDGEFACE_FOOTAGE", "../shared/datasets/real-footage")
-    cfg = Config()
-    for item in a.set:
-        key, value = item.split("=", 1)
-        section, name = key.split(".", 1)
-        setattr(getattr(cfg, section), name, json.loads(value))
+    cfg = parse_settings(a.set)
     for name, clip in labels()["clips"].items():
         if a.clip and name not in a.clip:
             continue

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edgeface.config import ConfigError, TlsConfig, load, parse
+from edgeface.config import ConfigError, TlsConfig, load, parse, parse_settings
 
 
 def write(tmp_path, text, name="edgeface.yaml"):
@@ -104,3 +104,14 @@ def test_missing_file_is_named(tmp_path):
 
 def test_parse_empty_is_defaults():
     assert parse("").cameras == [] and parse("# nothing\n").mqtt.port == 1883
+
+
+def test_settings_from_the_command_line_are_checked_as_a_file_is():
+    cfg = parse_settings(["detection.budget_ms=5", "detection.still_hog_min_score=null", "motion.settle_s=0"])
+    assert (cfg.detection.budget_ms, cfg.detection.still_hog_min_score, cfg.motion.settle_s) == (5, None, 0)
+    for item, why in [("detection.budget_ms=-1", "detection.budget_ms: must be 0"),
+                      ("detection.nokey=1", "detection.nokey: unknown key"),
+                      ("budget_ms=5", "expected SECTION.KEY=VALUE"),
+                      ("detection.budget_ms=1\nmqtt:", "expected SECTION.KEY=VALUE")]:
+        with pytest.raises(ConfigError, match=why):
+            parse_settings([item])

@@ -4,7 +4,8 @@
 usage: python tools/count_faces.py FOLDER... [--set detection.KEY=VALUE ...] [--list]
 
 Every picture under each FOLDER (recursively) goes through Recognizer.find with the default config
-(changed by --set, a JSON value: `--set detection.still_hog_min_score=null` for the cascades alone).
+(changed by --set, a YAML value checked as in a config file: `--set detection.still_hog_min_score=null`
+for the cascades alone).
 Prints one JSON line per folder: pictures, no face, more than one face; --list adds the pictures
 with no face.
 """
@@ -19,7 +20,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeface.config import Config  # noqa: E402
+from edgeface.config import ConfigError, parse_settings  # noqa: E402
 from edgeface.recognition.pipeline import build_recognizer  # noqa: E402
 from edgeface.vision.images import IMAGE_SUFFIXES  # noqa: E402
 
@@ -30,13 +31,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     ap.add_argument("--list", action="store_true", help="name the pictures with no face")
     a = ap.parse_args(argv)
-    cfg = Config()
-    for item in a.set:
-        key, _, value = item.partition("=")
-        section, _, name = key.partition(".")
-        if not hasattr(getattr(cfg, section, None), name):
-            ap.error(f"--set {item}: no such key {key!r}")
-        setattr(getattr(cfg, section), name, json.loads(value))
+    try:
+        cfg = parse_settings(a.set)
+    except ConfigError as e:
+        ap.error(str(e))
     recognizer = build_recognizer(cfg)
     for folder in a.folders:
         if not folder.is_dir():

@@ -12,6 +12,7 @@ from edgeface.config.loader import (
     Config,
     load,
     parse,
+    parse_settings,
     resolve_secrets,
 )
 from edgeface.config.motion import MotionConfig
@@ -25,5 +26,5 @@ __all__ = [
     "DEFAULT_CONFIG_PATH", "HAARCASCADES", "CameraConfig", "Config", "ConfigError", "DetectionConfig",
     "EventsConfig", "FleetConfig", "HomeConfig", "MotionConfig", "MqttConfig", "RecognitionConfig",
     "TlsConfig", "TrackingConfig", "default_client_id", "default_gallery_path", "load", "parse",
-    "resolve_secrets",
+    "parse_settings", "resolve_secrets",
 ]

@@ -141,6 +141,20 @@ def parse(text: str, filename: str = "<config>") -> Config:
     return _parse(text, filename)[0]
 
 
+def parse_settings(items: list[str], flag: str = "--set") -> Config:
+    """A Config from ``SECTION.KEY=VALUE`` items (a YAML value: ``5``, ``null``, ``[0, 20]``), checked as
+    a config file is: an unknown section or key, or a bad value, raises ConfigError naming the item."""
+    sections: dict[str, list[str]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not (eq and dot and section.isidentifier() and name.isidentifier()) or "\n" in value:
+            raise ConfigError(f"{flag} {item}: expected SECTION.KEY=VALUE, such as detection.budget_ms=5")
+        sections.setdefault(section, []).append(f"  {name}: {value}")
+    text = "".join(f"{section}:\n" + "\n".join(lines) + "\n" for section, lines in sections.items())
+    return parse(text, flag)
+
+
 def resolve_secrets(mqtt: MqttConfig, filename: str = "<config>") -> None:
     """Fill mqtt.password from password_env / password_file (the YAML never needs to hold it)."""
     if mqtt.password_env:
