@@ -42,3 +42,14 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     a, b = a - a.mean(), b - b.mean()
     return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def chip_windows(image, sizes=(0.3, 0.5, 0.8)):
+    """150x150 chips of square windows over an RGB or grey picture, half a window apart."""
+    bgr = cv2.cvtColor(image[..., :3] if image.ndim == 3 else np.dstack([image] * 3), cv2.COLOR_RGB2BGR)
+    h, w = bgr.shape[:2]
+    for share in sizes:
+        side = int(min(h, w) * share)
+        for y in range(0, h - side + 1, side // 2):
+            for x in range(0, w - side + 1, side // 2):
+                yield cv2.resize(bgr[y:y + side, x:x + side], (150, 150), interpolation=cv2.INTER_AREA)

@@ -2,9 +2,8 @@
 (tracking.close_match_face_check): false faces (a punching bag beside a face on make_clip seed 7) crept
 over a threshold; real faces' chips pass."""
 import pytest
-from faces import astronaut_bgr
+from faces import astronaut_bgr, chip_windows
 from skimage import data
-from test_face_check import _windows
 
 from edgeface.config import Config
 from edgeface.recognition.match import Match
@@ -17,7 +16,7 @@ def chips():
     recognizer = build_recognizer(Config())
     image = astronaut_bgr()
     face = recognizer.chips(image, recognizer.find(image))[0]
-    brick = next(_windows(data.brick()))
+    brick = next(chip_windows(data.brick()))
     return recognizer, face, brick
 
 
